@@ -1,0 +1,581 @@
+//! Typed configuration: a TOML file, then environment overrides `PAYGATE__SECTION__KEY`
+//! (`PAYGATE__SERVER__BIND=127.0.0.1:9000`, `PAYGATE__MERCHANTS__0__NOTIFY_URL=...`),
+//! validated once at start with errors that name the bad field.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML or has a wrong field: {0}")]
+    Parse(String),
+    #[error("environment override {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid config field `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A secret value whose `Debug` never shows it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub actors: ActorsConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub notifier: NotifierConfig,
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelConfig>,
+    #[serde(default)]
+    pub merchants: Vec<MerchantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub bind: String,
+    /// Public base URL providers call back to; defaults to `http://{bound address}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// HTTP worker threads; 0 = one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Largest accepted request body in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    /// sled page cache in MiB; bounds resident memory.
+    #[serde(default = "default_cache_mb")]
+    pub cache_capacity_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    128
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsConfig {
+    /// Arbiter threads order actors are spread over; 0 = one per core.
+    pub arbiters: usize,
+    /// An order actor idle this long passivates (its state stays in sled).
+    pub idle_timeout_secs: u64,
+    /// Default and maximum `expires_in` for orders.
+    pub default_expires_in_secs: u64,
+    pub max_expires_in_secs: u64,
+    /// First status poll after a prepay when no callback has arrived, then the interval
+    /// doubles up to `poll_max_interval_secs`.
+    pub poll_first_secs: u64,
+    pub poll_max_interval_secs: u64,
+    /// How often the timer service looks for due timers at most.
+    pub timer_tick_ms: u64,
+}
+
+impl Default for ActorsConfig {
+    fn default() -> Self {
+        ActorsConfig {
+            arbiters: 0,
+            idle_timeout_secs: 60,
+            default_expires_in_secs: 900,
+            max_expires_in_secs: 7 * 24 * 3600,
+            poll_first_secs: 10,
+            poll_max_interval_secs: 120,
+            timer_tick_ms: 200,
+        }
+    }
+}
+
+impl ActorsConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn arbiter_count(&self) -> usize {
+        if self.arbiters == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            self.arbiters
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Mounts the provider simulators under `/sandbox` and the sandbox payer route.
+    pub enabled: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Hex SHA-256 of the operator token; admin routes are off when empty.
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifierConfig {
+    /// Delays between webhook attempts, in seconds; after the last one the event is dead.
+    pub schedule_secs: Vec<u64>,
+    pub timeout_ms: u64,
+    pub global_concurrency: usize,
+    pub per_merchant_concurrency: usize,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        NotifierConfig {
+            schedule_secs: vec![
+                5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400,
+            ],
+            timeout_ms: 10_000,
+            global_concurrency: 256,
+            per_merchant_concurrency: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Which connector speaks for this channel (`sandbox`, `wechat_pay`, ...).
+    pub kind: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Provider API base URL; empty = the built-in simulator.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Sustained provider calls per second this channel may make, and the burst above it.
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_sec: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Timeout of one provider call.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Connector-specific settings, parsed and validated by the connector.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_rate() -> u32 {
+    5000
+}
+fn default_burst() -> u32 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantConfig {
+    pub id: String,
+    /// Hex SHA-256 of the merchant's API key; the key itself is never stored.
+    pub api_key_sha256: String,
+    /// Secret used to sign this merchant's webhooks.
+    pub webhook_secret: Secret,
+    /// The previous secret during a rotation; webhooks carry a signature for both.
+    #[serde(default)]
+    pub previous_webhook_secret: Option<Secret>,
+    /// Default webhook URL when an order has no `notify_url`.
+    #[serde(default)]
+    pub notify_url: Option<String>,
+}
+
+impl Config {
+    /// Reads `path`, applies `PAYGATE__…` overrides from `env`, validates.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, env)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (var, raw) in env {
+            if let Some(path) = var.strip_prefix("PAYGATE__") {
+                apply_override(&mut value, &var, path, &raw)?;
+            }
+        }
+        let cfg: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "server.bind",
+                "must be host:port, e.g. 127.0.0.1:8080",
+            ));
+        }
+        if let Some(u) = &self.server.public_url {
+            check_http_url("server.public_url", u)?;
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.storage.cache_capacity_mb == 0 {
+            return Err(invalid("storage.cache_capacity_mb", "must be > 0"));
+        }
+        let a = &self.actors;
+        if a.idle_timeout_secs == 0 {
+            return Err(invalid("actors.idle_timeout_secs", "must be > 0"));
+        }
+        if a.default_expires_in_secs == 0 || a.default_expires_in_secs > a.max_expires_in_secs {
+            return Err(invalid(
+                "actors.default_expires_in_secs",
+                "must be > 0 and <= actors.max_expires_in_secs",
+            ));
+        }
+        if a.poll_first_secs == 0 || a.poll_max_interval_secs < a.poll_first_secs {
+            return Err(invalid(
+                "actors.poll_first_secs",
+                "must be > 0 and <= actors.poll_max_interval_secs",
+            ));
+        }
+        if a.timer_tick_ms == 0 {
+            return Err(invalid("actors.timer_tick_ms", "must be > 0"));
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            return Err(invalid("log.format", "must be `pretty` or `json`"));
+        }
+        if !self.admin.token_sha256.is_empty() {
+            check_sha256("admin.token_sha256", &self.admin.token_sha256)?;
+        }
+        let n = &self.notifier;
+        if n.schedule_secs.is_empty() {
+            return Err(invalid(
+                "notifier.schedule_secs",
+                "needs at least one delay",
+            ));
+        }
+        if n.timeout_ms == 0 || n.global_concurrency == 0 || n.per_merchant_concurrency == 0 {
+            return Err(invalid(
+                "notifier",
+                "timeout_ms, global_concurrency and per_merchant_concurrency must be > 0",
+            ));
+        }
+        for (name, ch) in &self.channels {
+            let field = |f: &str| format!("channels.{name}.{f}");
+            if crate::domain::ChannelName::parse(name).is_err() {
+                return Err(invalid(
+                    format!("channels.{name}"),
+                    "names are 1-32 of [a-z0-9_]",
+                ));
+            }
+            if !crate::connectors::KINDS.contains(&ch.kind.as_str()) {
+                return Err(invalid(
+                    field("kind"),
+                    format!(
+                        "unknown kind `{}`; known: {:?}",
+                        ch.kind,
+                        crate::connectors::KINDS
+                    ),
+                ));
+            }
+            if ch.rate_limit_per_sec == 0 || ch.burst == 0 {
+                return Err(invalid(
+                    field("rate_limit_per_sec"),
+                    "rate and burst must be > 0",
+                ));
+            }
+            if ch.timeout_ms == 0 {
+                return Err(invalid(field("timeout_ms"), "must be > 0"));
+            }
+            match &ch.base_url {
+                Some(u) if !u.is_empty() => check_http_url(&field("base_url"), u)?,
+                _ if !self.sandbox.enabled && ch.enabled => {
+                    return Err(invalid(
+                        field("base_url"),
+                        "required when [sandbox] is disabled (there is no simulator to talk to)",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in self.merchants.iter().enumerate() {
+            let field = |f: &str| format!("merchants[{i}].{f}");
+            if crate::domain::MerchantId::parse(&m.id).is_err() {
+                return Err(invalid(field("id"), "must be 1-32 of [a-z0-9_]"));
+            }
+            if !seen.insert(m.id.clone()) {
+                return Err(invalid(
+                    field("id"),
+                    format!("duplicate merchant `{}`", m.id),
+                ));
+            }
+            check_sha256(&field("api_key_sha256"), &m.api_key_sha256)?;
+            if m.webhook_secret.expose().len() < 16 {
+                return Err(invalid(
+                    field("webhook_secret"),
+                    "must be at least 16 characters",
+                ));
+            }
+            if let Some(u) = &m.notify_url {
+                check_http_url(&field("notify_url"), u)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn enabled_channels(&self) -> impl Iterator<Item = (&String, &ChannelConfig)> {
+        self.channels.iter().filter(|(_, c)| c.enabled)
+    }
+}
+
+fn check_sha256(field: &str, v: &str) -> Result<(), ConfigError> {
+    if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be 64 hex characters (a SHA-256 digest)",
+        ))
+    }
+}
+
+fn check_http_url(field: &str, v: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(invalid(field, format!("`{v}` is not an http(s) URL"))),
+    }
+}
+
+/// Sets `a__b__0__c` inside `root`, creating tables as needed. Values that parse as TOML
+/// scalars (integers, booleans, floats) keep that type; anything else is a string.
+fn apply_override(
+    root: &mut toml::Value,
+    var: &str,
+    path: &str,
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let err = |reason: &str| ConfigError::Env {
+        var: var.to_string(),
+        reason: reason.to_string(),
+    };
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty path segment"));
+    }
+    let value = parse_scalar(raw);
+    let mut cur = root;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        cur = match cur {
+            toml::Value::Table(t) => {
+                if last {
+                    t.insert(part.clone(), value);
+                    return Ok(());
+                }
+                t.entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            }
+            toml::Value::Array(a) => {
+                let idx: usize = part
+                    .parse()
+                    .map_err(|_| err("array segments must be indexes"))?;
+                let slot = a
+                    .get_mut(idx)
+                    .ok_or_else(|| err("array index out of range"))?;
+                if last {
+                    *slot = value;
+                    return Ok(());
+                }
+                slot
+            }
+            _ => return Err(err("path goes through a value that is not a table")),
+        };
+    }
+    Ok(())
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    toml::Value::String(raw.to_string())
+}
+
+/// Hex SHA-256 of a token, as stored in config for API keys and the admin token.
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+[storage]
+path = "data"
+[channels.sandbox]
+kind = "sandbox"
+[[merchants]]
+id = "demo"
+api_key_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+webhook_secret = "whsec_0123456789abcdef"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn base_config_loads_with_defaults() {
+        let c = Config::from_toml(BASE, vec![]).unwrap();
+        assert!(c.sandbox.enabled);
+        assert_eq!(c.actors.idle_timeout_secs, 60);
+        assert_eq!(c.channels["sandbox"].rate_limit_per_sec, 5000);
+    }
+
+    #[test]
+    fn env_overrides_nested_and_array_fields() {
+        let c = Config::from_toml(
+            BASE,
+            env(&[
+                ("PAYGATE__SERVER__BIND", "127.0.0.1:9000"),
+                ("PAYGATE__STORAGE__PATH", "./data-dev"),
+                ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "5"),
+                (
+                    "PAYGATE__MERCHANTS__0__NOTIFY_URL",
+                    "http://127.0.0.1:1/hook",
+                ),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:9000");
+        assert_eq!(c.storage.path, PathBuf::from("./data-dev"));
+        assert_eq!(c.actors.idle_timeout_secs, 5);
+        assert_eq!(
+            c.merchants[0].notify_url.as_deref(),
+            Some("http://127.0.0.1:1/hook")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_bad_field() {
+        let e = Config::from_toml(BASE, env(&[("PAYGATE__SERVER__BIND", "nope")])).unwrap_err();
+        assert!(e.to_string().contains("server.bind"), "{e}");
+        let e = Config::from_toml(&BASE.replace("\"sandbox\"\n[[", "\"paypal\"\n[["), vec![])
+            .unwrap_err();
+        assert!(e.to_string().contains("channels.sandbox.kind"), "{e}");
+        let e = Config::from_toml(&format!("{BASE}\nbogus = 1\n"), vec![]).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::from_toml(&BASE.replace("whsec_0123456789abcdef", "short"), vec![])
+            .unwrap_err();
+        assert!(e.to_string().contains("merchants[0].webhook_secret"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let c = Config::from_toml(BASE, vec![]).unwrap();
+        assert!(!format!("{c:?}").contains("whsec_0123456789abcdef"));
+    }
+}

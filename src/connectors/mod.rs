@@ -1,0 +1,226 @@
+//! The connector contract: one module per provider speaks that provider's wire protocol and
+//! knows nothing of actors or storage. Adding a channel = one module here, one line in
+//! [`build`], and its simulator under `src/simulator/`.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use crate::config::ChannelConfig;
+use crate::domain::{
+    ChannelName, Currency, Failure, Method, Millis, Money, Order, PayAction, Refund,
+};
+
+pub mod sandbox;
+
+/// Everything a connector needs from its surroundings, resolved once the server is bound.
+#[derive(Clone)]
+pub struct ConnectorEnv {
+    pub channel: ChannelName,
+    /// Shared HTTP client (rustls, pooled).
+    pub http: reqwest::Client,
+    /// Where the provider's API lives: the configured `base_url`, or the built-in
+    /// simulator at `{public_url}/sandbox/{channel}` when none is configured.
+    pub base_url: String,
+    /// The URL providers must send this channel's notifications to
+    /// (`{public_url}/callbacks/{channel}`).
+    pub callback_url: String,
+    /// The public base URL of this paygate instance.
+    pub public_url: String,
+}
+
+/// The provider's view of a payment, as reported by a query or a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderPayment {
+    /// Not paid yet (WeChat `NOTPAY`/`USERPAYING`, Alipay `WAIT_BUYER_PAY`): keep polling.
+    Pending,
+    Paid {
+        amount: Money,
+        provider_transaction_id: String,
+        paid_at: Millis,
+    },
+    /// Ended unpaid at the provider (closed, revoked).
+    Closed,
+    /// Ended with a payment error.
+    Failed(Failure),
+    /// The provider has no such trade.
+    NotFound,
+}
+
+/// The provider's view of one refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderRefund {
+    Pending,
+    Succeeded { provider_refund_id: Option<String> },
+    Failed(Failure),
+}
+
+/// The answer to a status query: the mapped status and the provider's own word for it
+/// (`trade_state`, `trade_status`, ...), which `/verify` shows the merchant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryResult {
+    pub payment: ProviderPayment,
+    pub provider_status: String,
+}
+
+/// A provider callback exactly as received, before any parsing: signatures are computed
+/// over the raw bytes.
+#[derive(Debug, Clone)]
+pub struct RawCallback {
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub query: String,
+    pub body: bytes_like::Bytes,
+    pub received_at: Millis,
+}
+
+impl RawCallback {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Re-export so connectors need not depend on actix-web for the body type.
+pub mod bytes_like {
+    pub use actix_web::web::Bytes;
+}
+
+/// A verified, parsed provider notification. References are the provider-side ids we sent
+/// (`OrderId::provider_ref`, `RefundId::provider_ref`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    Payment {
+        order_ref: String,
+        payment: ProviderPayment,
+    },
+    Refund {
+        order_ref: Option<String>,
+        refund_ref: String,
+        refund: ProviderRefund,
+    },
+}
+
+/// The HTTP answer a provider expects to a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// The request breaks a provider field rule; caught before calling the provider (400).
+    #[error("{message}")]
+    InvalidRequest {
+        param: &'static str,
+        message: String,
+    },
+    /// The channel does not offer this method or currency (400).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The provider answered and refused (business error, e.g. `ORDERPAID`, `ACQ.TRADE_HAS_SUCCESS`).
+    #[error("provider refused: {code}: {message}")]
+    Rejected { code: String, message: String },
+    /// A signature did not verify (response or callback). Counted; never trusted.
+    #[error("signature verification failed: {0}")]
+    Signature(String),
+    /// A callback that is well signed but not for us (wrong mchid/appid) or malformed.
+    #[error("bad notification: {0}")]
+    BadNotification(String),
+    /// Network failure, timeout or 5xx: the outcome is unknown; retry or query later.
+    #[error("provider unreachable: {0}")]
+    Transport(String),
+    /// The provider answered something we cannot parse.
+    #[error("unexpected provider response: {0}")]
+    Protocol(String),
+    /// Configuration or key material is unusable (found at start-up).
+    #[error("connector configuration: {0}")]
+    Config(String),
+}
+
+impl ConnectorError {
+    /// A stable short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorError::InvalidRequest { .. } => "invalid_request",
+            ConnectorError::Unsupported(_) => "unsupported",
+            ConnectorError::Rejected { .. } => "rejected",
+            ConnectorError::Signature(_) => "signature",
+            ConnectorError::BadNotification(_) => "bad_notification",
+            ConnectorError::Transport(_) => "transport",
+            ConnectorError::Protocol(_) => "protocol",
+            ConnectorError::Config(_) => "config",
+        }
+    }
+}
+
+/// One payment provider's protocol.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Checks method, currency and the provider's field limits before any call, so the
+    /// merchant gets a clear 400 and the order is never created.
+    fn validate(&self, order: &Order) -> Result<(), ConnectorError>;
+
+    /// Places the order with the provider and returns what the payer's client needs.
+    async fn prepay(&self, order: &Order) -> Result<PayAction, ConnectorError>;
+
+    /// Asks the provider for the payment's real status.
+    async fn query(&self, order: &Order) -> Result<QueryResult, ConnectorError>;
+
+    /// Closes the trade at the provider so it can no longer be paid. Closing a trade the
+    /// provider does not know, or already closed, is success.
+    async fn close(&self, order: &Order) -> Result<(), ConnectorError>;
+
+    /// Requests a (partial) refund. Providers answer synchronously (Alipay) or later
+    /// through a notification (WeChat): both are expressed by [`ProviderRefund`].
+    async fn refund(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError>;
+
+    /// Asks the provider for one refund's status.
+    async fn refund_query(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError>;
+
+    /// Verifies a callback's signature over the raw request first, then decrypts and parses it.
+    fn parse_notification(&self, raw: &RawCallback) -> Result<Notification, ConnectorError>;
+
+    /// The body the provider expects back: success only once the notification's effect is
+    /// durable (`Ok`), otherwise a failure that makes the provider retry.
+    fn ack(&self, outcome: Result<(), &str>) -> Ack;
+}
+
+/// Builds the connector of one configured channel. Fails at start-up on bad settings.
+pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError> {
+    match cfg.kind.as_str() {
+        "sandbox" => Ok(Arc::new(sandbox::SandboxConnector::new(
+            &cfg.settings,
+            env,
+        )?)),
+        other => Err(ConnectorError::Config(format!(
+            "unknown channel kind `{other}`"
+        ))),
+    }
+}
+
+/// The channel kinds this build knows, for config validation.
+pub const KINDS: &[&str] = &["sandbox"];
+
+/// Helper for connectors whose provider only settles some currencies / methods.
+pub fn require(ok: bool, what: impl FnOnce() -> String) -> Result<(), ConnectorError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectorError::Unsupported(what()))
+    }
+}
+
+#[allow(unused)]
+fn _assert_object_safe(_: &dyn Connector, _: Currency, _: Method) {}

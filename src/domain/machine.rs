@@ -1,0 +1,341 @@
+//! The order state machine (DESIGN §3). `Order::apply` is the only function that changes an
+//! order's lifecycle fields; it is pure, so every rule is a unit test and the invariants
+//! are checked by a property test over random event sequences.
+
+use serde::{Deserialize, Serialize};
+
+use super::order::{
+    Anomaly, AnomalyKind, CloseReason, Failure, Millis, Order, OrderStatus, PayAction, Refund,
+    RefundStatus,
+};
+use super::{DomainError, Money, RefundId};
+
+/// Something that happened to an order. Provider-reported events may arrive twice or out of
+/// order; `apply` makes them idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderEvent {
+    /// The order was created (always the first event, version 1).
+    Created,
+    /// The provider accepted the prepay and told us how the payer pays.
+    PrepayAccepted { pay_action: PayAction },
+    /// The provider refused the prepay.
+    PrepayRejected { failure: Failure },
+    /// The provider reports the payment succeeded (callback or query).
+    PaymentReported {
+        amount: Money,
+        provider_transaction_id: String,
+        paid_at: Millis,
+    },
+    /// The provider reports the trade ended unpaid (closed, revoked, payment error).
+    ProviderEnded { failed: Option<Failure> },
+    /// The merchant asked to close, or the order expired.
+    CloseRequested { reason: CloseReason },
+    /// A refund was requested; it reserves its amount while pending.
+    RefundRequested { refund: Refund },
+    RefundSucceeded {
+        refund_id: RefundId,
+        provider_refund_id: Option<String>,
+    },
+    RefundFailed {
+        refund_id: RefundId,
+        failure: Failure,
+    },
+}
+
+impl OrderEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OrderEvent::Created => "created",
+            OrderEvent::PrepayAccepted { .. } => "prepay_accepted",
+            OrderEvent::PrepayRejected { .. } => "prepay_rejected",
+            OrderEvent::PaymentReported { .. } => "payment_reported",
+            OrderEvent::ProviderEnded { .. } => "provider_ended",
+            OrderEvent::CloseRequested { .. } => "close_requested",
+            OrderEvent::RefundRequested { .. } => "refund_requested",
+            OrderEvent::RefundSucceeded { .. } => "refund_succeeded",
+            OrderEvent::RefundFailed { .. } => "refund_failed",
+        }
+    }
+}
+
+/// A change a merchant is told about through a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MerchantNotice {
+    OrderPaid,
+    OrderClosed,
+    OrderFailed,
+    /// Money arrived for an order that was already closed; the merchant must decide.
+    OrderPaidAfterClose,
+    RefundSucceeded(RefundId),
+    RefundFailed(RefundId),
+}
+
+impl MerchantNotice {
+    /// The webhook event `type`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            MerchantNotice::OrderPaid => "order.paid",
+            MerchantNotice::OrderClosed => "order.closed",
+            MerchantNotice::OrderFailed => "order.failed",
+            MerchantNotice::OrderPaidAfterClose => "order.paid_after_close",
+            MerchantNotice::RefundSucceeded(_) => "refund.succeeded",
+            MerchantNotice::RefundFailed(_) => "refund.failed",
+        }
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The order changed (status, refund or anomaly); persist `order` (its version is
+    /// already incremented) and emit `notices`.
+    Changed {
+        order: Box<Order>,
+        notices: Vec<MerchantNotice>,
+        anomaly: Option<Anomaly>,
+    },
+    /// The event was already applied (a duplicate notification): nothing to persist.
+    Unchanged,
+}
+
+impl Order {
+    /// Applies one event. Returns a typed error for an event the current state does not
+    /// allow; never changes `self`.
+    pub fn apply(&self, event: &OrderEvent, now: Millis) -> Result<Applied, DomainError> {
+        use OrderEvent as E;
+        use OrderStatus as S;
+        let invalid = || DomainError::InvalidTransition {
+            from: self.status,
+            event: event.name(),
+        };
+        let mut next = self.clone();
+        let mut notices = Vec::new();
+        let mut anomaly = None;
+
+        match (self.status, event) {
+            (_, E::Created) => return Err(invalid()),
+
+            (S::Created, E::PrepayAccepted { pay_action }) => {
+                next.status = S::Pending;
+                next.pay_action = Some(pay_action.clone());
+            }
+            (S::Created, E::PrepayRejected { failure }) => {
+                next.status = S::Failed;
+                next.failure = Some(failure.clone());
+                notices.push(MerchantNotice::OrderFailed);
+            }
+
+            (
+                S::Pending,
+                E::PaymentReported {
+                    amount,
+                    provider_transaction_id,
+                    paid_at,
+                },
+            ) => {
+                if *amount != self.spec.amount {
+                    if self.has_anomaly(AnomalyKind::AmountMismatch, provider_transaction_id) {
+                        return Ok(Applied::Unchanged);
+                    }
+                    anomaly = Some(Anomaly {
+                        kind: AnomalyKind::AmountMismatch,
+                        detail: format!(
+                            "provider reported {amount} for an order of {} (txn {provider_transaction_id})",
+                            self.spec.amount
+                        ),
+                        at: now,
+                    });
+                } else {
+                    next.status = S::Paid;
+                    next.provider_transaction_id = Some(provider_transaction_id.clone());
+                    next.paid_at = Some(*paid_at);
+                    notices.push(MerchantNotice::OrderPaid);
+                }
+            }
+            (
+                S::Paid | S::PartiallyRefunded | S::Refunded,
+                E::PaymentReported {
+                    amount,
+                    provider_transaction_id,
+                    ..
+                },
+            ) => {
+                if self.provider_transaction_id.as_deref() == Some(provider_transaction_id)
+                    && *amount == self.spec.amount
+                {
+                    return Ok(Applied::Unchanged);
+                }
+                let kind =
+                    if self.provider_transaction_id.as_deref() == Some(provider_transaction_id) {
+                        AnomalyKind::AmountMismatch
+                    } else {
+                        AnomalyKind::DuplicatePayment
+                    };
+                if self.has_anomaly(kind, provider_transaction_id) {
+                    return Ok(Applied::Unchanged);
+                }
+                anomaly = Some(Anomaly {
+                    kind,
+                    detail: format!(
+                        "provider reported {amount} as txn {provider_transaction_id} for an order already paid"
+                    ),
+                    at: now,
+                });
+            }
+            (
+                S::Closed | S::Failed,
+                E::PaymentReported {
+                    amount,
+                    provider_transaction_id,
+                    ..
+                },
+            ) => {
+                if self.has_anomaly(AnomalyKind::PaidAfterClose, provider_transaction_id) {
+                    return Ok(Applied::Unchanged);
+                }
+                anomaly = Some(Anomaly {
+                    kind: AnomalyKind::PaidAfterClose,
+                    detail: format!(
+                        "provider reported {amount} as txn {provider_transaction_id} after the order was {}",
+                        self.status
+                    ),
+                    at: now,
+                });
+                notices.push(MerchantNotice::OrderPaidAfterClose);
+            }
+            (S::Created | S::Pending, E::CloseRequested { reason }) => {
+                next.status = S::Closed;
+                next.closed = Some((*reason, now));
+                notices.push(MerchantNotice::OrderClosed);
+            }
+            (S::Closed, E::CloseRequested { .. }) => return Ok(Applied::Unchanged),
+            (S::Pending, E::ProviderEnded { failed: None }) => {
+                next.status = S::Closed;
+                next.closed = Some((CloseReason::Provider, now));
+                notices.push(MerchantNotice::OrderClosed);
+            }
+            (S::Pending, E::ProviderEnded { failed: Some(f) }) => {
+                next.status = S::Failed;
+                next.failure = Some(f.clone());
+                notices.push(MerchantNotice::OrderFailed);
+            }
+            (S::Closed | S::Failed, E::ProviderEnded { .. }) => return Ok(Applied::Unchanged),
+
+            (S::Paid | S::PartiallyRefunded, E::RefundRequested { refund }) => {
+                if refund.amount.currency() != self.spec.amount.currency() {
+                    return Err(DomainError::CurrencyMismatch {
+                        expected: self.spec.amount.currency(),
+                        got: refund.amount.currency(),
+                    });
+                }
+                if self.refunds.iter().any(|r| r.id == refund.id) {
+                    return Ok(Applied::Unchanged);
+                }
+                if refund.status != RefundStatus::Pending {
+                    return Err(invalid());
+                }
+                let available = self.refundable();
+                if refund.amount.minor() > available {
+                    return Err(DomainError::RefundExceedsPaid {
+                        requested: refund.amount.minor(),
+                        available,
+                    });
+                }
+                next.refunds.push(refund.clone());
+            }
+            (
+                S::Paid | S::PartiallyRefunded | S::Refunded,
+                E::RefundSucceeded {
+                    refund_id,
+                    provider_refund_id,
+                },
+            ) => {
+                let r = next
+                    .refunds
+                    .iter_mut()
+                    .find(|r| &r.id == refund_id)
+                    .ok_or(DomainError::UnknownRefund)?;
+                match r.status {
+                    RefundStatus::Succeeded => return Ok(Applied::Unchanged),
+                    // A provider that first said "failed" and later "succeeded" has
+                    // moved money we no longer reserve: an operator must look.
+                    RefundStatus::Failed => return Ok(self.refund_contradiction(refund_id, now)),
+                    RefundStatus::Pending => {
+                        r.status = RefundStatus::Succeeded;
+                        r.provider_refund_id = provider_refund_id.clone();
+                        r.completed_at = Some(now);
+                    }
+                }
+                next.status = if next.amount_refunded() == self.spec.amount.minor() {
+                    S::Refunded
+                } else {
+                    S::PartiallyRefunded
+                };
+                notices.push(MerchantNotice::RefundSucceeded(refund_id.clone()));
+            }
+            (
+                S::Paid | S::PartiallyRefunded | S::Refunded,
+                E::RefundFailed { refund_id, failure },
+            ) => {
+                let r = next
+                    .refunds
+                    .iter_mut()
+                    .find(|r| &r.id == refund_id)
+                    .ok_or(DomainError::UnknownRefund)?;
+                match r.status {
+                    RefundStatus::Failed => return Ok(Applied::Unchanged),
+                    RefundStatus::Succeeded => return Ok(self.refund_contradiction(refund_id, now)),
+                    RefundStatus::Pending => {
+                        r.status = RefundStatus::Failed;
+                        r.failure = Some(failure.clone());
+                        r.completed_at = Some(now);
+                    }
+                }
+                notices.push(MerchantNotice::RefundFailed(refund_id.clone()));
+            }
+            (S::Pending, E::PrepayAccepted { .. }) => return Ok(Applied::Unchanged),
+            _ => return Err(invalid()),
+        }
+
+        if let Some(a) = &anomaly {
+            next.anomalies.push(a.clone());
+        }
+        next.version += 1;
+        Ok(Applied::Changed {
+            order: Box::new(next),
+            notices,
+            anomaly,
+        })
+    }
+
+    fn has_anomaly(&self, kind: AnomalyKind, txn: &str) -> bool {
+        self.anomalies
+            .iter()
+            .any(|a| a.kind == kind && a.detail.contains(txn))
+    }
+
+    /// Records (once) that the provider contradicted a refund outcome already recorded.
+    fn refund_contradiction(&self, refund_id: &RefundId, now: Millis) -> Applied {
+        let detail = format!("provider contradicted the recorded outcome of refund {refund_id}");
+        if self
+            .anomalies
+            .iter()
+            .any(|a| a.kind == AnomalyKind::RefundMismatch && a.detail == detail)
+        {
+            return Applied::Unchanged;
+        }
+        let anomaly = Anomaly {
+            kind: AnomalyKind::RefundMismatch,
+            detail,
+            at: now,
+        };
+        let mut order = self.clone();
+        order.anomalies.push(anomaly.clone());
+        order.version += 1;
+        Applied::Changed {
+            order: Box::new(order),
+            notices: Vec::new(),
+            anomaly: Some(anomaly),
+        }
+    }
+}

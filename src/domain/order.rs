@@ -1,0 +1,358 @@
+//! The order aggregate. Its lifecycle fields are private to `domain`: the only way to change
+//! them is [`Order::apply`] in `machine.rs`, so every state change is an event.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use super::{ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId};
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Created,
+    Pending,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+    Closed,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::Closed => "closed",
+            OrderStatus::Failed => "failed",
+        }
+    }
+
+    /// No event moves an order out of a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Refunded | OrderStatus::Closed | OrderStatus::Failed
+        )
+    }
+
+    /// States in which money has been received.
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How the payer pays. Not every channel supports every method; connectors say which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Method {
+    NativeQr,
+    H5,
+    App,
+    MiniProgram,
+    Jsapi,
+    PcWeb,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::NativeQr,
+        Method::H5,
+        Method::App,
+        Method::MiniProgram,
+        Method::Jsapi,
+        Method::PcWeb,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::NativeQr => "native_qr",
+            Method::H5 => "h5",
+            Method::App => "app",
+            Method::MiniProgram => "mini_program",
+            Method::Jsapi => "jsapi",
+            Method::PcWeb => "pc_web",
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, DomainError> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| DomainError::UnknownMethod(s.chars().take(32).collect()))
+    }
+}
+
+/// What the payer's client needs to complete the payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayAction {
+    /// Show `code_url` as a QR code for the payer to scan.
+    QrCode { code_url: String },
+    /// Send the payer's browser to `url`.
+    Redirect { url: String },
+    /// Parameters for the provider's native APP SDK.
+    SdkParams { params: BTreeMap<String, String> },
+    /// Parameters for a mini program / JSAPI invocation (`wx.requestPayment`, `my.tradePay`).
+    MiniProgram { params: BTreeMap<String, String> },
+    /// An HTML form to auto-submit in the payer's browser.
+    Form {
+        action: String,
+        method: String,
+        fields: BTreeMap<String, String>,
+    },
+}
+
+/// Payer details some methods need (WeChat JSAPI needs `openid`, H5 the client IP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payer {
+    pub ip: Option<String>,
+    pub openid: Option<String>,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// Something operators must look at; recorded on the order, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub detail: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AnomalyKind {
+    AmountMismatch,
+    PaidAfterClose,
+    DuplicatePayment,
+    RefundMismatch,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::AmountMismatch => "amount_mismatch",
+            AnomalyKind::PaidAfterClose => "paid_after_close",
+            AnomalyKind::DuplicatePayment => "duplicate_payment",
+            AnomalyKind::RefundMismatch => "refund_mismatch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    Merchant,
+    Expired,
+    Provider,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Merchant => "merchant",
+            CloseReason::Expired => "expired",
+            CloseReason::Provider => "provider",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: RefundId,
+    pub merchant_refund_no: MerchantRef,
+    pub amount: Money,
+    pub reason: Option<String>,
+    pub(super) status: RefundStatus,
+    pub(super) provider_refund_id: Option<String>,
+    pub created_at: Millis,
+    pub(super) completed_at: Option<Millis>,
+    pub(super) failure: Option<Failure>,
+}
+
+impl Refund {
+    /// A new refund request; it becomes part of an order only through
+    /// `OrderEvent::RefundRequested`.
+    pub fn new(
+        id: RefundId,
+        merchant_refund_no: MerchantRef,
+        amount: Money,
+        reason: Option<String>,
+        now: Millis,
+    ) -> Self {
+        Refund {
+            id,
+            merchant_refund_no,
+            amount,
+            reason,
+            status: RefundStatus::Pending,
+            provider_refund_id: None,
+            created_at: now,
+            completed_at: None,
+            failure: None,
+        }
+    }
+
+    pub fn status(&self) -> RefundStatus {
+        self.status
+    }
+    pub fn provider_refund_id(&self) -> Option<&str> {
+        self.provider_refund_id.as_deref()
+    }
+    pub fn completed_at(&self) -> Option<Millis> {
+        self.completed_at
+    }
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+}
+
+/// Everything a merchant chose when creating the order; validated before it gets here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSpec {
+    pub merchant_id: MerchantId,
+    pub merchant_order_no: MerchantRef,
+    pub amount: Money,
+    pub channel: ChannelName,
+    pub method: Method,
+    pub subject: String,
+    pub notify_url: Option<String>,
+    pub return_url: Option<String>,
+    pub expires_at: Millis,
+    pub payer: Payer,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub spec: OrderSpec,
+    pub created_at: Millis,
+    pub(super) status: OrderStatus,
+    pub(super) version: u64,
+    pub(super) pay_action: Option<PayAction>,
+    pub(super) provider_transaction_id: Option<String>,
+    pub(super) paid_at: Option<Millis>,
+    pub(super) closed: Option<(CloseReason, Millis)>,
+    pub(super) failure: Option<Failure>,
+    pub(super) refunds: Vec<Refund>,
+    pub(super) anomalies: Vec<Anomaly>,
+}
+
+impl Order {
+    /// A new order in `created`, version 1 (its creation is the first event).
+    pub fn new(id: OrderId, spec: OrderSpec, now: Millis) -> Self {
+        Order {
+            id,
+            spec,
+            created_at: now,
+            status: OrderStatus::Created,
+            version: 1,
+            pay_action: None,
+            provider_transaction_id: None,
+            paid_at: None,
+            closed: None,
+            failure: None,
+            refunds: Vec::new(),
+            anomalies: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> OrderStatus {
+        self.status
+    }
+    /// Incremented by every persisted change; lets merchants drop stale webhooks.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    pub fn pay_action(&self) -> Option<&PayAction> {
+        self.pay_action.as_ref()
+    }
+    pub fn provider_transaction_id(&self) -> Option<&str> {
+        self.provider_transaction_id.as_deref()
+    }
+    pub fn paid_at(&self) -> Option<Millis> {
+        self.paid_at
+    }
+    pub fn closed(&self) -> Option<(CloseReason, Millis)> {
+        self.closed
+    }
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+    pub fn refunds(&self) -> &[Refund] {
+        &self.refunds
+    }
+    pub fn refund(&self, id: &RefundId) -> Option<&Refund> {
+        self.refunds.iter().find(|r| &r.id == id)
+    }
+    pub fn anomalies(&self) -> &[Anomaly] {
+        &self.anomalies
+    }
+
+    /// Sum of succeeded refunds, in minor units.
+    pub fn amount_refunded(&self) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.status == RefundStatus::Succeeded)
+            .map(|r| r.amount.minor())
+            .sum()
+    }
+
+    /// Sum of refunds that are pending or succeeded: money promised back to the payer.
+    pub fn amount_committed_to_refunds(&self) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.status != RefundStatus::Failed)
+            .map(|r| r.amount.minor())
+            .sum()
+    }
+
+    /// What is still refundable in minor units (0 unless paid).
+    pub fn refundable(&self) -> i64 {
+        if self.status.is_paid() {
+            self.spec.amount.minor() - self.amount_committed_to_refunds()
+        } else {
+            0
+        }
+    }
+}

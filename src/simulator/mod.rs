@@ -1,0 +1,80 @@
+//! Built-in provider simulators, mounted under `/sandbox/{channel}` when `[sandbox]` is on.
+//! Each speaks the provider side of the real protocol: it verifies the gateway's signed
+//! requests with the configured merchant credentials, answers like the provider, and on
+//! `POST /sandbox/pay/{order_id}` pays the order and sends a correctly signed callback.
+//! A simulator that accepted anything would prove nothing, so each one checks what the
+//! real provider checks.
+
+use actix_web::web;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::sync::Arc;
+
+use crate::config::ChannelConfig;
+use crate::domain::{ChannelName, Order};
+use crate::store::KvTree;
+
+pub mod sandbox;
+
+/// What a simulator gets from the server.
+#[derive(Clone)]
+pub struct SimEnv {
+    pub channel: ChannelName,
+    pub http: reqwest::Client,
+    /// Simulator-private persistent state (trades, refunds), so a restart of paygate does
+    /// not make the "provider" forget its trades.
+    pub state: KvTree,
+    pub public_url: String,
+}
+
+/// Body of `POST /sandbox/pay/{order_id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayOptions {
+    /// Pay this many minor units instead of the order amount (to test mismatch handling).
+    pub amount: Option<i64>,
+    /// Mark the trade paid but do not send the callback (to test query/verify recovery).
+    pub drop_callback: bool,
+}
+
+/// What happened when the simulator paid an order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PayOutcome {
+    pub provider_transaction_id: String,
+    pub amount: i64,
+    /// The HTTP status and body the gateway answered to the callback (None if dropped).
+    pub callback_status: Option<u16>,
+    pub callback_body: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the provider has no trade for this order (was it placed with this channel?)")]
+    UnknownTrade,
+    #[error("trade cannot be paid: {0}")]
+    NotPayable(String),
+    #[error("simulator configuration: {0}")]
+    Config(String),
+    #[error("simulator storage: {0}")]
+    Storage(String),
+}
+
+#[async_trait]
+pub trait Simulator: Send + Sync + 'static {
+    /// Mounts the provider's API; called inside `web::scope("/sandbox/{channel}")`.
+    fn routes(self: Arc<Self>, cfg: &mut web::ServiceConfig);
+
+    /// The payer pays `order` at the provider; the provider then sends its callback.
+    async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError>;
+}
+
+/// Builds the simulator of one channel from the same settings its connector uses.
+pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, SimError> {
+    match cfg.kind.as_str() {
+        "sandbox" => Ok(Arc::new(sandbox::SandboxSimulator::new(
+            &cfg.settings,
+            env,
+        )?)),
+        other => Err(SimError::Config(format!("no simulator for kind `{other}`"))),
+    }
+}

@@ -1,0 +1,185 @@
+//! The only code that touches sled (DESIGN §4). Every order transition is one sled
+//! transaction over snapshot, event log, indexes, outbox and timers, followed by a group
+//! commit flush before the caller may answer anyone.
+
+mod codec;
+mod group_commit;
+mod idempotency;
+mod orders;
+mod outbox;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use idempotency::{IdemBegin, StoredResponse};
+pub use orders::{OrderWrite, StoredEvent, Wake};
+pub use outbox::{OutboxRecord, OutboxStatus};
+
+use group_commit::GroupCommit;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O: {0}")]
+    Io(String),
+    #[error("stored record is unreadable: {0}")]
+    Codec(String),
+    #[error("flush failed: {0}")]
+    Flush(String),
+    #[error("merchant_order_no already used by {0}")]
+    DuplicateMerchantOrderNo(String),
+    #[error("merchant_refund_no already used by {0}")]
+    DuplicateMerchantRefundNo(String),
+    #[error("order changed concurrently (expected version {expected}, found {found})")]
+    VersionConflict { expected: u64, found: u64 },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// Tree names; changing one is a storage migration.
+mod tree {
+    pub const ORDERS: &str = "orders";
+    pub const EVENTS: &str = "events";
+    pub const MERCHANT_ORDERS: &str = "merchant_orders";
+    pub const MERCHANT_LIST: &str = "merchant_list";
+    pub const REFUNDS: &str = "refunds";
+    pub const MERCHANT_REFUNDS: &str = "merchant_refunds";
+    pub const IDEMPOTENCY: &str = "idempotency";
+    pub const OUTBOX: &str = "outbox";
+    pub const OUTBOX_DUE: &str = "outbox_due";
+    pub const TIMERS: &str = "timers";
+    pub const ORDER_TIMER: &str = "order_timer";
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    orders: sled::Tree,
+    events: sled::Tree,
+    merchant_orders: sled::Tree,
+    merchant_list: sled::Tree,
+    refunds: sled::Tree,
+    merchant_refunds: sled::Tree,
+    idempotency: sled::Tree,
+    outbox: sled::Tree,
+    outbox_due: sled::Tree,
+    timers: sled::Tree,
+    order_timer: sled::Tree,
+    commit: Arc<GroupCommit>,
+}
+
+impl Store {
+    /// Opens (or creates) the database. `cache_mb` bounds sled's page cache.
+    pub fn open(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_mb * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let t = |name: &str| db.open_tree(name);
+        let inner = Inner {
+            orders: t(tree::ORDERS)?,
+            events: t(tree::EVENTS)?,
+            merchant_orders: t(tree::MERCHANT_ORDERS)?,
+            merchant_list: t(tree::MERCHANT_LIST)?,
+            refunds: t(tree::REFUNDS)?,
+            merchant_refunds: t(tree::MERCHANT_REFUNDS)?,
+            idempotency: t(tree::IDEMPOTENCY)?,
+            outbox: t(tree::OUTBOX)?,
+            outbox_due: t(tree::OUTBOX_DUE)?,
+            timers: t(tree::TIMERS)?,
+            order_timer: t(tree::ORDER_TIMER)?,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Waits until everything written so far is flushed (shared with concurrent writers).
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.inner.commit.durable().await
+    }
+
+    /// (flushes, writes covered) since start, to show how well writes are batched.
+    pub fn flush_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.commit.flushes.load(Relaxed),
+            self.inner.commit.flushed_writes.load(Relaxed),
+        )
+    }
+
+    /// A named key-value tree for simulators' private state (`sim_<channel>`). Not part of
+    /// paygate's own data model; writes are not flushed on their own.
+    pub fn kv_tree(&self, name: &str) -> Result<KvTree, StoreError> {
+        Ok(KvTree {
+            tree: self.inner.db.open_tree(format!("sim_{name}"))?,
+        })
+    }
+
+    /// On-disk size in bytes, for operators.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// A simple persistent map of string keys to JSON values.
+#[derive(Clone)]
+pub struct KvTree {
+    tree: sled::Tree,
+}
+
+impl KvTree {
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Codec(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.tree.insert(key.as_bytes(), v)?;
+        Ok(())
+    }
+
+    /// Atomically read-modify-write one key (`f` may run more than once).
+    pub fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, StoreError>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+        F: FnMut(Option<T>) -> Option<T>,
+    {
+        let mut out = None;
+        self.tree.update_and_fetch(key.as_bytes(), |old| {
+            let cur = old.and_then(|b| serde_json::from_slice::<T>(b).ok());
+            let next = f(cur);
+            let bytes = next.as_ref().and_then(|n| serde_json::to_vec(n).ok());
+            out = next;
+            bytes
+        })?;
+        Ok(out)
+    }
+
+    pub fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.tree.remove(key.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 16).unwrap();
+    (dir, s)
+}

@@ -1,0 +1,471 @@
+//! Orders: snapshot, event log, merchant indexes, refund indexes and the order's wake-up
+//! timer, all written in one transaction per transition.
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::codec::{decode, due_key, encode, scoped, split_due_key};
+use super::outbox::{outbox_due_key, OutboxRecord};
+use super::{Store, StoreError};
+use crate::domain::{
+    MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundId,
+};
+
+/// One entry of an order's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Equals the order version this event produced.
+    pub seq: u64,
+    pub at: Millis,
+    pub event: OrderEvent,
+    pub status_after: OrderStatus,
+}
+
+/// What to do with the order's wake-up timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Keep,
+    At(Millis),
+    Clear,
+}
+
+/// One transition to persist atomically.
+#[derive(Debug, Clone)]
+pub struct OrderWrite {
+    /// The snapshot after the transition.
+    pub order: Order,
+    /// The version the writer read (0 when creating); a different stored version aborts.
+    pub prev_version: u64,
+    /// The event that produced `order` (None for a timer-only update).
+    pub event: Option<(OrderEvent, Millis)>,
+    pub outbox: Vec<OutboxRecord>,
+    pub wake: Wake,
+}
+
+fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn lift(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl Store {
+    /// Persists one transition and returns once it is durable.
+    pub async fn commit(&self, w: &OrderWrite) -> Result<(), StoreError> {
+        self.apply(w)?;
+        self.durable().await
+    }
+
+    /// Applies the transaction without waiting for the flush.
+    fn apply(&self, w: &OrderWrite) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let order = &w.order;
+        let id = order.id.as_str();
+        let merchant = order.spec.merchant_id.as_str();
+        let snapshot = encode(order)?;
+        let event = match &w.event {
+            Some((ev, at)) => Some(encode(&StoredEvent {
+                seq: order.version(),
+                at: *at,
+                event: ev.clone(),
+                status_after: order.status(),
+            })?),
+            None => None,
+        };
+        let new_refund = match &w.event {
+            Some((OrderEvent::RefundRequested { refund }, _)) => {
+                Some((refund.id.clone(), refund.merchant_refund_no.clone()))
+            }
+            _ => None,
+        };
+        let outbox: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = w
+            .outbox
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.id.as_str().as_bytes().to_vec(),
+                    encode(r)?,
+                    outbox_due_key(r),
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+
+        let trees = [
+            &i.orders,
+            &i.events,
+            &i.merchant_orders,
+            &i.merchant_list,
+            &i.refunds,
+            &i.merchant_refunds,
+            &i.outbox,
+            &i.outbox_due,
+            &i.timers,
+            &i.order_timer,
+        ];
+        let res =
+            trees[..].transaction(|t| {
+                let (
+                    orders,
+                    events,
+                    m_orders,
+                    m_list,
+                    refunds,
+                    m_refunds,
+                    ob,
+                    ob_due,
+                    timers,
+                    o_timer,
+                ) = (
+                    &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8], &t[9],
+                );
+                let found = match orders.get(id)? {
+                    Some(b) => decode::<Order>(&b).map_err(lift)?.version(),
+                    None => 0,
+                };
+                if found != w.prev_version {
+                    return abort(StoreError::VersionConflict {
+                        expected: w.prev_version,
+                        found,
+                    });
+                }
+                if w.prev_version == 0 {
+                    let k = scoped(merchant, order.spec.merchant_order_no.as_str());
+                    if let Some(existing) = m_orders.get(&k)? {
+                        return abort(StoreError::DuplicateMerchantOrderNo(
+                            String::from_utf8_lossy(&existing).into_owned(),
+                        ));
+                    }
+                    m_orders.insert(k, id.as_bytes())?;
+                    m_list.insert(scoped(merchant, id), &[])?;
+                }
+                if let Some((rid, mref)) = &new_refund {
+                    let k = scoped(merchant, mref.as_str());
+                    if let Some(existing) = m_refunds.get(&k)? {
+                        return abort(StoreError::DuplicateMerchantRefundNo(
+                            String::from_utf8_lossy(&existing).into_owned(),
+                        ));
+                    }
+                    m_refunds.insert(k, rid.as_str().as_bytes())?;
+                    refunds.insert(rid.as_str().as_bytes(), id.as_bytes())?;
+                }
+                orders.insert(id.as_bytes(), snapshot.as_slice())?;
+                if let Some(ev) = &event {
+                    let mut k = id.as_bytes().to_vec();
+                    k.extend_from_slice(&order.version().to_be_bytes());
+                    events.insert(k, ev.as_slice())?;
+                }
+                for (k, v, due) in &outbox {
+                    ob.insert(k.as_slice(), v.as_slice())?;
+                    ob_due.insert(due.as_slice(), &[])?;
+                }
+                if w.wake != Wake::Keep {
+                    if let Some(old) = o_timer.remove(id.as_bytes())? {
+                        let due = i64::from_be_bytes(old.as_ref().try_into().unwrap_or([0; 8]));
+                        timers.remove(due_key(due, id))?;
+                    }
+                    if let Wake::At(due) = w.wake {
+                        o_timer.insert(id.as_bytes(), &due.to_be_bytes())?;
+                        timers.insert(due_key(due, id), &[])?;
+                    }
+                }
+                Ok(())
+            });
+        match res {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    pub fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.inner
+            .orders
+            .get(id.as_str())?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    pub fn find_order_by_merchant_ref(
+        &self,
+        merchant: &MerchantId,
+        merchant_order_no: &MerchantRef,
+    ) -> Result<Option<OrderId>, StoreError> {
+        let k = scoped(merchant.as_str(), merchant_order_no.as_str());
+        Ok(self
+            .inner
+            .merchant_orders
+            .get(k)?
+            .and_then(|v| OrderId::parse(std::str::from_utf8(&v).ok()?).ok()))
+    }
+
+    pub fn find_refund_by_merchant_ref(
+        &self,
+        merchant: &MerchantId,
+        merchant_refund_no: &MerchantRef,
+    ) -> Result<Option<RefundId>, StoreError> {
+        let k = scoped(merchant.as_str(), merchant_refund_no.as_str());
+        Ok(self
+            .inner
+            .merchant_refunds
+            .get(k)?
+            .and_then(|v| RefundId::parse(std::str::from_utf8(&v).ok()?).ok()))
+    }
+
+    /// The order a refund belongs to.
+    pub fn order_of_refund(&self, refund: &RefundId) -> Result<Option<OrderId>, StoreError> {
+        Ok(self
+            .inner
+            .refunds
+            .get(refund.as_str())?
+            .and_then(|v| OrderId::parse(std::str::from_utf8(&v).ok()?).ok()))
+    }
+
+    /// A merchant's orders, newest first, after the cursor `starting_after` (exclusive).
+    /// Returns the page and whether more follow.
+    pub fn list_orders(
+        &self,
+        merchant: &MerchantId,
+        starting_after: Option<&OrderId>,
+        limit: usize,
+    ) -> Result<(Vec<Order>, bool), StoreError> {
+        let lo = scoped(merchant.as_str(), "");
+        let hi = match starting_after {
+            Some(id) => scoped(merchant.as_str(), id.as_str()),
+            None => {
+                let mut k = merchant.as_str().as_bytes().to_vec();
+                k.push(1);
+                k
+            }
+        };
+        let mut out = Vec::with_capacity(limit.min(100));
+        let mut has_more = false;
+        for kv in self.inner.merchant_list.range(lo..hi).rev() {
+            let (k, _) = kv?;
+            if out.len() == limit {
+                has_more = true;
+                break;
+            }
+            let id_bytes = &k[merchant.as_str().len() + 1..];
+            let id = OrderId::parse(std::str::from_utf8(id_bytes).unwrap_or(""))
+                .map_err(|e| StoreError::Codec(e.to_string()))?;
+            if let Some(o) = self.get_order(&id)? {
+                out.push(o);
+            }
+        }
+        Ok((out, has_more))
+    }
+
+    /// The order's audit trail in order.
+    pub fn events(&self, id: &OrderId) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner
+            .events
+            .scan_prefix(id.as_str().as_bytes())
+            .map(|kv| decode(&kv?.1))
+            .collect()
+    }
+
+    /// Orders whose wake-up time is at or before `now`, earliest first.
+    pub fn due_timers(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(Millis, OrderId)>, StoreError> {
+        let hi = due_key(now.saturating_add(1), "");
+        let mut out = Vec::new();
+        for kv in self.inner.timers.range(..hi).take(limit) {
+            let (k, _) = kv?;
+            if let Some((due, id)) = split_due_key(&k) {
+                if let Ok(id) = OrderId::parse(id) {
+                    out.push((due, id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest wake-up time of any order.
+    pub fn next_timer(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self
+            .inner
+            .timers
+            .first()?
+            .and_then(|(k, _)| split_due_key(&k).map(|(d, _)| d)))
+    }
+
+    /// The order's pending wake-up time, if any.
+    pub fn order_wake(&self, id: &OrderId) -> Result<Option<Millis>, StoreError> {
+        Ok(self
+            .inner
+            .order_timer
+            .get(id.as_str())?
+            .map(|v| i64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+    }
+
+    /// Number of orders stored (a full count; for operators and tests).
+    pub fn order_count(&self) -> usize {
+        self.inner.orders.len()
+    }
+
+    /// Every stored order, in id (creation) order. For statistics and recovery scans.
+    pub fn scan_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
+        self.inner
+            .orders
+            .iter()
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::*;
+    use crate::store::temp_store;
+    use std::collections::BTreeMap;
+
+    fn new_order(no: &str, now: Millis) -> Order {
+        Order::new(
+            OrderId::generate(now),
+            OrderSpec {
+                merchant_id: MerchantId::parse("demo").unwrap(),
+                merchant_order_no: MerchantRef::parse(no).unwrap(),
+                amount: Money::new(100, Currency::Cny).unwrap(),
+                channel: ChannelName::parse("sandbox").unwrap(),
+                method: Method::NativeQr,
+                subject: "s".into(),
+                notify_url: None,
+                return_url: None,
+                expires_at: now + 1000,
+                payer: Payer::default(),
+                metadata: BTreeMap::new(),
+            },
+            now,
+        )
+    }
+
+    fn create(o: &Order) -> OrderWrite {
+        OrderWrite {
+            order: o.clone(),
+            prev_version: 0,
+            event: Some((OrderEvent::Created, o.created_at)),
+            outbox: vec![],
+            wake: Wake::At(o.spec.expires_at),
+        }
+    }
+
+    #[tokio::test]
+    async fn create_read_and_unique_merchant_order_no() {
+        let (_d, s) = temp_store();
+        let o = new_order("A1", 1000);
+        s.commit(&create(&o)).await.unwrap();
+        assert_eq!(s.get_order(&o.id).unwrap().unwrap(), o);
+        assert_eq!(
+            s.find_order_by_merchant_ref(&o.spec.merchant_id, &o.spec.merchant_order_no)
+                .unwrap(),
+            Some(o.id.clone())
+        );
+        let dup = new_order("A1", 1001);
+        assert!(matches!(
+            s.commit(&create(&dup)).await,
+            Err(StoreError::DuplicateMerchantOrderNo(_))
+        ));
+        assert!(s.get_order(&dup.id).unwrap().is_none());
+        assert_eq!(s.events(&o.id).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_version_is_refused() {
+        let (_d, s) = temp_store();
+        let o = new_order("A1", 1000);
+        s.commit(&create(&o)).await.unwrap();
+        let mut w = create(&o);
+        w.prev_version = 7;
+        assert!(matches!(
+            s.commit(&w).await,
+            Err(StoreError::VersionConflict {
+                expected: 7,
+                found: 1
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn timers_move_with_the_order() {
+        let (_d, s) = temp_store();
+        let o = new_order("A1", 1000);
+        s.commit(&create(&o)).await.unwrap();
+        assert_eq!(s.due_timers(1999, 10).unwrap().len(), 0);
+        assert_eq!(s.due_timers(2000, 10).unwrap(), vec![(2000, o.id.clone())]);
+        let Applied::Changed { order, .. } = o
+            .apply(
+                &OrderEvent::CloseRequested {
+                    reason: CloseReason::Merchant,
+                },
+                1500,
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        s.commit(&OrderWrite {
+            order: *order,
+            prev_version: 1,
+            event: Some((
+                OrderEvent::CloseRequested {
+                    reason: CloseReason::Merchant,
+                },
+                1500,
+            )),
+            outbox: vec![],
+            wake: Wake::Clear,
+        })
+        .await
+        .unwrap();
+        assert!(s.due_timers(i64::MAX - 1, 10).unwrap().is_empty());
+        assert_eq!(s.next_timer().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn list_is_newest_first_with_cursor() {
+        let (_d, s) = temp_store();
+        let mut ids = vec![];
+        for i in 0..5 {
+            let o = new_order(&format!("N{i}"), 1000 + i);
+            s.commit(&create(&o)).await.unwrap();
+            ids.push(o.id);
+        }
+        let m = MerchantId::parse("demo").unwrap();
+        let (p1, more) = s.list_orders(&m, None, 2).unwrap();
+        assert!(more);
+        assert_eq!(
+            p1.iter().map(|o| &o.id).collect::<Vec<_>>(),
+            vec![&ids[4], &ids[3]]
+        );
+        let (p2, _) = s.list_orders(&m, Some(&ids[3]), 10).unwrap();
+        assert_eq!(p2.len(), 3);
+        assert_eq!(p2[0].id, ids[2]);
+        let other = MerchantId::parse("other").unwrap();
+        assert!(s.list_orders(&other, None, 10).unwrap().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_share_flushes() {
+        let (_d, s) = temp_store();
+        let mut tasks = vec![];
+        for i in 0..200 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let o = new_order(&format!("C{i}"), 1000 + i);
+                s.commit(&create(&o)).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (flushes, writes) = s.flush_stats();
+        assert_eq!(writes, 200);
+        assert!(flushes < 200, "{flushes} flushes for 200 writes");
+        assert_eq!(s.order_count(), 200);
+    }
+}

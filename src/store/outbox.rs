@@ -1,0 +1,146 @@
+//! The outbox of merchant webhook events. Records are written in the same transaction as
+//! the transition that caused them (so an event exists iff its transition does); delivery
+//! is the NotifierActor's job.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, due_key, encode, split_due_key};
+use super::{Store, StoreError};
+use crate::domain::{EventId, MerchantId, Millis, OrderId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    pub order_id: OrderId,
+    /// `order.paid`, `refund.succeeded`, ...
+    pub event_type: String,
+    /// The exact JSON body delivered (and signed) on every attempt.
+    pub payload: Vec<u8>,
+    pub created_at: Millis,
+    /// The order's `notify_url`; None = the merchant's default from config.
+    pub notify_url: Option<String>,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_due: Millis,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Millis>,
+}
+
+pub(super) fn outbox_due_key(r: &OutboxRecord) -> Vec<u8> {
+    due_key(r.next_due, r.id.as_str())
+}
+
+impl Store {
+    pub fn get_outbox(&self, id: &EventId) -> Result<Option<OutboxRecord>, StoreError> {
+        self.inner
+            .outbox
+            .get(id.as_str())?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// Pending records due at or before `now`, earliest first.
+    pub fn due_outbox(&self, now: Millis, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        let hi = due_key(now.saturating_add(1), "");
+        let mut out = Vec::new();
+        for kv in self.inner.outbox_due.range(..hi) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = kv?;
+            let Some((_, id)) = split_due_key(&k) else {
+                continue;
+            };
+            let Ok(id) = EventId::parse(id) else { continue };
+            if let Some(r) = self.get_outbox(&id)? {
+                if r.status == OutboxStatus::Pending {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time of a pending record.
+    pub fn next_outbox_due(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self
+            .inner
+            .outbox_due
+            .first()?
+            .and_then(|(k, _)| split_due_key(&k).map(|(d, _)| d)))
+    }
+
+    /// Replaces a record (attempt outcome, replay), moving its due-index entry, durably.
+    pub async fn update_outbox(
+        &self,
+        prev: &OutboxRecord,
+        next: &OutboxRecord,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(next)?;
+        let old_due = outbox_due_key(prev);
+        let new_due = (next.status == OutboxStatus::Pending).then(|| outbox_due_key(next));
+        let i = &self.inner;
+        let res: Result<(), sled::transaction::TransactionError<StoreError>> =
+            [&i.outbox, &i.outbox_due][..].transaction(|t| {
+                t[1].remove(old_due.as_slice())?;
+                if let Some(k) = &new_due {
+                    t[1].insert(k.as_slice(), &[])?;
+                }
+                t[0].insert(next.id.as_str().as_bytes(), bytes.as_slice())?;
+                Ok(())
+            });
+        res.map_err(|e| match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        })?;
+        self.durable().await
+    }
+
+    /// Records by status, newest first, optionally for one merchant.
+    pub fn list_outbox(
+        &self,
+        status: Option<OutboxStatus>,
+        merchant: Option<&MerchantId>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.outbox.iter().rev() {
+            let r: OutboxRecord = decode(&kv?.1)?;
+            if status.is_some_and(|s| s != r.status)
+                || merchant.is_some_and(|m| m != &r.merchant_id)
+            {
+                continue;
+            }
+            out.push(r);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of pending records (queue depth).
+    pub fn outbox_pending(&self) -> usize {
+        self.inner.outbox_due.len()
+    }
+}
+
+use sled::Transactional;

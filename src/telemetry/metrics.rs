@@ -1,0 +1,151 @@
+//! All metrics in one place, each with its labels documented. Names follow Prometheus
+//! conventions (`_total` counters, `_seconds` histograms).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+    REGISTRY.register(Box::new(c.clone())).expect("register");
+    c
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+    REGISTRY.register(Box::new(g.clone())).expect("register");
+    g
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("metric");
+    REGISTRY.register(Box::new(h.clone())).expect("register");
+    h
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+}
+
+/// `paygate_store_flush_seconds{}`: duration of one group-commit flush.
+pub static STORE_FLUSH_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_store_flush_seconds",
+        "Duration of one sled flush (group commit).",
+        &[],
+        latency_buckets(),
+    )
+});
+/// `paygate_store_flush_batch_size{}`: writes made durable by one flush.
+pub static STORE_FLUSH_BATCH: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_store_flush_batch_size",
+        "Writes covered by one flush.",
+        &[],
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+    )
+});
+/// `paygate_orders_created_total{channel}`.
+pub static ORDERS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_orders_created_total",
+        "Orders created.",
+        &["channel"],
+    )
+});
+/// `paygate_order_transitions_total{channel, status}`: transitions by the state reached.
+pub static ORDER_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_order_transitions_total",
+        "Order transitions by resulting status.",
+        &["channel", "status"],
+    )
+});
+/// `paygate_provider_call_seconds{channel, operation}`.
+pub static PROVIDER_CALL_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_provider_call_seconds",
+        "Provider call latency.",
+        &["channel", "operation"],
+        latency_buckets(),
+    )
+});
+/// `paygate_provider_errors_total{channel, operation, kind}`.
+pub static PROVIDER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_provider_errors_total",
+        "Provider call errors.",
+        &["channel", "operation", "kind"],
+    )
+});
+/// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted` or a rejection reason.
+pub static CALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_callbacks_total",
+        "Provider callbacks by outcome.",
+        &["channel", "outcome"],
+    )
+});
+/// `paygate_rate_limited_total{channel}`: requests refused by a channel's limiter.
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_rate_limited_total",
+        "Requests refused by the channel rate limiter.",
+        &["channel"],
+    )
+});
+/// `paygate_live_order_actors{channel}`.
+pub static LIVE_ACTORS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "paygate_live_order_actors",
+        "Live (activated) order actors.",
+        &["channel"],
+    )
+});
+/// `paygate_actor_restarts_total{channel}`: order actors restarted after a panic.
+pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_actor_restarts_total",
+        "Order actors restarted after a panic.",
+        &["channel"],
+    )
+});
+/// `paygate_actor_passivations_total{channel}`.
+pub static ACTOR_PASSIVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_actor_passivations_total",
+        "Order actors passivated when idle.",
+        &["channel"],
+    )
+});
+/// `paygate_anomalies_total{kind}`.
+pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_anomalies_total",
+        "Anomalies recorded for operators.",
+        &["kind"],
+    )
+});
+
+pub fn store_flushed(took: Duration, batch: u64) {
+    STORE_FLUSH_SECONDS
+        .with_label_values(&[])
+        .observe(took.as_secs_f64());
+    STORE_FLUSH_BATCH
+        .with_label_values(&[])
+        .observe(batch as f64);
+}
+
+/// The registry in Prometheus text format.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
