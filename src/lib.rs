@@ -1,5 +1,6 @@
 //! paygate: an actor-based payment orchestrator. See README.md and ../shared/DESIGN.md.
 
+pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
