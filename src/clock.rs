@@ -72,17 +72,22 @@ impl Clock {
     /// Sleeps until `deadline` on this clock: real time for the system clock; for a
     /// manual clock, until it is advanced past the deadline.
     pub async fn sleep_until(&self, deadline: Millis) {
-        loop {
-            let now = self.now();
-            if now >= deadline {
-                return;
-            }
-            match &self.manual {
-                None => {
+        match &self.manual {
+            None => {
+                let now = self.now();
+                if now < deadline {
                     tokio::time::sleep(std::time::Duration::from_millis((deadline - now) as u64))
                         .await
                 }
-                Some(_) => self.advanced().await,
+            }
+            Some(m) => {
+                // Subscribe before reading the time, so an advance in between is not missed.
+                let mut rx = m.ticks.subscribe();
+                while self.now() < deadline {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
