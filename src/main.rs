@@ -1,1 +1,67 @@
-fn main() {}
+//! The `paygate` binary: a thin shell over the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use paygate::clock::Clock;
+use paygate::config::{sha256_hex, Config};
+use paygate::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "paygate",
+    version,
+    about = "Payment orchestrator: one REST API for WeChat Pay, Alipay, UnionPay and SEA wallets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service (the default).
+    Serve {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 digest to put in config for an API key or admin token.
+    HashKey { key: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Cmd::Serve {
+        config: PathBuf::from("config.toml"),
+    }) {
+        Cmd::HashKey { key } => {
+            println!("{}", sha256_hex(&key));
+            ExitCode::SUCCESS
+        }
+        Cmd::Serve { config } => serve(config),
+    }
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    let cfg = match Config::load(&path, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paygate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    paygate::telemetry::init(&cfg.log);
+    let res = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(cfg, Clock::system()).map_err(|e| e.to_string())?;
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "paygate stopped with an error");
+            eprintln!("paygate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

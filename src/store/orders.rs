@@ -285,6 +285,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Moves an order's wake-up from `due` to `until` if it is still `due`: the timer
+    /// service leases a due timer before dispatching it, so it is not dispatched twice
+    /// while the order handles it, and fires again after a crash. Returns whether leased.
+    pub fn lease_timer(
+        &self,
+        id: &OrderId,
+        due: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        let i = &self.inner;
+        let res: Result<bool, TransactionError<StoreError>> = [&i.timers, &i.order_timer][..]
+            .transaction(|t| {
+                let cur = t[1]
+                    .get(id.as_str())?
+                    .map(|v| i64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])));
+                if cur != Some(due) {
+                    return Ok(false);
+                }
+                t[0].remove(due_key(due, id.as_str()))?;
+                t[0].insert(due_key(until, id.as_str()), &[])?;
+                t[1].insert(id.as_str().as_bytes(), &until.to_be_bytes())?;
+                Ok(true)
+            });
+        res.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        })
+    }
+
     /// The earliest wake-up time of any order.
     pub fn next_timer(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self

@@ -1,0 +1,79 @@
+//! The actor layer (DESIGN §2-§3): a [`Registry`] that keeps exactly one live
+//! [`OrderActor`] per order, one [`ChannelActor`] per channel, and the timer service that
+//! wakes orders when their persisted due time comes.
+
+mod channel;
+mod order;
+mod registry;
+mod timers;
+mod worker;
+
+pub use channel::{ChannelActor, ChannelHandle, ChannelStats, GetChannelStats};
+pub use order::{Command, OrderActor, Reply};
+pub use registry::Registry;
+pub use timers::TimerService;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::ActorsConfig;
+use crate::connectors::ConnectorError;
+use crate::domain::{ChannelName, DomainError, OrderId};
+use crate::store::{Store, StoreError};
+
+/// Errors of order operations, mapped to HTTP statuses at the API edge.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("merchant_order_no is already used by order {0}")]
+    DuplicateOrder(String),
+    #[error("merchant_refund_no is already used by refund {0}")]
+    DuplicateRefund(String),
+    #[error("provider: {0}")]
+    Provider(#[from] ConnectorError),
+    #[error("channel `{channel}` is over its rate limit")]
+    RateLimited {
+        channel: String,
+        retry_after_secs: u64,
+    },
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// The order actor could not take the command (restarted, shutting down): retry.
+    #[error("order temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What order actors share: storage, time, channels and the registry itself.
+pub struct Deps {
+    pub store: Store,
+    pub clock: Clock,
+    pub channels: HashMap<ChannelName, Arc<ChannelHandle>>,
+    pub actors: ActorsConfig,
+    /// Woken after a commit that wrote outbox records, so webhooks go out at once.
+    pub outbox_written: Arc<tokio::sync::Notify>,
+}
+
+impl Deps {
+    pub fn channel(&self, name: &ChannelName) -> Option<&Arc<ChannelHandle>> {
+        self.channels.get(name)
+    }
+}
+
+/// Everything the API needs to drive orders.
+#[derive(Clone)]
+pub struct Engine {
+    pub deps: Arc<Deps>,
+    pub registry: Registry,
+}
+
+impl Engine {
+    pub async fn send(&self, id: &OrderId, cmd: Command) -> Result<Reply, EngineError> {
+        self.registry.send(id, cmd).await
+    }
+}

@@ -1,0 +1,171 @@
+//! `OrderActor`: one per live order. It serialises every command for its order (each one
+//! runs to completion, provider call included, before the next starts), persists before it
+//! replies, and passivates when idle.
+//!
+//! Panics: actix's `Supervisor` restarts an actor when it *stops*, not when a handler
+//! panics (a panic drops the actor's future and every queued message with it). So the actor
+//! catches a panicking command itself, forgets its in-memory state and reloads it from the
+//! last durable snapshot on the next command: a restart in place that keeps the address and
+//! the mailbox. The command that panicked answers `Unavailable` (503, retry), never success.
+
+use actix::prelude::*;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::channel::ChannelHandle;
+use super::registry::Registry;
+use super::worker;
+use super::{Deps, EngineError};
+use crate::connectors::Notification;
+use crate::domain::{Order, OrderId, Refund, RefundId};
+
+/// A command for one order. Replies are documented per variant.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Reply, EngineError>")]
+pub enum Command {
+    /// Persist a new order, place it with the provider, persist the outcome.
+    /// Reply: `Reply::Order` (status `pending`, or `failed` if the provider refused);
+    /// `DuplicateOrder` if the merchant_order_no is taken; `Provider` if the provider could
+    /// not be reached (the order stays `created` and is closed at expiry).
+    Create(Box<Order>),
+    /// Ask the provider, apply what it says. Reply: `Reply::Verified`.
+    Verify,
+    /// Close an unpaid order (also at the provider). Reply: `Reply::Order`;
+    /// `Conflict` once paid.
+    Close,
+    /// Request a refund. Reply: `Reply::Refund`; `DuplicateRefund`, or `Domain` when it
+    /// exceeds the refundable amount or the order is not paid.
+    Refund(Box<Refund>),
+    /// A verified provider notification. Reply: `Reply::Done` once its effect is durable.
+    Notify(Box<Notification>),
+    /// The order's persisted due time has come (expiry, status or refund polling).
+    /// Reply: `Reply::Done`.
+    Wake,
+    /// Fault injection for tests: panics inside the actor.
+    InjectPanic,
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Order(Box<Order>),
+    Verified {
+        order: Box<Order>,
+        provider_status: String,
+        verified: bool,
+    },
+    Refund {
+        order: Box<Order>,
+        refund_id: RefundId,
+    },
+    Done,
+}
+
+pub struct OrderActor {
+    id: OrderId,
+    deps: Arc<Deps>,
+    registry: Registry,
+    generation: u64,
+    /// None until loaded, and again after a panic (reload from the snapshot).
+    state: Option<Order>,
+    /// Set once the order is known, for per-channel accounting.
+    channel: Option<Arc<ChannelHandle>>,
+    last_active: Instant,
+    passivated: bool,
+}
+
+impl OrderActor {
+    pub(crate) fn new(id: OrderId, deps: Arc<Deps>, registry: Registry, generation: u64) -> Self {
+        OrderActor {
+            id,
+            deps,
+            registry,
+            generation,
+            state: None,
+            channel: None,
+            last_active: Instant::now(),
+            passivated: false,
+        }
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.deps.actors.idle_timeout()
+    }
+
+    fn account(&mut self) {
+        if self.channel.is_none() {
+            if let Some(o) = &self.state {
+                if let Some(ch) = self.deps.channel(&o.spec.channel) {
+                    ch.actor_started();
+                    self.channel = Some(ch.clone());
+                }
+            }
+        }
+    }
+
+    fn passivate(&mut self, ctx: &mut Context<Self>) {
+        if self.registry.deregister(&self.id, self.generation) {
+            self.passivated = true;
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        let check = (self.idle_timeout() / 4).max(Duration::from_millis(50));
+        ctx.run_interval(check, |act, ctx| {
+            if act.last_active.elapsed() >= act.idle_timeout() {
+                act.passivate(ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // A stop that did not come from passivation (system shutdown) still leaves the
+        // registry pointing at a dead address, which `Registry::send` replaces.
+        if let Some(ch) = &self.channel {
+            ch.actor_stopped(self.passivated);
+        }
+    }
+}
+
+impl Handler<Command> for OrderActor {
+    type Result = AtomicResponse<Self, Result<Reply, EngineError>>;
+
+    #[tracing::instrument(name = "order_command", skip_all, fields(order_id = %self.id))]
+    fn handle(&mut self, cmd: Command, _: &mut Context<Self>) -> Self::Result {
+        self.last_active = Instant::now();
+        let state = self.state.take();
+        let deps = self.deps.clone();
+        let id = self.id.clone();
+        let fut = AssertUnwindSafe(worker::run(deps, id, state, cmd)).catch_unwind();
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+            act.last_active = Instant::now();
+            match res {
+                Ok((state, reply)) => {
+                    act.state = state;
+                    act.account();
+                    if act.state.is_none() && matches!(reply, Err(EngineError::NotFound)) {
+                        act.passivate(ctx);
+                    }
+                    reply
+                }
+                Err(_panic) => {
+                    act.state = None;
+                    if let Some(ch) = &act.channel {
+                        ch.actor_restarted();
+                    }
+                    tracing::error!(order_id = %act.id, "order actor panicked; restarted from its last snapshot");
+                    Err(EngineError::Unavailable(
+                        "order actor restarted after an internal error; retry".into(),
+                    ))
+                }
+            }
+        })))
+    }
+}

@@ -1,0 +1,70 @@
+//! Wakes orders whose persisted due time has come (expiry, status polling, refund polling).
+//! Due times live in sled, so they survive restarts: on start the service simply finds
+//! everything already due. Each due timer is leased (pushed back) before its order is woken,
+//! so a slow order is not woken twice and a crash mid-handling wakes it again later.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+use super::{Command, Deps, Registry};
+
+/// How far a dispatched timer is pushed back until its order sets the real next one.
+const LEASE_MS: i64 = 30_000;
+/// Orders woken concurrently at most.
+const MAX_IN_FLIGHT: usize = 256;
+
+pub struct TimerService;
+
+impl TimerService {
+    /// Runs forever on the current runtime.
+    pub fn spawn(deps: Arc<Deps>, registry: Registry) {
+        actix_rt::spawn(async move { run(deps, registry).await });
+    }
+}
+
+async fn run(deps: Arc<Deps>, registry: Registry) {
+    let tick = Duration::from_millis(deps.actors.timer_tick_ms);
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        let now = deps.clock.now();
+        match deps.store.due_timers(now, MAX_IN_FLIGHT) {
+            Ok(due) => {
+                for (at, id) in due {
+                    match deps.store.lease_timer(&id, at, now + LEASE_MS) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "timer lease failed");
+                            continue;
+                        }
+                    }
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let reg = registry.clone();
+                    actix_rt::spawn(async move {
+                        if let Err(e) = reg.send(&id, Command::Wake).await {
+                            tracing::warn!(order_id = %id, error = %e, "timer wake failed; retried after the lease");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading timers failed"),
+        }
+        // Sleep until the next due time, at most one tick; a manual clock's advance wakes
+        // us at once so tests need not wait.
+        let next = deps.store.next_timer().ok().flatten();
+        let sleep = match next {
+            Some(t) if !deps.clock.is_manual() => Duration::from_millis(
+                (t - deps.clock.now()).clamp(0, tick.as_millis() as i64) as u64,
+            ),
+            _ => tick,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = deps.clock.advanced() => {}
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Bearer-key authentication. Config holds only SHA-256 digests of keys; a request's key is
+//! hashed and looked up, so no key is ever kept or compared in clear.
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use super::{ApiError, AppState};
+use crate::config::{sha256_hex, MerchantConfig};
+use crate::domain::MerchantId;
+
+/// Merchants by API-key digest and by id.
+pub struct Merchants {
+    by_key: HashMap<String, Arc<Merchant>>,
+    by_id: HashMap<MerchantId, Arc<Merchant>>,
+}
+
+pub struct Merchant {
+    pub id: MerchantId,
+    pub config: MerchantConfig,
+}
+
+impl Merchants {
+    pub fn new(list: &[MerchantConfig]) -> Merchants {
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for m in list {
+            let Ok(id) = MerchantId::parse(&m.id) else {
+                continue;
+            };
+            let merchant = Arc::new(Merchant {
+                id: id.clone(),
+                config: m.clone(),
+            });
+            by_key.insert(m.api_key_sha256.to_ascii_lowercase(), merchant.clone());
+            by_id.insert(id, merchant);
+        }
+        Merchants { by_key, by_id }
+    }
+
+    pub fn get(&self, id: &MerchantId) -> Option<&Arc<Merchant>> {
+        self.by_id.get(id)
+    }
+
+    fn by_key(&self, key: &str) -> Option<&Arc<Merchant>> {
+        self.by_key.get(&sha256_hex(key))
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// The authenticated merchant of a request.
+pub struct Authed(pub Arc<Merchant>);
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().expect("app state");
+        ready(match bearer(req) {
+            None => Err(ApiError::unauthorized(
+                "missing API key: send `Authorization: Bearer <key>`",
+            )),
+            Some(k) => state
+                .merchants
+                .by_key(k)
+                .cloned()
+                .map(Authed)
+                .ok_or_else(|| ApiError::unauthorized("invalid API key")),
+        })
+    }
+}
+
+/// An operator request carrying the admin token.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().expect("app state");
+        let expected = &state.config.admin.token_sha256;
+        ready(match bearer(req) {
+            _ if expected.is_empty() => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "authentication_error",
+                "admin_disabled",
+                "admin routes are disabled: set [admin] token_sha256",
+            )),
+            Some(t) if constant_eq(&sha256_hex(t), &expected.to_ascii_lowercase()) => Ok(Admin),
+            Some(_) => Err(ApiError::unauthorized("invalid admin token")),
+            None => Err(ApiError::unauthorized("missing admin token")),
+        })
+    }
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}

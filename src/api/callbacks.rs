@@ -1,0 +1,123 @@
+//! `POST /callbacks/{channel}`: provider notifications. The connector verifies the
+//! signature over the raw request before anything is parsed; a verified notification is
+//! routed to its order actor, and the provider's success acknowledgement is sent only once
+//! the resulting transition is durable. Everything else gets the provider's failure answer
+//! so it retries.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{read_body, AppState};
+use crate::actors::{Command, EngineError};
+use crate::connectors::{Ack, Connector, Notification, RawCallback};
+use crate::domain::{ChannelName, OrderId, RefundId};
+use crate::telemetry::metrics;
+
+const MAX_CALLBACK_BYTES: usize = 256 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/callbacks/{channel}", web::post().to(callback));
+}
+
+fn ack_response(a: Ack) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(a.content_type)
+        .body(a.body)
+}
+
+fn reject(connector: &dyn Connector, channel: &str, outcome: &str, reason: &str) -> HttpResponse {
+    metrics::CALLBACKS
+        .with_label_values(&[channel, outcome])
+        .inc();
+    tracing::warn!(channel, outcome, reason, "callback rejected");
+    ack_response(connector.ack(Err(reason)))
+}
+
+#[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id))]
+async fn callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    channel: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let Some(ch) = ChannelName::parse(&channel)
+        .ok()
+        .and_then(|c| state.engine.deps.channel(&c).cloned())
+    else {
+        return HttpResponse::NotFound().finish();
+    };
+    let name = ch.name.as_str();
+    let connector = ch.connector.as_ref();
+    let body = match read_body(&req, payload, MAX_CALLBACK_BYTES, false).await {
+        Ok(b) => b,
+        Err(e) => return reject(connector, name, "unreadable", &e.message),
+    };
+    let raw = RawCallback {
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        query: req.query_string().to_string(),
+        body,
+        received_at: state.engine.deps.clock.now(),
+    };
+    let notification = match connector.parse_notification(&raw) {
+        Ok(n) => n,
+        Err(e) => return reject(connector, name, e.kind(), &e.to_string()),
+    };
+    let store = &state.engine.deps.store;
+    let order_id = match &notification {
+        Notification::Payment { order_ref, .. } => OrderId::from_provider_ref(order_ref).ok(),
+        Notification::Refund {
+            refund_ref,
+            order_ref,
+            ..
+        } => match RefundId::from_provider_ref(refund_ref) {
+            Ok(rid) => store.order_of_refund(&rid).ok().flatten(),
+            Err(_) => order_ref
+                .as_deref()
+                .and_then(|r| OrderId::from_provider_ref(r).ok()),
+        },
+    };
+    let order = order_id.and_then(|id| store.get_order(&id).ok().flatten());
+    let Some(order) = order.filter(|o| o.spec.channel == ch.name) else {
+        return reject(
+            connector,
+            name,
+            "unknown_order",
+            "no such order on this channel",
+        );
+    };
+    tracing::Span::current().record("order_id", order.id.as_str());
+    match state
+        .engine
+        .send(&order.id, Command::Notify(Box::new(notification)))
+        .await
+    {
+        Ok(_) => {
+            metrics::CALLBACKS
+                .with_label_values(&[name, "accepted"])
+                .inc();
+            ack_response(connector.ack(Ok(())))
+        }
+        Err(EngineError::NotFound) => reject(
+            connector,
+            name,
+            "unknown_refund",
+            "no such refund on this order",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "callback could not be applied; provider will retry");
+            metrics::CALLBACKS
+                .with_label_values(&[name, "failed"])
+                .inc();
+            ack_response(connector.ack(Err("temporarily unable to process")))
+        }
+    }
+}

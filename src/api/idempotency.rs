@@ -1,0 +1,126 @@
+//! `Idempotency-Key` (DESIGN §5) as a small wrapper: the first request with a key runs and
+//! its answer is stored durably; the same key with the same request replays it byte for
+//! byte; with a different request it is refused (409). Concurrent duplicates wait for the
+//! first to finish and then replay its answer. 5xx answers are not stored, so a retry runs
+//! anew.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use super::{ApiError, AppState};
+use crate::domain::MerchantId;
+use crate::store::{IdemBegin, StoredResponse};
+
+const HEADER: &str = "Idempotency-Key";
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(30);
+
+fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get(HEADER) else {
+        return Ok(None);
+    };
+    let k = v.to_str().unwrap_or("");
+    if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
+fn replay(r: StoredResponse) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK))
+        .content_type("application/json")
+        .insert_header(("Idempotent-Replayed", "true"))
+        .body(r.body)
+}
+
+/// Runs `handler` at most once per (merchant, key) and answers accordingly.
+pub async fn run<F, Fut>(
+    state: &AppState,
+    merchant: &MerchantId,
+    req: &HttpRequest,
+    body: &[u8],
+    handler: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Vec<u8>), ApiError>>,
+{
+    let Some(key) = key_of(req)? else {
+        return Ok(respond(handler().await));
+    };
+    let mut h = Sha256::new();
+    h.update(req.method().as_str());
+    h.update([0]);
+    h.update(req.path());
+    h.update([0]);
+    h.update(body);
+    let hash: [u8; 32] = h.finalize().into();
+    let store = &state.engine.deps.store;
+    let clock = &state.engine.deps.clock;
+    let started = Instant::now();
+    loop {
+        match store.idem_begin(merchant, &key, hash, clock.now())? {
+            IdemBegin::Started => break,
+            IdemBegin::Replay(r) => return Ok(replay(r)),
+            IdemBegin::Mismatch => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_error",
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                ))
+            }
+            IdemBegin::InProgress if started.elapsed() < WAIT_FOR_FIRST => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            IdemBegin::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_error",
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed",
+                ))
+            }
+        }
+    }
+    let (status, bytes, retry_after) = match handler().await {
+        Ok((s, b)) => (s, b, None),
+        Err(e) => (e.status, e.body_bytes(), e.retry_after),
+    };
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        store.idem_abort(merchant, &key)?;
+    } else {
+        store
+            .idem_complete(
+                merchant,
+                &key,
+                hash,
+                StoredResponse {
+                    status: status.as_u16(),
+                    body: bytes.clone(),
+                },
+            )
+            .await?;
+    }
+    let mut resp = HttpResponse::build(status);
+    resp.content_type("application/json");
+    if let Some(s) = retry_after {
+        resp.insert_header((actix_web::http::header::RETRY_AFTER, s.to_string()));
+    }
+    Ok(resp.body(bytes))
+}
+
+fn respond(r: Result<(StatusCode, Vec<u8>), ApiError>) -> HttpResponse {
+    match r {
+        Ok((s, b)) => HttpResponse::build(s)
+            .content_type("application/json")
+            .body(b),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}

@@ -1,0 +1,128 @@
+//! The REST facade (DESIGN §5): thin handlers that parse, authorise, send a message to an
+//! order actor and map the reply. One route group per file.
+
+mod auth;
+mod callbacks;
+mod error;
+mod health;
+mod idempotency;
+mod orders;
+mod sandbox;
+
+pub use auth::{Admin, Authed, Merchant, Merchants};
+pub use error::ApiError;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::actors::Engine;
+use crate::config::Config;
+use crate::domain::ChannelName;
+use crate::simulator::Simulator;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub engine: Engine,
+    pub merchants: Merchants,
+    pub config: Arc<Config>,
+    pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
+}
+
+/// Mounts every route.
+pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
+    health::routes(cfg);
+    orders::routes(cfg);
+    callbacks::routes(cfg);
+    if !simulators.is_empty() {
+        sandbox::routes(cfg, simulators);
+    }
+    cfg.default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "route_not_found",
+            "no such route",
+        ))
+    }));
+}
+
+/// Reads a request body up to `limit` bytes (413 beyond), requiring JSON when a content
+/// type is given.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    require_json: bool,
+) -> Result<web::Bytes, ApiError> {
+    if require_json {
+        if let Some(ct) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            if !ct.starts_with("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request_error",
+                    "unsupported_media_type",
+                    "request bodies must be application/json",
+                ));
+            }
+        }
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "bad_body",
+                e.to_string(),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses JSON into `T`, answering 400 with serde's explanation (unknown field, wrong type,
+/// missing field, malformed JSON).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_field"
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, v: &T) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(v).unwrap_or_default())
+}

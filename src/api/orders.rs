@@ -1,0 +1,480 @@
+//! `/v1/orders` and `/v1/refunds`: the merchant's view of its orders.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::{idempotency, json_response, parse_json, read_body, ApiError, AppState, Authed};
+use crate::actors::{Command, EngineError, Reply};
+use crate::domain::{
+    ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer, Refund,
+    RefundId,
+};
+use crate::views::{OrderView, RefundView};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/orders", web::post().to(create_order))
+            .route("/orders", web::get().to(list_orders))
+            .route("/orders/{id}", web::get().to(get_order))
+            .route("/orders/{id}/verify", web::post().to(verify_order))
+            .route("/orders/{id}/close", web::post().to(close_order))
+            .route("/orders/{id}/refunds", web::post().to(create_refund))
+            .route("/refunds/{id}", web::get().to(get_refund)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrderRequest {
+    merchant_order_no: String,
+    amount: i64,
+    currency: String,
+    channel: String,
+    method: String,
+    subject: String,
+    #[serde(default)]
+    notify_url: Option<String>,
+    #[serde(default)]
+    return_url: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    payer: Option<PayerRequest>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayerRequest {
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    openid: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRefundRequest {
+    merchant_refund_no: String,
+    amount: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    merchant_order_no: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    starting_after: Option<String>,
+}
+
+fn check_url(param: &str, u: &str) -> Result<String, ApiError> {
+    match url::Url::parse(u) {
+        Ok(p)
+            if matches!(p.scheme(), "http" | "https") && p.host().is_some() && u.len() <= 2048 =>
+        {
+            Ok(u.to_string())
+        }
+        _ => Err(ApiError::invalid(
+            param,
+            "invalid_url",
+            format!("{param} must be an http(s) URL of at most 2048 characters"),
+        )),
+    }
+}
+
+fn check_text(param: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            param,
+            "invalid_text",
+            format!("{param} must be 1-{max} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl CreateOrderRequest {
+    /// Validates everything the merchant sent; nothing is created on failure.
+    fn into_spec(
+        self,
+        state: &AppState,
+        merchant: &crate::domain::MerchantId,
+        now: i64,
+    ) -> Result<OrderSpec, ApiError> {
+        let merchant_order_no = MerchantRef::parse(&self.merchant_order_no).map_err(|e| {
+            ApiError::invalid("merchant_order_no", "invalid_reference", e.to_string())
+        })?;
+        let currency: Currency = self.currency.parse()?;
+        let amount = Money::new(self.amount, currency)?;
+        let method: Method = self.method.parse()?;
+        let channel = ChannelName::parse(&self.channel)
+            .ok()
+            .filter(|c| state.engine.deps.channel(c).is_some())
+            .ok_or_else(|| {
+                let known: Vec<_> = state
+                    .engine
+                    .deps
+                    .channels
+                    .keys()
+                    .map(|c| c.to_string())
+                    .collect();
+                ApiError::invalid(
+                    "channel",
+                    "unknown_channel",
+                    format!("unknown channel; configured: {known:?}"),
+                )
+            })?;
+        check_text("subject", &self.subject, 256)?;
+        let actors = &state.config.actors;
+        let expires_in = self.expires_in.unwrap_or(actors.default_expires_in_secs);
+        if expires_in == 0 || expires_in > actors.max_expires_in_secs {
+            return Err(ApiError::invalid(
+                "expires_in",
+                "invalid_expiry",
+                format!(
+                    "expires_in must be 1-{} seconds",
+                    actors.max_expires_in_secs
+                ),
+            ));
+        }
+        let payer = self.payer.unwrap_or_default();
+        if let Some(ip) = &payer.ip {
+            ip.parse::<std::net::IpAddr>().map_err(|_| {
+                ApiError::invalid(
+                    "payer.ip",
+                    "invalid_ip",
+                    "payer.ip must be an IPv4 or IPv6 address",
+                )
+            })?;
+        }
+        for (name, v) in [
+            ("payer.openid", &payer.openid),
+            ("payer.user_id", &payer.user_id),
+            ("payer.device_id", &payer.device_id),
+        ] {
+            if let Some(v) = v {
+                check_text(name, v, 128)?;
+            }
+        }
+        let metadata = self.metadata.unwrap_or_default();
+        if metadata.len() > 20
+            || metadata
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > 500)
+        {
+            return Err(ApiError::invalid(
+                "metadata",
+                "invalid_metadata",
+                "metadata holds at most 20 keys of 1-40 characters with values of at most 500",
+            ));
+        }
+        Ok(OrderSpec {
+            merchant_id: merchant.clone(),
+            merchant_order_no,
+            amount,
+            channel,
+            method,
+            subject: self.subject,
+            notify_url: self
+                .notify_url
+                .as_deref()
+                .map(|u| check_url("notify_url", u))
+                .transpose()?,
+            return_url: self
+                .return_url
+                .as_deref()
+                .map(|u| check_url("return_url", u))
+                .transpose()?,
+            expires_at: now + expires_in as i64 * 1000,
+            payer: Payer {
+                ip: payer.ip,
+                openid: payer.openid,
+                user_id: payer.user_id,
+                device_id: payer.device_id,
+            },
+            metadata,
+        })
+    }
+}
+
+fn to_body<T: Serialize>(status: StatusCode, v: &T) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    Ok((
+        status,
+        serde_json::to_vec(v).map_err(|_| ApiError::internal())?,
+    ))
+}
+
+fn admit(state: &AppState, channel: &ChannelName) -> Result<(), ApiError> {
+    let ch = state
+        .engine
+        .deps
+        .channel(channel)
+        .ok_or_else(ApiError::internal)?;
+    ch.admit().map_err(|retry_after_secs| {
+        EngineError::RateLimited {
+            channel: channel.to_string(),
+            retry_after_secs,
+        }
+        .into()
+    })
+}
+
+#[tracing::instrument(name = "create_order", skip_all, fields(merchant_id = %auth.0.id, order_id, channel))]
+async fn create_order(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
+    let merchant = auth.0.id.clone();
+    idempotency::run(&state, &merchant, &req, &body, || async {
+        let input: CreateOrderRequest = parse_json(&body)?;
+        let now = state.engine.deps.clock.now();
+        let spec = input.into_spec(&state, &merchant, now)?;
+        let store = &state.engine.deps.store;
+        if let Some(existing) =
+            store.find_order_by_merchant_ref(&merchant, &spec.merchant_order_no)?
+        {
+            return Err(EngineError::DuplicateOrder(existing.to_string()).into());
+        }
+        let order = Order::new(OrderId::generate(now), spec, now);
+        tracing::Span::current()
+            .record("order_id", order.id.as_str())
+            .record("channel", order.spec.channel.as_str());
+        let ch = state
+            .engine
+            .deps
+            .channel(&order.spec.channel)
+            .ok_or_else(ApiError::internal)?;
+        ch.connector.validate(&order)?;
+        admit(&state, &order.spec.channel)?;
+        let id = order.id.clone();
+        match state
+            .engine
+            .send(&id, Command::Create(Box::new(order)))
+            .await?
+        {
+            Reply::Order(o) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
+            _ => Err(ApiError::internal()),
+        }
+    })
+    .await
+}
+
+/// Loads an order the merchant owns; another merchant's order is "not found".
+fn owned_order(state: &AppState, auth: &Authed, id: &str) -> Result<Order, ApiError> {
+    let id = OrderId::parse(id).map_err(|_| ApiError::not_found("order"))?;
+    match state.engine.deps.store.get_order(&id)? {
+        Some(o) if o.spec.merchant_id == auth.0.id => Ok(o),
+        _ => Err(ApiError::not_found("order")),
+    }
+}
+
+async fn get_order(
+    state: web::Data<AppState>,
+    auth: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let o = owned_order(&state, &auth, &id)?;
+    Ok(json_response(StatusCode::OK, &OrderView::from(&o)))
+}
+
+#[derive(Serialize)]
+struct ListView {
+    object: &'static str,
+    data: Vec<OrderView>,
+    has_more: bool,
+}
+
+async fn list_orders(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", "invalid_query", e.to_string()))?
+        .into_inner();
+    let store = &state.engine.deps.store;
+    if let Some(no) = q.merchant_order_no {
+        let no = MerchantRef::parse(&no).map_err(|e| {
+            ApiError::invalid("merchant_order_no", "invalid_reference", e.to_string())
+        })?;
+        let data: Vec<OrderView> = match store.find_order_by_merchant_ref(&auth.0.id, &no)? {
+            Some(id) => store.get_order(&id)?.iter().map(OrderView::from).collect(),
+            None => Vec::new(),
+        };
+        return Ok(json_response(
+            StatusCode::OK,
+            &ListView {
+                object: "list",
+                data,
+                has_more: false,
+            },
+        ));
+    }
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "invalid_limit",
+            "limit must be 1-100",
+        ));
+    }
+    let after = q
+        .starting_after
+        .as_deref()
+        .map(|s| {
+            OrderId::parse(s).map_err(|_| {
+                ApiError::invalid(
+                    "starting_after",
+                    "invalid_cursor",
+                    "starting_after must be an order id",
+                )
+            })
+        })
+        .transpose()?;
+    let (orders, has_more) = store.list_orders(&auth.0.id, after.as_ref(), limit)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListView {
+            object: "list",
+            data: orders.iter().map(OrderView::from).collect(),
+            has_more,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct VerifyView {
+    order: OrderView,
+    verified: bool,
+    provider_status: String,
+}
+
+async fn verify_order(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let o = owned_order(&state, &auth, &id)?;
+    idempotency::run(&state, &auth.0.id, &req, b"", || async {
+        admit(&state, &o.spec.channel)?;
+        match state.engine.send(&o.id, Command::Verify).await? {
+            Reply::Verified {
+                order,
+                provider_status,
+                verified,
+            } => to_body(
+                StatusCode::OK,
+                &VerifyView {
+                    order: OrderView::from(&*order),
+                    verified,
+                    provider_status,
+                },
+            ),
+            _ => Err(ApiError::internal()),
+        }
+    })
+    .await
+}
+
+async fn close_order(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let o = owned_order(&state, &auth, &id)?;
+    idempotency::run(&state, &auth.0.id, &req, b"", || async {
+        admit(&state, &o.spec.channel)?;
+        match state.engine.send(&o.id, Command::Close).await? {
+            Reply::Order(o) => to_body(StatusCode::OK, &OrderView::from(&*o)),
+            _ => Err(ApiError::internal()),
+        }
+    })
+    .await
+}
+
+async fn create_refund(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
+    let o = owned_order(&state, &auth, &id)?;
+    idempotency::run(&state, &auth.0.id, &req, &body, || async {
+        let input: CreateRefundRequest = parse_json(&body)?;
+        let no = MerchantRef::parse(&input.merchant_refund_no).map_err(|e| {
+            ApiError::invalid("merchant_refund_no", "invalid_reference", e.to_string())
+        })?;
+        let amount = Money::new(input.amount, o.spec.amount.currency())?;
+        if let Some(r) = &input.reason {
+            check_text("reason", r, 256)?;
+        }
+        let store = &state.engine.deps.store;
+        if let Some(existing) = store.find_refund_by_merchant_ref(&auth.0.id, &no)? {
+            return Err(EngineError::DuplicateRefund(existing.to_string()).into());
+        }
+        if amount.minor() > o.refundable() && o.status().is_paid() {
+            return Err(crate::domain::DomainError::RefundExceedsPaid {
+                requested: amount.minor(),
+                available: o.refundable(),
+            }
+            .into());
+        }
+        admit(&state, &o.spec.channel)?;
+        let now = state.engine.deps.clock.now();
+        let refund = Refund::new(RefundId::generate(now), no, amount, input.reason, now);
+        match state
+            .engine
+            .send(&o.id, Command::Refund(Box::new(refund)))
+            .await?
+        {
+            Reply::Refund { order, refund_id } => {
+                let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
+                to_body(StatusCode::CREATED, &RefundView::new(&order, r))
+            }
+            _ => Err(ApiError::internal()),
+        }
+    })
+    .await
+}
+
+async fn get_refund(
+    state: web::Data<AppState>,
+    auth: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let rid = RefundId::parse(&id).map_err(|_| ApiError::not_found("refund"))?;
+    let store = &state.engine.deps.store;
+    let order = match store.order_of_refund(&rid)? {
+        Some(oid) => store.get_order(&oid)?,
+        None => None,
+    };
+    match order {
+        Some(o) if o.spec.merchant_id == auth.0.id => {
+            let r = o
+                .refund(&rid)
+                .ok_or_else(|| ApiError::not_found("refund"))?;
+            Ok(json_response(StatusCode::OK, &RefundView::new(&o, r)))
+        }
+        _ => Err(ApiError::not_found("refund")),
+    }
+}

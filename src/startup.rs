@@ -1,0 +1,196 @@
+//! Builds the whole application from a config: storage, channels, actors, timers,
+//! simulators and the HTTP server. The listener is bound first so that port 0 works and the
+//! public callback URL can default to the bound address.
+
+use actix::prelude::*;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actors::{ChannelActor, ChannelHandle, Deps, Engine, Registry, TimerService};
+use crate::api::{self, AppState, Merchants};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::connectors::{self, ConnectorEnv, ConnectorError};
+use crate::domain::ChannelName;
+use crate::simulator::{self, SimEnv, SimError, Simulator};
+use crate::store::{Store, StoreError};
+use crate::telemetry::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("channel `{channel}`: {source}")]
+    Connector {
+        channel: String,
+        source: ConnectorError,
+    },
+    #[error("simulator for `{channel}`: {source}")]
+    Simulator { channel: String, source: SimError },
+    #[error("HTTP client: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    public_url: String,
+    server: Server,
+    pub engine: Engine,
+    pub clock: Clock,
+    _arbiters: Vec<Arbiter>,
+}
+
+impl Application {
+    /// Builds and binds everything; call inside an actix `System` (`#[actix_web::main]`,
+    /// `#[actix_web::test]`). The server runs once `run_until_stopped` is awaited (or the
+    /// returned server handle is spawned).
+    pub fn build(config: Config, clock: Clock) -> Result<Application, StartError> {
+        let config = Arc::new(config);
+        let store = Store::open(&config.storage.path, config.storage.cache_capacity_mb)?;
+        let released = store.idem_release_in_progress()?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "released idempotency keys of requests cut off by the last stop"
+            );
+        }
+        let listener =
+            TcpListener::bind(&config.server.bind).map_err(|source| StartError::Bind {
+                addr: config.server.bind.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let port = addr.port();
+        let public_url = config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("paygate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?;
+
+        let mut channels = HashMap::new();
+        let mut simulators: HashMap<ChannelName, Arc<dyn Simulator>> = HashMap::new();
+        for (name, ch_cfg) in config.enabled_channels() {
+            let channel = ChannelName::parse(name).expect("validated at load");
+            let base_url = match &ch_cfg.base_url {
+                Some(u) if !u.is_empty() => u.trim_end_matches('/').to_string(),
+                _ => format!("{public_url}/sandbox/{name}"),
+            };
+            let env = ConnectorEnv {
+                channel: channel.clone(),
+                http: http.clone(),
+                base_url,
+                callback_url: format!("{public_url}/callbacks/{name}"),
+                public_url: public_url.clone(),
+            };
+            let connector =
+                connectors::build(ch_cfg, env).map_err(|source| StartError::Connector {
+                    channel: name.clone(),
+                    source,
+                })?;
+            let handle = Arc::new(ChannelHandle::new(channel.clone(), ch_cfg, connector));
+            ChannelActor::new(handle.clone()).start();
+            channels.insert(channel.clone(), handle);
+            if config.sandbox.enabled {
+                let env = SimEnv {
+                    channel: channel.clone(),
+                    http: http.clone(),
+                    state: store.kv_tree(name)?,
+                    public_url: public_url.clone(),
+                };
+                let sim =
+                    simulator::build(ch_cfg, env).map_err(|source| StartError::Simulator {
+                        channel: name.clone(),
+                        source,
+                    })?;
+                simulators.insert(channel, sim);
+            }
+        }
+
+        let arbiters: Vec<Arbiter> = (0..config.actors.arbiter_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        let registry = Registry::new(arbiters.iter().map(|a| a.handle()).collect());
+        let deps = Arc::new(Deps {
+            store,
+            clock: clock.clone(),
+            channels,
+            actors: config.actors.clone(),
+            outbox_written: Arc::new(tokio::sync::Notify::new()),
+        });
+        registry.bind(deps.clone());
+        TimerService::spawn(deps.clone(), registry.clone());
+        let engine = Engine { deps, registry };
+
+        let state = web::Data::new(AppState {
+            engine: engine.clone(),
+            merchants: Merchants::new(&config.merchants),
+            config: config.clone(),
+            simulators,
+        });
+        let workers = if config.server.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            config.server.workers
+        };
+        let server = HttpServer::new(move || {
+            let sims = state.simulators.clone();
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(request_id))
+                .configure(|c| api::routes(c, &sims))
+        })
+        .workers(workers)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+        tracing::info!(%public_url, workers, "paygate listening");
+        Ok(Application {
+            port,
+            public_url,
+            server,
+            engine,
+            clock,
+            _arbiters: arbiters,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

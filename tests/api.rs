@@ -1,0 +1,475 @@
+//! The merchant API's contract: input validation, auth and isolation, idempotency,
+//! pagination, rate limiting, and the actor engine's self-healing (restart, passivation).
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[actix_web::test]
+async fn bad_input_gets_a_typed_4xx_and_creates_nothing() {
+    let app = spawn_app().await;
+    let base = order_body("bad-1", 100);
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let without = |k: &str| {
+        let mut b = base.clone();
+        b.as_object_mut().unwrap().remove(k);
+        b
+    };
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        (
+            "zero amount",
+            with("amount", json!(0)),
+            400,
+            "invalid_amount",
+            Some("amount"),
+        ),
+        (
+            "negative amount",
+            with("amount", json!(-5)),
+            400,
+            "invalid_amount",
+            Some("amount"),
+        ),
+        (
+            "fractional amount",
+            with("amount", json!(1.5)),
+            400,
+            "invalid_field",
+            None,
+        ),
+        (
+            "string amount",
+            with("amount", json!("100")),
+            400,
+            "invalid_field",
+            None,
+        ),
+        (
+            "huge amount",
+            with("amount", json!(10_000_000_000_000_000i64)),
+            400,
+            "invalid_amount",
+            Some("amount"),
+        ),
+        (
+            "lower-case currency",
+            with("currency", json!("cny")),
+            400,
+            "invalid_currency",
+            Some("currency"),
+        ),
+        (
+            "unknown currency",
+            with("currency", json!("XXX")),
+            400,
+            "invalid_currency",
+            Some("currency"),
+        ),
+        (
+            "unknown channel",
+            with("channel", json!("paypal")),
+            400,
+            "unknown_channel",
+            Some("channel"),
+        ),
+        (
+            "unknown method",
+            with("method", json!("carrier_pigeon")),
+            400,
+            "invalid_method",
+            Some("method"),
+        ),
+        (
+            "bad merchant_order_no",
+            with("merchant_order_no", json!("a b/c")),
+            400,
+            "invalid_reference",
+            Some("merchant_order_no"),
+        ),
+        (
+            "long merchant_order_no",
+            with("merchant_order_no", json!("x".repeat(65))),
+            400,
+            "invalid_reference",
+            Some("merchant_order_no"),
+        ),
+        (
+            "empty subject",
+            with("subject", json!("")),
+            400,
+            "invalid_text",
+            Some("subject"),
+        ),
+        (
+            "ftp notify_url",
+            with("notify_url", json!("ftp://x.example/h")),
+            400,
+            "invalid_url",
+            Some("notify_url"),
+        ),
+        (
+            "zero expiry",
+            with("expires_in", json!(0)),
+            400,
+            "invalid_expiry",
+            Some("expires_in"),
+        ),
+        (
+            "bad payer ip",
+            with("payer", json!({"ip": "999.1.1.1"})),
+            400,
+            "invalid_ip",
+            Some("payer.ip"),
+        ),
+        (
+            "unknown field",
+            with("colour", json!("red")),
+            400,
+            "invalid_field",
+            None,
+        ),
+        (
+            "unknown payer field",
+            with("payer", json!({"shoe_size": "9"})),
+            400,
+            "invalid_field",
+            None,
+        ),
+        (
+            "missing amount",
+            without("amount"),
+            400,
+            "invalid_field",
+            None,
+        ),
+        (
+            "missing currency",
+            without("currency"),
+            400,
+            "invalid_field",
+            None,
+        ),
+    ];
+    for (name, body, status, code, param) in cases {
+        let r = app.post("/v1/orders", body).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], code, "{name}: {}", r.text);
+        assert!(r.body["error"]["type"].is_string(), "{name}");
+        assert!(
+            !r.body["error"]["message"].as_str().unwrap().is_empty(),
+            "{name}"
+        );
+        if let Some(p) = param {
+            assert_eq!(r.body["error"]["param"], p, "{name}: {}", r.text);
+        }
+    }
+    let r = app
+        .post_raw("/v1/orders", "application/json", b"{\"amount\": ".to_vec())
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post_raw("/v1/orders", "text/plain", b"hello".to_vec())
+        .await;
+    assert_eq!(r.status, 415, "{}", r.text);
+    let huge = json!({"merchant_order_no": "big", "subject": "x".repeat(70_000)});
+    let r = app
+        .post_raw(
+            "/v1/orders",
+            "application/json",
+            serde_json::to_vec(&huge).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{}",
+        r.text
+    );
+    let r = app
+        .request(Method::POST, "/v1/orders", None, Some(base.clone()), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["type"].as_str()),
+        (401, Some("authentication_error"))
+    );
+    let r = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some("sk_wrong"),
+            Some(base.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(app.count_orders(), 0, "no bad request created an order");
+    // And the same body, fixed, works.
+    assert_eq!(app.post("/v1/orders", base).await.status, 201);
+}
+
+#[actix_web::test]
+async fn merchant_order_no_is_unique_per_merchant() {
+    let app = spawn_app().await;
+    let first = app.pending_order("uniq-1", 100).await;
+    let again = app.create_order("uniq-1", 100).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(again.body["error"]["code"], "duplicate_merchant_order_no");
+    assert!(again.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&first));
+    // Another merchant may use the same reference.
+    let other = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(OTHER_KEY),
+            Some(order_body("uniq-1", 100)),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+}
+
+#[actix_web::test]
+async fn merchants_cannot_see_or_touch_each_others_orders() {
+    let app = spawn_app().await;
+    let id = app.paid_order("iso-1", 100).await;
+    let r = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "iso-r", "amount": 10}),
+        )
+        .await;
+    let rid = r.body["id"].as_str().unwrap().to_string();
+    for (m, path) in [
+        (Method::GET, format!("/v1/orders/{id}")),
+        (Method::POST, format!("/v1/orders/{id}/close")),
+        (Method::POST, format!("/v1/orders/{id}/verify")),
+        (Method::GET, format!("/v1/refunds/{rid}")),
+    ] {
+        let r = app
+            .request(m, &path, Some(OTHER_KEY), Some(json!({})), None)
+            .await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["code"], "resource_missing");
+    }
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/v1/orders/{id}/refunds"),
+            Some(OTHER_KEY),
+            Some(json!({"merchant_refund_no": "steal", "amount": 10})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let list = app
+        .request(Method::GET, "/v1/orders", Some(OTHER_KEY), None, None)
+        .await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 0);
+    let found = app
+        .request(
+            Method::GET,
+            "/v1/orders?merchant_order_no=iso-1",
+            Some(OTHER_KEY),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(found.body["data"].as_array().unwrap().len(), 0);
+}
+
+#[actix_web::test]
+async fn list_paginates_newest_first_and_finds_by_merchant_order_no() {
+    let app = spawn_app().await;
+    let mut ids = vec![];
+    for i in 0..5 {
+        ids.push(app.pending_order(&format!("page-{i}"), 100 + i).await);
+    }
+    let p1 = app.get("/v1/orders?limit=2").await;
+    assert_eq!(p1.status, 200);
+    let data: Vec<&str> = p1.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(data, vec![ids[4].as_str(), ids[3].as_str()]);
+    assert_eq!(p1.body["has_more"], true);
+    let p2 = app
+        .get(&format!("/v1/orders?limit=10&starting_after={}", ids[3]))
+        .await;
+    assert_eq!(p2.body["data"].as_array().unwrap().len(), 3);
+    assert_eq!(p2.body["has_more"], false);
+    let one = app.get("/v1/orders?merchant_order_no=page-2").await;
+    assert_eq!(one.body["data"][0]["id"], ids[2].as_str());
+    assert_eq!(app.get("/v1/orders?limit=0").await.status, 400);
+    assert_eq!(app.get("/v1/orders?starting_after=nope").await.status, 400);
+}
+
+#[actix_web::test]
+async fn idempotency_key_replays_refuses_changes_and_holds_under_concurrency() {
+    let app = spawn_app().await;
+    let body = order_body("idem-1", 100);
+    let a = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(body.clone()),
+            Some("key-1"),
+        )
+        .await;
+    let b = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(body.clone()),
+            Some("key-1"),
+        )
+        .await;
+    assert_eq!((a.status, b.status), (201, 201));
+    assert_eq!(a.text, b.text, "replayed byte for byte");
+    assert_eq!(b.headers["idempotent-replayed"], "true");
+    let changed = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(order_body("idem-1", 101)),
+            Some("key-1"),
+        )
+        .await;
+    assert_eq!(changed.status, 409);
+    assert_eq!(changed.body["error"]["type"], "idempotency_error");
+
+    // 50 concurrent requests with one key: one order, one answer.
+    let body = order_body("idem-50", 100);
+    let mut tasks = vec![];
+    for _ in 0..50 {
+        let (http, base, body) = (app.http.clone(), app.base.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(format!("{base}/v1/orders"))
+                .bearer_auth(DEMO_KEY)
+                .header("Idempotency-Key", "key-50")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+    }
+    let mut answers = vec![];
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, t)| *t == answers[0].1),
+        "all replay the same order"
+    );
+    let list = app.get("/v1/orders?merchant_order_no=idem-50").await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(app.count_orders(), 2);
+}
+
+#[actix_web::test]
+async fn over_the_channel_rate_limit_answers_429_with_retry_after() {
+    let app = spawn_app_with(&[
+        ("PAYGATE__CHANNELS__SANDBOX__RATE_LIMIT_PER_SEC", "1"),
+        ("PAYGATE__CHANNELS__SANDBOX__BURST", "1"),
+    ])
+    .await;
+    assert_eq!(app.create_order("rl-1", 100).await.status, 201);
+    let r = app.create_order("rl-2", 100).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["error"]["type"], "rate_limit_error");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert!(
+        app.get("/v1/orders?merchant_order_no=rl-2").await.body["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[actix_web::test]
+async fn a_panicking_order_actor_restarts_from_its_snapshot() {
+    let app = spawn_app().await;
+    let id = app.paid_order("panic-1", 100).await;
+    let oid = paygate::domain::OrderId::parse(&id).unwrap();
+    let r = app
+        .engine
+        .send(&oid, paygate::actors::Command::InjectPanic)
+        .await;
+    assert!(
+        matches!(r, Err(paygate::actors::EngineError::Unavailable(_))),
+        "{r:?}"
+    );
+    // The same actor keeps serving, from the durable state.
+    let refund = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "after-panic", "amount": 100}),
+        )
+        .await;
+    assert_eq!(refund.status, 201, "{}", refund.text);
+    app.wait_order(&id, "refund after restart", |o| o["status"] == "refunded")
+        .await;
+    let stats = app.engine.deps.channels.values().next().unwrap().stats();
+    assert_eq!(stats.restarts, 1);
+}
+
+#[actix_web::test]
+async fn idle_actors_passivate_and_reactivate_on_demand() {
+    let app = spawn_app_with(&[("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "1")]).await;
+    let mut ids = vec![];
+    for i in 0..20 {
+        ids.push(app.pending_order(&format!("idle-{i}"), 100).await);
+    }
+    assert!(app.engine.registry.live() > 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.engine.registry.live() > 0 {
+        assert!(Instant::now() < deadline, "actors did not passivate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A passivated order wakes up for its next command.
+    assert_eq!(app.pay(&ids[0], json!({})).await.status, 200);
+    assert_eq!(app.order(&ids[0]).await["status"], "paid");
+    let stats = app.engine.deps.channels.values().next().unwrap().stats();
+    assert!(stats.passivations >= 20, "{stats:?}");
+}
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    for p in ["/healthz", "/readyz"] {
+        let r = app
+            .http
+            .get(format!("{}{p}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("x-request-id"));
+    }
+    let r = app.request(Method::GET, "/nope", None, None, None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error"]["code"], "route_not_found");
+}

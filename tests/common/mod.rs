@@ -1,0 +1,239 @@
+//! `spawn_app()`: the real server on port 0 with a temporary data dir and a manual clock,
+//! plus a small typed client. `TEST_LOG=1` shows the server's logs.
+
+#![allow(dead_code)]
+
+use paygate::actors::Engine;
+use paygate::clock::Clock;
+use paygate::config::Config;
+use paygate::startup::Application;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub const DEMO_KEY: &str = "sk_test_paygate_demo";
+pub const OTHER_KEY: &str = "sk_test_paygate_other";
+pub const ADMIN_TOKEN: &str = "admin_test_paygate";
+pub const SANDBOX_KEY: &str = "sandbox_test_key_do_not_use_in_production";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: Clock,
+    pub engine: Engine,
+    pub dir: tempfile::TempDir,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+pub fn base_config() -> String {
+    let mut cfg =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    cfg.push_str(
+        r#"
+[[merchants]]
+id = "other"
+api_key_sha256 = "b321b92b790617174e76ca059ce5b1542fde44dee714b43366a0e5151bb8e635"
+webhook_secret = "whsec_other_0123456789abcdef"
+"#,
+    );
+    cfg
+}
+
+/// Starts the app; `overrides` are `PAYGATE__…` pairs applied like environment variables.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        paygate::telemetry::init(&paygate::config::LogConfig {
+            format: "pretty".into(),
+            level: "debug".into(),
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        (
+            "PAYGATE__SERVER__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        ("PAYGATE__SERVER__WORKERS".to_string(), "2".to_string()),
+        (
+            "PAYGATE__STORAGE__PATH".to_string(),
+            dir.path().display().to_string(),
+        ),
+        (
+            "PAYGATE__STORAGE__CACHE_CAPACITY_MB".to_string(),
+            "16".to_string(),
+        ),
+        ("PAYGATE__ACTORS__ARBITERS".to_string(), "2".to_string()),
+        (
+            "PAYGATE__ACTORS__TIMER_TICK_MS".to_string(),
+            "20".to_string(),
+        ),
+    ];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let cfg = Config::from_toml(&base_config(), env).expect("test config");
+    let clock = Clock::manual(Clock::system().now());
+    let app = Application::build(cfg, clock.clone()).expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let engine = app.engine.clone();
+    let handle = app.server_handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        clock,
+        engine,
+        dir,
+        handle,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        idem: Option<&str>,
+    ) -> Resp {
+        let mut r = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        if let Some(i) = idem {
+            r = r.header("Idempotency-Key", i);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.expect("request sent");
+        Self::read(res).await
+    }
+
+    pub async fn read(res: reqwest::Response) -> Resp {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some(DEMO_KEY),
+            Some(body),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(reqwest::Method::GET, path, Some(DEMO_KEY), None, None)
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Resp {
+        let res = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(DEMO_KEY)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        Self::read(res).await
+    }
+
+    pub async fn create_order(&self, merchant_order_no: &str, amount: i64) -> Resp {
+        self.post("/v1/orders", order_body(merchant_order_no, amount))
+            .await
+    }
+
+    /// Creates an order and asserts it is pending; returns its id.
+    pub async fn pending_order(&self, merchant_order_no: &str, amount: i64) -> String {
+        let r = self.create_order(merchant_order_no, amount).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["status"], "pending", "{}", r.text);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn pay(&self, order_id: &str, opts: Value) -> Resp {
+        let res = self
+            .http
+            .post(format!("{}/sandbox/pay/{order_id}", self.base))
+            .json(&opts)
+            .send()
+            .await
+            .unwrap();
+        Self::read(res).await
+    }
+
+    pub async fn order(&self, id: &str) -> Value {
+        let r = self.get(&format!("/v1/orders/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body
+    }
+
+    /// Polls until `pred` holds for the order (the server works asynchronously: refund
+    /// callbacks, timers). Fails after 10 s.
+    pub async fn wait_order(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self.order(id).await;
+            if pred(&o) {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {o}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn paid_order(&self, merchant_order_no: &str, amount: i64) -> String {
+        let id = self.pending_order(merchant_order_no, amount).await;
+        let p = self.pay(&id, json!({})).await;
+        assert_eq!(p.status, 200, "{}", p.text);
+        assert_eq!(p.body["callback_status"], 200, "{}", p.text);
+        let o = self.order(&id).await;
+        assert_eq!(o["status"], "paid", "{o}");
+        id
+    }
+
+    pub fn count_orders(&self) -> usize {
+        self.engine.deps.store.order_count()
+    }
+}
+
+pub fn order_body(merchant_order_no: &str, amount: i64) -> Value {
+    json!({
+        "merchant_order_no": merchant_order_no,
+        "amount": amount,
+        "currency": "CNY",
+        "channel": "sandbox",
+        "method": "native_qr",
+        "subject": "Green tea",
+    })
+}

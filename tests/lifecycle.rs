@@ -1,0 +1,328 @@
+//! The order lifecycle over HTTP on the sandbox channel: pay, refund, close, expiry,
+//! verify, and the provider-callback edge cases (duplicates, out of order, forged, wrong
+//! amount).
+
+mod common;
+
+use common::*;
+use paygate::connectors::sandbox::sign::SignedHeaders;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn events_of(app: &TestApp, order_id: &str) -> Vec<String> {
+    let store = &app.engine.deps.store;
+    store
+        .list_outbox(None, None, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.order_id.as_str() == order_id)
+        .map(|r| r.event_type)
+        .collect()
+}
+
+/// Sends a sandbox callback signed with `key`.
+async fn send_callback(app: &TestApp, body: &Value, key: &str) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let now = Clock_now_secs();
+    let signed = SignedHeaders::sign(key.as_bytes(), "sandbox_mch_1", now, &bytes);
+    let mut r = app
+        .http
+        .post(format!("{}/callbacks/sandbox", app.base))
+        .header("Content-Type", "application/json");
+    for (k, v) in signed.pairs() {
+        r = r.header(k, v);
+    }
+    TestApp::read(r.body(bytes).send().await.unwrap()).await
+}
+
+#[allow(non_snake_case)]
+fn Clock_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn out_trade_no(order_id: &str) -> &str {
+    order_id.strip_prefix("ord_").unwrap()
+}
+
+fn payment_cb(order_id: &str, amount: i64, txn: &str) -> Value {
+    json!({
+        "event": "payment.succeeded",
+        "out_trade_no": out_trade_no(order_id),
+        "trade_no": txn,
+        "amount": amount,
+        "currency": "CNY",
+        "paid_at": Clock_now_secs(),
+    })
+}
+
+#[actix_web::test]
+async fn full_lifecycle_create_pay_partial_then_full_refund() {
+    let app = spawn_app().await;
+    let r = app.create_order("life-1", 1000).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("ord_"));
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["pay_action"]["type"], "qr_code");
+    assert!(r.body["pay_action"]["code_url"].as_str().unwrap().len() > 5);
+    assert_eq!(r.body["amount_refunded"], 0);
+
+    let p = app.pay(&id, json!({})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "paid");
+    assert!(o["paid_at"].is_i64());
+    assert!(o["provider_transaction_id"].is_string());
+
+    let r1 = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "rf-1", "amount": 300}),
+        )
+        .await;
+    assert_eq!(r1.status, 201, "{}", r1.text);
+    assert!(r1.body["id"].as_str().unwrap().starts_with("rfd_"));
+    assert_eq!(r1.body["order_id"], id.as_str());
+    let rid1 = r1.body["id"].as_str().unwrap().to_string();
+    let o = app
+        .wait_order(&id, "partial refund", |o| {
+            o["status"] == "partially_refunded"
+        })
+        .await;
+    assert_eq!(o["amount_refunded"], 300);
+    let rf = app.get(&format!("/v1/refunds/{rid1}")).await;
+    assert_eq!(rf.status, 200);
+    assert_eq!(rf.body["status"], "succeeded");
+
+    // More than what is left is refused and changes nothing.
+    let too_much = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "rf-x", "amount": 701}),
+        )
+        .await;
+    assert_eq!(too_much.status, 400, "{}", too_much.text);
+    assert_eq!(too_much.body["error"]["code"], "amount_exceeds_refundable");
+
+    let r2 = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "rf-2", "amount": 700, "reason": "returned"}),
+        )
+        .await;
+    assert_eq!(r2.status, 201, "{}", r2.text);
+    let o = app
+        .wait_order(&id, "full refund", |o| o["status"] == "refunded")
+        .await;
+    assert_eq!(o["amount_refunded"], 1000);
+    assert_eq!(o["refunds"].as_array().unwrap().len(), 2);
+
+    let evs = events_of(&app, &id);
+    assert_eq!(
+        evs.iter().filter(|e| *e == "order.paid").count(),
+        1,
+        "{evs:?}"
+    );
+    assert_eq!(
+        evs.iter().filter(|e| *e == "refund.succeeded").count(),
+        2,
+        "{evs:?}"
+    );
+    // The event log has every transition.
+    let oid = paygate::domain::OrderId::parse(&id).unwrap();
+    let log = app.engine.deps.store.events(&oid).unwrap();
+    let names: Vec<_> = log.iter().map(|e| e.event.name()).collect();
+    assert_eq!(
+        names[..3],
+        ["created", "prepay_accepted", "payment_reported"]
+    );
+    assert_eq!(log.last().unwrap().status_after.as_str(), "refunded");
+}
+
+#[actix_web::test]
+async fn close_is_idempotent_and_refused_once_paid() {
+    let app = spawn_app().await;
+    let id = app.pending_order("close-1", 500).await;
+    let c = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.body["status"], "closed");
+    assert_eq!(c.body["close_reason"], "merchant");
+    let again = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+    assert_eq!(again.status, 200);
+    // The provider closed the trade too: it can no longer be paid.
+    let p = app.pay(&id, json!({})).await;
+    assert_eq!(p.status, 409, "{}", p.text);
+    assert_eq!(events_of(&app, &id), vec!["order.closed"]);
+
+    let paid = app.paid_order("close-2", 500).await;
+    let c = app
+        .post(&format!("/v1/orders/{paid}/close"), json!({}))
+        .await;
+    assert_eq!(c.status, 409, "{}", c.text);
+    assert_eq!(c.body["error"]["code"], "order_state_conflict");
+    assert_eq!(app.order(&paid).await["status"], "paid");
+}
+
+#[actix_web::test]
+async fn unpaid_order_closes_itself_at_expiry() {
+    let app = spawn_app().await;
+    let mut body = order_body("exp-1", 100);
+    body["expires_in"] = json!(60);
+    let r = app.post("/v1/orders", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.body["expires_at"].as_i64().unwrap() - r.body["created_at"].as_i64().unwrap(),
+        60
+    );
+    app.clock.advance(Duration::from_secs(30));
+    // Polls happen (the provider says still pending) but nothing closes before expiry.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.order(&id).await["status"], "pending");
+    app.clock.advance(Duration::from_secs(31));
+    let o = app
+        .wait_order(&id, "expiry close", |o| o["status"] == "closed")
+        .await;
+    assert_eq!(o["close_reason"], "expired");
+    assert_eq!(app.pay(&id, json!({})).await.status, 409);
+}
+
+#[actix_web::test]
+async fn lost_callback_is_recovered_by_verify_and_by_polling() {
+    let app = spawn_app().await;
+    let id = app.pending_order("lost-1", 250).await;
+    let p = app.pay(&id, json!({"drop_callback": true})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.body["callback_status"].is_null());
+    assert_eq!(app.order(&id).await["status"], "pending");
+    let v = app
+        .post(&format!("/v1/orders/{id}/verify"), json!({}))
+        .await;
+    assert_eq!(v.status, 200, "{}", v.text);
+    assert_eq!(v.body["verified"], true);
+    assert_eq!(v.body["provider_status"], "PAID");
+    assert_eq!(v.body["order"]["status"], "paid");
+
+    // Without anyone asking: the status poll timer finds the payment.
+    let id2 = app.pending_order("lost-2", 250).await;
+    app.pay(&id2, json!({"drop_callback": true})).await;
+    app.clock.advance(Duration::from_secs(11));
+    app.wait_order(&id2, "poll finds payment", |o| o["status"] == "paid")
+        .await;
+}
+
+#[actix_web::test]
+async fn duplicate_and_late_callbacks_are_idempotent() {
+    let app = spawn_app().await;
+    let id = app.pending_order("dup-1", 800).await;
+    let cb = payment_cb(&id, 800, "TXN-DUP-1");
+    for _ in 0..3 {
+        let r = send_callback(&app, &cb, SANDBOX_KEY).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["code"], "SUCCESS");
+    }
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "paid");
+    assert_eq!(
+        o["version"], 3,
+        "created, pending, paid: duplicates add nothing"
+    );
+    assert_eq!(events_of(&app, &id), vec!["order.paid"]);
+
+    // A payment reported for an order closed earlier is recorded, not applied.
+    let closed = app.pending_order("dup-2", 800).await;
+    app.post(&format!("/v1/orders/{closed}/close"), json!({}))
+        .await;
+    let r = send_callback(&app, &payment_cb(&closed, 800, "TXN-LATE"), SANDBOX_KEY).await;
+    assert_eq!(r.status, 200);
+    let o = app.order(&closed).await;
+    assert_eq!(o["status"], "closed");
+    assert_eq!(o["anomalies"][0]["kind"], "paid_after_close");
+    assert!(events_of(&app, &closed).contains(&"order.paid_after_close".to_string()));
+}
+
+#[actix_web::test]
+async fn forged_callbacks_are_rejected_and_change_nothing() {
+    let app = spawn_app().await;
+    let id = app.pending_order("forge-1", 900).await;
+    let cb = payment_cb(&id, 900, "TXN-FORGED");
+    let r = send_callback(&app, &cb, "an_attacker_key_0123456789").await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.body["code"], "FAIL");
+    // Tampered body under a valid signature.
+    let bytes = serde_json::to_vec(&cb).unwrap();
+    let signed = SignedHeaders::sign(
+        SANDBOX_KEY.as_bytes(),
+        "sandbox_mch_1",
+        Clock_now_secs(),
+        &bytes,
+    );
+    let tampered = String::from_utf8(bytes).unwrap().replace("900", "901");
+    let mut req = app.http.post(format!("{}/callbacks/sandbox", app.base));
+    for (k, v) in signed.pairs() {
+        req = req.header(k, v);
+    }
+    let r = TestApp::read(req.body(tampered).send().await.unwrap()).await;
+    assert_eq!(r.status, 500);
+    // Unsigned.
+    let r = TestApp::read(
+        app.http
+            .post(format!("{}/callbacks/sandbox", app.base))
+            .json(&cb)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 500);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["version"], 2);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("paygate_callbacks_total{channel=\"sandbox\",outcome=\"signature\"}")),
+        "rejections are counted"
+    );
+}
+
+#[actix_web::test]
+async fn wrong_amount_is_an_anomaly_not_a_payment() {
+    let app = spawn_app().await;
+    let id = app.pending_order("amt-1", 1000).await;
+    let p = app.pay(&id, json!({"amount": 999})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["anomalies"][0]["kind"], "amount_mismatch");
+    assert!(events_of(&app, &id).is_empty());
+}
+
+#[actix_web::test]
+async fn refund_callback_for_unknown_refund_is_rejected() {
+    let app = spawn_app().await;
+    let id = app.paid_order("rfu-1", 100).await;
+    let cb = json!({
+        "event": "refund.succeeded",
+        "out_trade_no": out_trade_no(&id),
+        "out_refund_no": "0000000000AAAAAAAAAAAAAA",
+        "refund_no": "R1",
+        "amount": 100,
+    });
+    let r = send_callback(&app, &cb, SANDBOX_KEY).await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(app.order(&id).await["status"], "paid");
+}
