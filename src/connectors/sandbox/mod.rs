@@ -62,8 +62,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    Ack, ConnectorEnv, ConnectorError, Notification, ProviderPayment, ProviderRefund,
-    QueryResult, RawCallback,
+    Ack, ConnectorEnv, ConnectorError, Notification, ProviderPayment, ProviderRefund, QueryResult,
+    RawCallback,
 };
 use crate::domain::{Currency, Failure, Method, Money, Order, PayAction, Refund};
 pub use settings::Settings;
@@ -85,8 +85,9 @@ type Answer<T> = Result<T, ErrorBody>;
 
 impl SandboxConnector {
     pub fn new(s: &toml::Table, env: ConnectorEnv) -> Result<Self, ConnectorError> {
-        let settings = Settings::from_table(s)
-            .map_err(|e| ConnectorError::Config(format!("channels.{}.settings: {e}", env.channel)))?;
+        let settings = Settings::from_table(s).map_err(|e| {
+            ConnectorError::Config(format!("channels.{}.settings: {e}", env.channel))
+        })?;
         Ok(Self::with_settings(settings, env))
     }
 
@@ -143,7 +144,9 @@ impl SandboxConnector {
         if let Err(e) = self.verify(&headers, &raw, sign::now_secs()) {
             tracing::warn!(channel = %self.env.channel, op, http_status = status.as_u16(), error = %e,
                 "sandbox answer failed signature verification");
-            return Err(ConnectorError::Signature(format!("{op} answer (HTTP {status}): {e}")));
+            return Err(ConnectorError::Signature(format!(
+                "{op} answer (HTTP {status}): {e}"
+            )));
         }
         if headers.mch_id != self.settings.mch_id {
             return Err(ConnectorError::Signature(format!(
@@ -158,7 +161,9 @@ impl SandboxConnector {
         } else if status.is_client_error() {
             serde_json::from_slice(&raw).map(Err).map_err(parse_err)
         } else {
-            Err(ConnectorError::Protocol(format!("{op}: unexpected HTTP {status}")))
+            Err(ConnectorError::Protocol(format!(
+                "{op}: unexpected HTTP {status}"
+            )))
         }
     }
 
@@ -327,14 +332,21 @@ impl super::Connector for SandboxConnector {
         let req = wire::TradeRef {
             out_trade_no: order.id.provider_ref().to_string(),
         };
-        match self.call::<_, serde_json::Value>("payments/close", &req).await? {
+        match self
+            .call::<_, serde_json::Value>("payments/close", &req)
+            .await?
+        {
             Ok(_) => Ok(()),
             Err(e) if e.code == "TRADE_NOT_FOUND" => Ok(()),
             Err(e) => Err(Self::rejected(e)),
         }
     }
 
-    async fn refund(&self, order: &Order, refund: &Refund) -> Result<ProviderRefund, ConnectorError> {
+    async fn refund(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError> {
         let req = wire::CreateRefund {
             out_trade_no: order.id.provider_ref().to_string(),
             out_refund_no: refund.id.provider_ref().to_string(),

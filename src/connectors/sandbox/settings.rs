@@ -60,7 +60,9 @@ impl Settings {
             })?),
             (Some(_), Some(_)) => return Err("set only one of `key` and `key_env`".into()),
             (None, None) => {
-                return Err("`key` (or `key_env`, naming an environment variable) is required".into())
+                return Err(
+                    "`key` (or `key_env`, naming an environment variable) is required".into(),
+                )
             }
         };
         if key.expose().len() < MIN_KEY_LEN {
@@ -110,8 +112,10 @@ mod tests {
         let s = parse(&format!("mch_id = \"m1\"\nkey = \"{KEY}\"")).unwrap();
         assert_eq!(s.key.expose(), KEY);
         assert_eq!(s.currencies, Currency::ALL.to_vec());
-        let s = parse("mch_id = \"m1\"\nkey_env = \"SANDBOX_KEY_FOR_TEST\"\ncurrencies = [\"SGD\", \"JPY\"]")
-            .unwrap();
+        let s = parse(
+            "mch_id = \"m1\"\nkey_env = \"SANDBOX_KEY_FOR_TEST\"\ncurrencies = [\"SGD\", \"JPY\"]",
+        )
+        .unwrap();
         assert_eq!(s.key.expose(), KEY);
         assert_eq!(s.currencies, vec![Currency::Sgd, Currency::Jpy]);
         assert!(!format!("{s:?}").contains(KEY));
@@ -124,10 +128,19 @@ mod tests {
             ("mch_id = \"m 1\"\nkey = \"{KEY}\"", "mch_id"),
             ("mch_id = \"m1\"", "key"),
             ("mch_id = \"m1\"\nkey = \"short\"", "key"),
-            ("mch_id = \"m1\"\nkey = \"{KEY}\"\nkey_env = \"X\"", "key_env"),
+            (
+                "mch_id = \"m1\"\nkey = \"{KEY}\"\nkey_env = \"X\"",
+                "key_env",
+            ),
             ("mch_id = \"m1\"\nkey_env = \"UNSET_VAR\"", "UNSET_VAR"),
-            ("mch_id = \"m1\"\nkey = \"{KEY}\"\ncurrencies = [\"XXX\"]", "currencies"),
-            ("mch_id = \"m1\"\nkey = \"{KEY}\"\ncurrencies = []", "currencies"),
+            (
+                "mch_id = \"m1\"\nkey = \"{KEY}\"\ncurrencies = [\"XXX\"]",
+                "currencies",
+            ),
+            (
+                "mch_id = \"m1\"\nkey = \"{KEY}\"\ncurrencies = []",
+                "currencies",
+            ),
             ("mch_id = \"m1\"\nkey = \"{KEY}\"\nbogus = 1", "bogus"),
         ];
         for (text, field) in cases {

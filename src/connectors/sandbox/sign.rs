@@ -77,7 +77,11 @@ impl SignedHeaders {
 
     /// Collects the four headers through `get` (case-insensitive lookup is the caller's).
     pub fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, SignError> {
-        let take = |name: &'static str| get(name).map(str::to_string).ok_or(SignError::Missing(name));
+        let take = |name: &'static str| {
+            get(name)
+                .map(str::to_string)
+                .ok_or(SignError::Missing(name))
+        };
         Ok(SignedHeaders {
             mch_id: take(H_MCH_ID)?,
             timestamp: take(H_TIMESTAMP)?,
@@ -225,7 +229,10 @@ mod tests {
     fn rejects_tampered_body_wrong_key_and_stale_timestamp() {
         let h = signed();
         let tampered = br#"{"out_trade_no":"0123456789ABCDEFGHJKMNPR"}"#;
-        assert_eq!(h.verify(KEY, tampered, 1_700_000_000), Err(SignError::Mismatch));
+        assert_eq!(
+            h.verify(KEY, tampered, 1_700_000_000),
+            Err(SignError::Mismatch)
+        );
         assert_eq!(
             h.verify(b"TEST_ONLY_another_key_0000000000", BODY, 1_700_000_000),
             Err(SignError::Mismatch)
@@ -306,8 +313,10 @@ mod tests {
 
     #[test]
     fn client_params_sign_sorted_pairs() {
-        let p: std::collections::BTreeMap<String, String> =
-            [("b", "2"), ("a", "1")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let p: std::collections::BTreeMap<String, String> = [("b", "2"), ("a", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let mut m = HmacSha256::new_from_slice(KEY).unwrap();
         m.update(b"a=1&b=2");
         assert_eq!(sign_params(KEY, &p), hex::encode(m.finalize().into_bytes()));

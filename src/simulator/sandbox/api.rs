@@ -21,7 +21,13 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [Op::Create, Op::Query, Op::Close, Op::Refund, Op::RefundQuery];
+    pub const ALL: [Op; 5] = [
+        Op::Create,
+        Op::Query,
+        Op::Close,
+        Op::Refund,
+        Op::RefundQuery,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -42,10 +48,15 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// 6-32 of `[A-Za-z0-9_-]`: `out_trade_no`, `out_refund_no`.
 fn check_ref(field: &str, v: &str) -> Result<(), ApiError> {
-    if (6..=32).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if (6..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         Ok(())
     } else {
-        Err(ApiError::param(format!("{field} must be 6-32 of [A-Za-z0-9_-]")))
+        Err(ApiError::param(format!(
+            "{field} must be 6-32 of [A-Za-z0-9_-]"
+        )))
     }
 }
 
@@ -53,7 +64,9 @@ fn check_amount(v: i64) -> Result<(), ApiError> {
     if (1..=MAX_AMOUNT).contains(&v) {
         Ok(())
     } else {
-        Err(ApiError::param(format!("amount must be 1-{MAX_AMOUNT} minor units")))
+        Err(ApiError::param(format!(
+            "amount must be 1-{MAX_AMOUNT} minor units"
+        )))
     }
 }
 
@@ -65,7 +78,12 @@ fn check_url(field: &str, v: &str) -> Result<(), ApiError> {
 }
 
 impl SandboxSimulator {
-    pub(super) fn dispatch(self: Arc<Self>, op: Op, body: &[u8], now: i64) -> Result<serde_json::Value, ApiError> {
+    pub(super) fn dispatch(
+        self: Arc<Self>,
+        op: Op,
+        body: &[u8],
+        now: i64,
+    ) -> Result<serde_json::Value, ApiError> {
         match op {
             Op::Create => {
                 let req: wire::CreatePayment = parse(body)?;
@@ -93,8 +111,14 @@ impl SandboxSimulator {
                 check_ref("out_refund_no", &req.out_refund_no)?;
                 check_amount(req.amount)?;
                 check_url("notify_url", &req.notify_url)?;
-                if req.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
-                    return Err(ApiError::param(format!("reason must be at most {MAX_REASON_BYTES} bytes")));
+                if req
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+                {
+                    return Err(ApiError::param(format!(
+                        "reason must be at most {MAX_REASON_BYTES} bytes"
+                    )));
                 }
                 let (rec, new) = self.books.refund(&req, now)?;
                 if new {
@@ -125,11 +149,13 @@ impl SandboxSimulator {
                 format!("this merchant cannot settle {cur}"),
             ));
         }
-        req.method
-            .parse::<Method>()
-            .map_err(|_| ApiError::param("method must be one of native_qr, h5, app, mini_program, jsapi, pc_web"))?;
+        req.method.parse::<Method>().map_err(|_| {
+            ApiError::param("method must be one of native_qr, h5, app, mini_program, jsapi, pc_web")
+        })?;
         if req.subject.is_empty() || req.subject.len() > MAX_SUBJECT_BYTES {
-            return Err(ApiError::param(format!("subject must be 1-{MAX_SUBJECT_BYTES} bytes")));
+            return Err(ApiError::param(format!(
+                "subject must be 1-{MAX_SUBJECT_BYTES} bytes"
+            )));
         }
         check_url("notify_url", &req.notify_url)?;
         if req.expires_at <= 0 {

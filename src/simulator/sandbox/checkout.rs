@@ -76,13 +76,25 @@ impl SandboxSimulator {
         }
         self.books
             .trade_by_no(trade_no, sign::now_secs())
-            .map_err(|e| page(500, "Sandbox checkout", &format!("<p>{}</p>", escape(&e.message))))
+            .map_err(|e| {
+                page(
+                    500,
+                    "Sandbox checkout",
+                    &format!("<p>{}</p>", escape(&e.message)),
+                )
+            })
     }
 
     fn checkout_page(&self, trade_no: &str) -> HttpResponse {
         let t = match self.find_by_no(trade_no) {
             Err(resp) => return resp,
-            Ok(None) => return page(404, "Unknown trade", "<p>This sandbox trade does not exist.</p>"),
+            Ok(None) => {
+                return page(
+                    404,
+                    "Unknown trade",
+                    "<p>This sandbox trade does not exist.</p>",
+                )
+            }
             Ok(Some(t)) => t,
         };
         let mut html = format!(
@@ -105,7 +117,13 @@ impl SandboxSimulator {
     async fn checkout_pay(&self, trade_no: &str) -> HttpResponse {
         let t = match self.find_by_no(trade_no) {
             Err(resp) => return resp,
-            Ok(None) => return page(404, "Unknown trade", "<p>This sandbox trade does not exist.</p>"),
+            Ok(None) => {
+                return page(
+                    404,
+                    "Unknown trade",
+                    "<p>This sandbox trade does not exist.</p>",
+                )
+            }
             Ok(Some(t)) => t,
         };
         match self.pay_trade(&t.out_trade_no, PayOptions::default()).await {
@@ -115,15 +133,23 @@ impl SandboxSimulator {
                      HTTP {}:</p><pre>{}</pre>",
                     escape(&display_amount(out.amount, &t.currency)),
                     escape(&t.subject),
-                    out.callback_status.map_or("-".to_string(), |s| s.to_string()),
+                    out.callback_status
+                        .map_or("-".to_string(), |s| s.to_string()),
                     escape(out.callback_body.as_deref().unwrap_or(""))
                 );
                 if let Some(u) = t.return_url.as_deref().filter(|u| u.starts_with("http")) {
-                    html.push_str(&format!("<p><a href=\"{}\">Return to the merchant</a></p>", escape(u)));
+                    html.push_str(&format!(
+                        "<p><a href=\"{}\">Return to the merchant</a></p>",
+                        escape(u)
+                    ));
                 }
                 page(200, "Payment done", &html)
             }
-            Err(e) => page(409, "Payment not possible", &format!("<p>{}</p>", escape(&e.to_string()))),
+            Err(e) => page(
+                409,
+                "Payment not possible",
+                &format!("<p>{}</p>", escape(&e.to_string())),
+            ),
         }
     }
 }

@@ -102,8 +102,9 @@ impl SandboxSimulator {
 
     /// Checks the merchant id, then the signature, of a gateway request.
     fn authenticate(&self, req: &HttpRequest, body: &[u8], now: i64) -> Result<(), ApiError> {
-        let headers = SignedHeaders::from_lookup(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
-            .map_err(|e| ApiError::sign(e.to_string()))?;
+        let headers =
+            SignedHeaders::from_lookup(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
+                .map_err(|e| ApiError::sign(e.to_string()))?;
         if headers.mch_id != self.settings.mch_id {
             return Err(ApiError::not_found("MCH_NOT_FOUND", "unknown merchant id"));
         }
@@ -114,7 +115,11 @@ impl SandboxSimulator {
 
     /// A signed JSON answer. Errors answer under the merchant id the caller claimed when it
     /// is well-formed, so a misconfigured gateway can read `MCH_NOT_FOUND`.
-    fn respond(&self, req: &HttpRequest, result: Result<serde_json::Value, ApiError>) -> HttpResponse {
+    fn respond(
+        &self,
+        req: &HttpRequest,
+        result: Result<serde_json::Value, ApiError>,
+    ) -> HttpResponse {
         let (status, body, mch_id) = match result {
             Ok(v) => (200, v, self.settings.mch_id.clone()),
             Err(e) => {
@@ -125,7 +130,8 @@ impl SandboxSimulator {
                     .filter(|m| {
                         !m.is_empty()
                             && m.len() <= 32
-                            && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                            && m.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                     })
                     .unwrap_or(&self.settings.mch_id)
                     .to_string();
@@ -133,13 +139,18 @@ impl SandboxSimulator {
                     code: e.code.into(),
                     message: e.message,
                 };
-                (e.status, serde_json::to_value(body).unwrap_or_default(), claimed)
+                (
+                    e.status,
+                    serde_json::to_value(body).unwrap_or_default(),
+                    claimed,
+                )
             }
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let signed = SignedHeaders::sign(self.key(), &mch_id, sign::now_secs(), &bytes);
         let mut rb = HttpResponse::build(
-            actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
         );
         rb.content_type("application/json");
         for (name, value) in signed.pairs() {
@@ -151,7 +162,8 @@ impl SandboxSimulator {
     /// POSTs a signed callback; answers the gateway's HTTP status and body.
     async fn send_callback(&self, url: &str, cb: &Callback) -> Result<(u16, String), String> {
         let body = serde_json::to_vec(cb).map_err(|e| e.to_string())?;
-        let signed = SignedHeaders::sign(self.key(), &self.settings.mch_id, sign::now_secs(), &body);
+        let signed =
+            SignedHeaders::sign(self.key(), &self.settings.mch_id, sign::now_secs(), &body);
         let mut rb = self
             .env
             .http
@@ -168,15 +180,20 @@ impl SandboxSimulator {
 
     /// The protocol's acknowledgement: HTTP 200 with `{"code":"SUCCESS"}`.
     fn acknowledged(status: u16, body: &str) -> bool {
-        status == 200
-            && serde_json::from_str::<ErrorBody>(body).is_ok_and(|b| b.code == "SUCCESS")
+        status == 200 && serde_json::from_str::<ErrorBody>(body).is_ok_and(|b| b.code == "SUCCESS")
     }
 
     /// Pays a trade the way the payer would, then delivers the payment callback once and
     /// reports the gateway's answer (the caller sees a refused callback for what it is).
-    async fn pay_trade(&self, out_trade_no: &str, opts: PayOptions) -> Result<PayOutcome, SimError> {
+    async fn pay_trade(
+        &self,
+        out_trade_no: &str,
+        opts: PayOptions,
+    ) -> Result<PayOutcome, SimError> {
         if opts.amount.is_some_and(|a| a <= 0) {
-            return Err(SimError::NotPayable("the paid amount must be positive".into()));
+            return Err(SimError::NotPayable(
+                "the paid amount must be positive".into(),
+            ));
         }
         let now = sign::now_secs();
         let trade = match self.books.pay(out_trade_no, opts.amount, now) {
@@ -197,7 +214,10 @@ impl SandboxSimulator {
         if opts.drop_callback {
             return Ok(outcome);
         }
-        match self.send_callback(&trade.notify_url, &payment_callback(&trade)).await {
+        match self
+            .send_callback(&trade.notify_url, &payment_callback(&trade))
+            .await
+        {
             Ok((status, body)) => {
                 outcome.callback_status = Some(status);
                 outcome.callback_body = Some(body);
@@ -239,7 +259,12 @@ impl SandboxSimulator {
     }
 
     /// One protocol operation: authenticate, run, sign the answer.
-    async fn handle(self: Arc<Self>, op: api::Op, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    async fn handle(
+        self: Arc<Self>,
+        op: api::Op,
+        req: HttpRequest,
+        body: web::Bytes,
+    ) -> HttpResponse {
         let now = sign::now_secs();
         let result = match self.authenticate(&req, &body, now) {
             Ok(()) => self.clone().dispatch(op, &body, now),
@@ -293,7 +318,9 @@ impl Simulator for SandboxSimulator {
             let sim = self.clone();
             cfg.route(
                 &format!("/v1/{}", op.path()),
-                web::post().to(move |req: HttpRequest, body: web::Bytes| sim.clone().handle(op, req, body)),
+                web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                    sim.clone().handle(op, req, body)
+                }),
             );
         }
         checkout::routes(self, cfg);

@@ -137,8 +137,11 @@ fn provider_no(prefix: &str) -> String {
 pub const TRADE_NO_PREFIX: &str = "SBT";
 
 pub fn is_trade_no(s: &str) -> bool {
-    s.strip_prefix(TRADE_NO_PREFIX)
-        .is_some_and(|r| r.len() == 24 && r.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()))
+    s.strip_prefix(TRADE_NO_PREFIX).is_some_and(|r| {
+        r.len() == 24
+            && r.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    })
 }
 
 /// Why a trade could not be paid.
@@ -209,17 +212,32 @@ impl Books {
                 };
                 (Ok(t.clone()), Some(t))
             }
-            Some(t) if t.amount != req.amount || t.currency != req.currency || t.method != req.method => (
-                Err(ApiError::conflict(
-                    "DUPLICATE_OUT_TRADE_NO",
-                    "out_trade_no was already used with another amount, currency or method",
-                )),
-                None,
-            ),
+            Some(t)
+                if t.amount != req.amount
+                    || t.currency != req.currency
+                    || t.method != req.method =>
+            {
+                (
+                    Err(ApiError::conflict(
+                        "DUPLICATE_OUT_TRADE_NO",
+                        "out_trade_no was already used with another amount, currency or method",
+                    )),
+                    None,
+                )
+            }
             Some(t) => match t.status {
                 TradeStatus::Pending => (Ok(t.clone()), None),
-                TradeStatus::Paid => (Err(ApiError::conflict("TRADE_PAID", "the trade is already paid")), None),
-                TradeStatus::Closed => (Err(ApiError::conflict("TRADE_CLOSED", "the trade is closed")), None),
+                TradeStatus::Paid => (
+                    Err(ApiError::conflict(
+                        "TRADE_PAID",
+                        "the trade is already paid",
+                    )),
+                    None,
+                ),
+                TradeStatus::Closed => (
+                    Err(ApiError::conflict("TRADE_CLOSED", "the trade is closed")),
+                    None,
+                ),
             },
         })??;
         // Written on every create (also repeats) so a crash between the two writes heals.
@@ -263,7 +281,13 @@ impl Books {
         self.with_trade(out_trade_no, now, |cur| match cur {
             None => (Err(ApiError::trade_not_found()), None),
             Some(t) => match t.status {
-                TradeStatus::Paid => (Err(ApiError::conflict("TRADE_PAID", "a paid trade cannot be closed")), None),
+                TradeStatus::Paid => (
+                    Err(ApiError::conflict(
+                        "TRADE_PAID",
+                        "a paid trade cannot be closed",
+                    )),
+                    None,
+                ),
                 TradeStatus::Pending | TradeStatus::Closed => {
                     t.status = TradeStatus::Closed;
                     (Ok(t.clone()), Some(t.clone()))
@@ -273,10 +297,17 @@ impl Books {
     }
 
     /// Marks a pending trade paid with `amount` (the trade's own amount unless overridden).
-    pub fn pay(&self, out_trade_no: &str, amount: Option<i64>, now: i64) -> Result<Result<Trade, PayRefusal>, ApiError> {
+    pub fn pay(
+        &self,
+        out_trade_no: &str,
+        amount: Option<i64>,
+        now: i64,
+    ) -> Result<Result<Trade, PayRefusal>, ApiError> {
         self.with_trade(out_trade_no, now, |cur| match cur {
             None => (Err(PayRefusal::Unknown), None),
-            Some(t) if t.status != TradeStatus::Pending => (Err(PayRefusal::NotPayable(t.status)), None),
+            Some(t) if t.status != TradeStatus::Pending => {
+                (Err(PayRefusal::NotPayable(t.status)), None)
+            }
             Some(t) => {
                 t.status = TradeStatus::Paid;
                 t.paid_amount = Some(amount.unwrap_or(t.amount));
@@ -288,7 +319,11 @@ impl Books {
 
     /// Records a refund against its trade; `Ok((refund, true))` when it is new and its
     /// completion still has to be scheduled.
-    pub fn refund(&self, req: &wire::CreateRefund, now: i64) -> Result<(RefundRec, bool), ApiError> {
+    pub fn refund(
+        &self,
+        req: &wire::CreateRefund,
+        now: i64,
+    ) -> Result<(RefundRec, bool), ApiError> {
         let key = refund_key(&req.out_refund_no);
         if let Some(existing) = self.kv.get::<RefundRec>(&key).map_err(ApiError::storage)? {
             return same_refund(existing, req).map(|r| (r, false));
@@ -308,11 +343,17 @@ impl Books {
         let reserved = self.with_trade(&req.out_trade_no, now, |cur| match cur {
             None => (Err(ApiError::trade_not_found()), None),
             Some(t) if t.status == TradeStatus::Closed => (
-                Err(ApiError::conflict("TRADE_CLOSED", "the trade is closed and was never paid")),
+                Err(ApiError::conflict(
+                    "TRADE_CLOSED",
+                    "the trade is closed and was never paid",
+                )),
                 None,
             ),
             Some(t) if t.status != TradeStatus::Paid => (
-                Err(ApiError::conflict("TRADE_NOT_PAID", "only a paid trade can be refunded")),
+                Err(ApiError::conflict(
+                    "TRADE_NOT_PAID",
+                    "only a paid trade can be refunded",
+                )),
                 None,
             ),
             Some(t) if t.refunds.contains_key(&req.out_refund_no) => (Ok(false), None),
@@ -323,7 +364,11 @@ impl Books {
                     (
                         Err(ApiError::conflict(
                             "REFUND_EXCEEDS",
-                            format!("refunds would total {} but {} was paid", held + req.amount, paid),
+                            format!(
+                                "refunds would total {} but {} was paid",
+                                held + req.amount,
+                                paid
+                            ),
                         )),
                         None,
                     )
@@ -348,7 +393,9 @@ impl Books {
         self.kv
             .get::<RefundRec>(&refund_key(out_refund_no))
             .map_err(ApiError::storage)?
-            .ok_or_else(|| ApiError::not_found("REFUND_NOT_FOUND", "no refund with this out_refund_no"))
+            .ok_or_else(|| {
+                ApiError::not_found("REFUND_NOT_FOUND", "no refund with this out_refund_no")
+            })
     }
 
     /// Settles a processing refund; a failed one releases its amount on the trade.
@@ -368,10 +415,16 @@ impl Books {
             })?;
         }
         let done = RefundRec {
-            status: if ok { RefundStatus::Success } else { RefundStatus::Failed },
+            status: if ok {
+                RefundStatus::Success
+            } else {
+                RefundStatus::Failed
+            },
             ..rec
         };
-        self.kv.put(&refund_key(out_refund_no), &done).map_err(ApiError::storage)?;
+        self.kv
+            .put(&refund_key(out_refund_no), &done)
+            .map_err(ApiError::storage)?;
         Ok(done)
     }
 }
