@@ -1,0 +1,210 @@
+//! The five operations: field checks a real provider makes (each refusal names the field),
+//! then the books.
+
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{ApiError, SandboxSimulator};
+use crate::connectors::sandbox::sign;
+use crate::connectors::sandbox::wire::{self, WirePayAction};
+use crate::connectors::sandbox::{MAX_AMOUNT, MAX_SUBJECT_BYTES};
+use crate::domain::{Currency, Method};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Query,
+    Close,
+    Refund,
+    RefundQuery,
+}
+
+impl Op {
+    pub const ALL: [Op; 5] = [
+        Op::Create,
+        Op::Query,
+        Op::Close,
+        Op::Refund,
+        Op::RefundQuery,
+    ];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Op::Create => "payments",
+            Op::Query => "payments/query",
+            Op::Close => "payments/close",
+            Op::Refund => "refunds",
+            Op::RefundQuery => "refunds/query",
+        }
+    }
+}
+
+const MAX_REASON_BYTES: usize = 256;
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::param(format!("invalid body: {e}")))
+}
+
+/// 6-32 of `[A-Za-z0-9_-]`: `out_trade_no`, `out_refund_no`.
+fn check_ref(field: &str, v: &str) -> Result<(), ApiError> {
+    if (6..=32).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(ApiError::param(format!(
+            "{field} must be 6-32 of [A-Za-z0-9_-]"
+        )))
+    }
+}
+
+fn check_amount(v: i64) -> Result<(), ApiError> {
+    if (1..=MAX_AMOUNT).contains(&v) {
+        Ok(())
+    } else {
+        Err(ApiError::param(format!(
+            "amount must be 1-{MAX_AMOUNT} minor units"
+        )))
+    }
+}
+
+fn check_url(field: &str, v: &str) -> Result<(), ApiError> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(ApiError::param(format!("{field} must be an http(s) URL"))),
+    }
+}
+
+impl SandboxSimulator {
+    pub(super) fn dispatch(
+        self: Arc<Self>,
+        op: Op,
+        body: &[u8],
+        now: i64,
+    ) -> Result<serde_json::Value, ApiError> {
+        match op {
+            Op::Create => {
+                let req: wire::CreatePayment = parse(body)?;
+                self.check_create(&req)?;
+                let trade = self.books.create(&req, now)?;
+                Ok(value(&wire::Created {
+                    pay_action: self.pay_action(&trade),
+                    trade_no: trade.trade_no,
+                    status: trade.status.as_str().into(),
+                }))
+            }
+            Op::Query => {
+                let req: wire::TradeRef = parse(body)?;
+                check_ref("out_trade_no", &req.out_trade_no)?;
+                Ok(value(&self.books.trade(&req.out_trade_no, now)?.state()))
+            }
+            Op::Close => {
+                let req: wire::TradeRef = parse(body)?;
+                check_ref("out_trade_no", &req.out_trade_no)?;
+                Ok(value(&self.books.close(&req.out_trade_no, now)?.state()))
+            }
+            Op::Refund => {
+                let req: wire::CreateRefund = parse(body)?;
+                check_ref("out_trade_no", &req.out_trade_no)?;
+                check_ref("out_refund_no", &req.out_refund_no)?;
+                check_amount(req.amount)?;
+                check_url("notify_url", &req.notify_url)?;
+                if req
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+                {
+                    return Err(ApiError::param(format!(
+                        "reason must be at most {MAX_REASON_BYTES} bytes"
+                    )));
+                }
+                let (rec, new) = self.books.refund(&req, now)?;
+                if new {
+                    // Spawned now, it runs once this handler has returned its answer.
+                    actix_web::rt::spawn(self.clone().complete_refund(rec.out_refund_no.clone()));
+                }
+                Ok(value(&rec.state()))
+            }
+            Op::RefundQuery => {
+                let req: wire::RefundRef = parse(body)?;
+                check_ref("out_refund_no", &req.out_refund_no)?;
+                Ok(value(&self.books.refund_rec(&req.out_refund_no)?.state()))
+            }
+        }
+    }
+
+    fn check_create(&self, req: &wire::CreatePayment) -> Result<(), ApiError> {
+        check_ref("out_trade_no", &req.out_trade_no)?;
+        check_amount(req.amount)?;
+        let cur: Currency = req
+            .currency
+            .parse()
+            .map_err(|_| ApiError::param("currency must be an upper-case ISO 4217 code"))?;
+        if !self.settings.currencies.contains(&cur) {
+            return Err(ApiError::new(
+                400,
+                "CURRENCY_NOT_SUPPORTED",
+                format!("this merchant cannot settle {cur}"),
+            ));
+        }
+        req.method.parse::<Method>().map_err(|_| {
+            ApiError::param("method must be one of native_qr, h5, app, mini_program, jsapi, pc_web")
+        })?;
+        if req.subject.is_empty() || req.subject.len() > MAX_SUBJECT_BYTES {
+            return Err(ApiError::param(format!(
+                "subject must be 1-{MAX_SUBJECT_BYTES} bytes"
+            )));
+        }
+        check_url("notify_url", &req.notify_url)?;
+        if req.expires_at <= 0 {
+            return Err(ApiError::param("expires_at must be unix seconds"));
+        }
+        if let Some(ip) = &req.payer_ip {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::param("payer_ip must be an IP address"))?;
+        }
+        if let Some(u) = &req.return_url {
+            check_url("return_url", u)?;
+        }
+        Ok(())
+    }
+
+    /// What the payer's client gets for each method. Client parameters are signed with
+    /// the merchant key, as a wallet SDK would verify them.
+    fn pay_action(&self, t: &super::Trade) -> WirePayAction {
+        let checkout = self.checkout_url(&t.trade_no);
+        let signed = |mut p: BTreeMap<String, String>, sig_field: &str| {
+            p.insert("timestamp".into(), sign::now_secs().to_string());
+            p.insert("nonce".into(), sign::new_nonce());
+            p.insert("sign_type".into(), "HMAC-SHA256".into());
+            let s = sign::sign_params(self.key(), &p);
+            p.insert(sig_field.into(), s);
+            p
+        };
+        match t.method.parse::<Method>() {
+            Ok(Method::NativeQr) => WirePayAction::QrCode { code_url: checkout },
+            Ok(Method::H5) | Ok(Method::PcWeb) => WirePayAction::Redirect { url: checkout },
+            Ok(Method::App) => WirePayAction::SdkParams {
+                params: signed(
+                    BTreeMap::from([
+                        ("mch_id".to_string(), self.settings.mch_id.clone()),
+                        ("trade_no".to_string(), t.trade_no.clone()),
+                    ]),
+                    "sign",
+                ),
+            },
+            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Err(_) => WirePayAction::MiniProgram {
+                params: signed(
+                    BTreeMap::from([("package".to_string(), format!("trade_no={}", t.trade_no))]),
+                    "pay_sign",
+                ),
+            },
+        }
+    }
+}
+
+fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}

@@ -1,0 +1,332 @@
+//! The provider side of the `sandbox` protocol (specified in `connectors::sandbox`). It
+//! knows the merchant's id and key from the channel settings, refuses anything a real
+//! aggregator would refuse (bad signature, stale timestamp, unknown merchant, bad fields,
+//! over-refunds) with the protocol's error codes, signs every answer and callback, and
+//! keeps its trades in the simulator's own tree so they survive a restart.
+
+mod api;
+mod checkout;
+mod state;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
+use crate::connectors::sandbox::sign::{self, SignedHeaders};
+use crate::connectors::sandbox::wire::{Callback, ErrorBody};
+use crate::connectors::sandbox::Settings;
+use crate::domain::Order;
+use crate::store::StoreError;
+use state::{Books, PayRefusal, Trade};
+
+/// A refused request: HTTP status, protocol error code, human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn param(message: impl Into<String>) -> Self {
+        Self::new(400, "PARAM_ERROR", message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(409, code, message)
+    }
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(404, code, message)
+    }
+    pub fn trade_not_found() -> Self {
+        Self::not_found("TRADE_NOT_FOUND", "no trade with this out_trade_no")
+    }
+    pub fn sign(message: impl Into<String>) -> Self {
+        Self::new(401, "SIGN_ERROR", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "SYSTEM_ERROR", message)
+    }
+    pub fn storage(e: StoreError) -> Self {
+        tracing::error!(error = %e, "sandbox simulator storage");
+        Self::internal("storage error")
+    }
+}
+
+/// Delays before each delivery attempt of an asynchronous (refund) callback; a provider
+/// retries until the gateway acknowledges.
+const CALLBACK_RETRY_DELAYS_MS: [u64; 5] = [0, 500, 2_000, 5_000, 15_000];
+
+pub struct SandboxSimulator {
+    settings: Settings,
+    env: SimEnv,
+    books: Books,
+}
+
+impl SandboxSimulator {
+    pub fn new(s: &toml::Table, env: SimEnv) -> Result<Self, SimError> {
+        let settings = Settings::from_table(s)
+            .map_err(|e| SimError::Config(format!("channels.{}.settings: {e}", env.channel)))?;
+        Ok(Self::with_settings(settings, env))
+    }
+
+    pub fn with_settings(settings: Settings, env: SimEnv) -> Self {
+        let books = Books::new(env.state.clone());
+        SandboxSimulator {
+            settings,
+            env,
+            books,
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        self.settings.key_bytes()
+    }
+
+    /// `{public_url}/sandbox/{channel}/checkout/{trade_no}`: where the payer pays.
+    fn checkout_url(&self, trade_no: &str) -> String {
+        format!(
+            "{}/sandbox/{}/checkout/{trade_no}",
+            self.env.public_url.trim_end_matches('/'),
+            self.env.channel
+        )
+    }
+
+    /// Checks the merchant id, then the signature, of a gateway request.
+    fn authenticate(&self, req: &HttpRequest, body: &[u8], now: i64) -> Result<(), ApiError> {
+        let headers =
+            SignedHeaders::from_lookup(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
+                .map_err(|e| ApiError::sign(e.to_string()))?;
+        if headers.mch_id != self.settings.mch_id {
+            return Err(ApiError::not_found("MCH_NOT_FOUND", "unknown merchant id"));
+        }
+        headers
+            .verify(self.key(), body, now)
+            .map_err(|e| ApiError::sign(e.to_string()))
+    }
+
+    /// A signed JSON answer. Errors answer under the merchant id the caller claimed when it
+    /// is well-formed, so a misconfigured gateway can read `MCH_NOT_FOUND`.
+    fn respond(
+        &self,
+        req: &HttpRequest,
+        result: Result<serde_json::Value, ApiError>,
+    ) -> HttpResponse {
+        let (status, body, mch_id) = match result {
+            Ok(v) => (200, v, self.settings.mch_id.clone()),
+            Err(e) => {
+                let claimed = req
+                    .headers()
+                    .get(sign::H_MCH_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|m| {
+                        !m.is_empty()
+                            && m.len() <= 32
+                            && m.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    })
+                    .unwrap_or(&self.settings.mch_id)
+                    .to_string();
+                let body = ErrorBody {
+                    code: e.code.into(),
+                    message: e.message,
+                };
+                (
+                    e.status,
+                    serde_json::to_value(body).unwrap_or_default(),
+                    claimed,
+                )
+            }
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let signed = SignedHeaders::sign(self.key(), &mch_id, sign::now_secs(), &bytes);
+        let mut rb = HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+        );
+        rb.content_type("application/json");
+        for (name, value) in signed.pairs() {
+            rb.insert_header((name, value));
+        }
+        rb.body(bytes)
+    }
+
+    /// POSTs a signed callback; answers the gateway's HTTP status and body.
+    async fn send_callback(&self, url: &str, cb: &Callback) -> Result<(u16, String), String> {
+        let body = serde_json::to_vec(cb).map_err(|e| e.to_string())?;
+        let signed =
+            SignedHeaders::sign(self.key(), &self.settings.mch_id, sign::now_secs(), &body);
+        let mut rb = self
+            .env
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in signed.pairs() {
+            rb = rb.header(name, value);
+        }
+        let resp = rb.body(body).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, text))
+    }
+
+    /// The protocol's acknowledgement: HTTP 200 with `{"code":"SUCCESS"}`.
+    fn acknowledged(status: u16, body: &str) -> bool {
+        status == 200 && serde_json::from_str::<ErrorBody>(body).is_ok_and(|b| b.code == "SUCCESS")
+    }
+
+    /// Pays a trade the way the payer would, then delivers the payment callback once and
+    /// reports the gateway's answer (the caller sees a refused callback for what it is).
+    async fn pay_trade(
+        &self,
+        out_trade_no: &str,
+        opts: PayOptions,
+    ) -> Result<PayOutcome, SimError> {
+        if opts.amount.is_some_and(|a| a <= 0) {
+            return Err(SimError::NotPayable(
+                "the paid amount must be positive".into(),
+            ));
+        }
+        let now = sign::now_secs();
+        let trade = match self.books.pay(out_trade_no, opts.amount, now) {
+            Err(e) => return Err(SimError::Storage(e.message)),
+            Ok(Err(PayRefusal::Unknown)) => return Err(SimError::UnknownTrade),
+            Ok(Err(PayRefusal::NotPayable(s))) => {
+                return Err(SimError::NotPayable(format!("the trade is {}", s.as_str())))
+            }
+            Ok(Ok(t)) => t,
+        };
+        let amount = trade.paid_amount.unwrap_or(trade.amount);
+        let mut outcome = PayOutcome {
+            provider_transaction_id: trade.trade_no.clone(),
+            amount,
+            callback_status: None,
+            callback_body: None,
+        };
+        if opts.drop_callback {
+            return Ok(outcome);
+        }
+        match self
+            .send_callback(&trade.notify_url, &payment_callback(&trade))
+            .await
+        {
+            Ok((status, body)) => {
+                outcome.callback_status = Some(status);
+                outcome.callback_body = Some(body);
+            }
+            Err(e) => {
+                tracing::warn!(channel = %self.env.channel, error = %e, "sandbox payment callback not delivered");
+                outcome.callback_body = Some(format!("callback not delivered: {e}"));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Settles a refund after its request was answered and delivers the callback,
+    /// retrying until acknowledged like a provider would.
+    async fn complete_refund(self: Arc<Self>, out_refund_no: String) {
+        let rec = match self.books.finish_refund(&out_refund_no, sign::now_secs()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(channel = %self.env.channel, error = %e.message, "sandbox refund not settled");
+                return;
+            }
+        };
+        let cb = refund_callback(&rec);
+        for delay in CALLBACK_RETRY_DELAYS_MS {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            match self.send_callback(&rec.notify_url, &cb).await {
+                Ok((status, body)) if Self::acknowledged(status, &body) => return,
+                Ok((status, _)) => {
+                    tracing::info!(channel = %self.env.channel, status, "sandbox refund callback refused; will retry")
+                }
+                Err(e) => {
+                    tracing::info!(channel = %self.env.channel, error = %e, "sandbox refund callback failed; will retry")
+                }
+            }
+        }
+        tracing::warn!(channel = %self.env.channel, "sandbox refund callback given up");
+    }
+
+    /// One protocol operation: authenticate, run, sign the answer.
+    async fn handle(
+        self: Arc<Self>,
+        op: api::Op,
+        req: HttpRequest,
+        body: web::Bytes,
+    ) -> HttpResponse {
+        let now = sign::now_secs();
+        let result = match self.authenticate(&req, &body, now) {
+            Ok(()) => self.clone().dispatch(op, &body, now),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::debug!(channel = %self.env.channel, op = ?op, code = e.code, "sandbox request refused");
+        }
+        self.respond(&req, result)
+    }
+}
+
+fn payment_callback(t: &Trade) -> Callback {
+    Callback::PaymentSucceeded {
+        out_trade_no: t.out_trade_no.clone(),
+        trade_no: t.trade_no.clone(),
+        amount: t.paid_amount.unwrap_or(t.amount),
+        currency: t.currency.clone(),
+        paid_at: t.paid_at.unwrap_or_default(),
+    }
+}
+
+fn refund_callback(r: &state::RefundRec) -> Callback {
+    let (out_trade_no, out_refund_no, refund_no, amount) = (
+        r.out_trade_no.clone(),
+        r.out_refund_no.clone(),
+        r.refund_no.clone(),
+        r.amount,
+    );
+    if r.status == state::RefundStatus::Success {
+        Callback::RefundSucceeded {
+            out_trade_no,
+            out_refund_no,
+            refund_no,
+            amount,
+        }
+    } else {
+        Callback::RefundFailed {
+            out_trade_no,
+            out_refund_no,
+            refund_no,
+            amount,
+        }
+    }
+}
+
+#[async_trait]
+impl Simulator for SandboxSimulator {
+    fn routes(self: Arc<Self>, cfg: &mut web::ServiceConfig) {
+        for op in api::Op::ALL {
+            let sim = self.clone();
+            cfg.route(
+                &format!("/v1/{}", op.path()),
+                web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                    sim.clone().handle(op, req, body)
+                }),
+            );
+        }
+        checkout::routes(self, cfg);
+    }
+
+    async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError> {
+        self.pay_trade(order.id.provider_ref(), opts).await
+    }
+}
