@@ -12,15 +12,33 @@ use super::DomainError;
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// 10 timestamp characters (ms, good until year 10889) + 14 random ones (70 bits).
+/// 10 timestamp characters (ms, good until year 10889) + 4 characters of a per-process
+/// sequence within the millisecond + 10 random ones (50 bits). The sequence keeps ids
+/// generated in the same millisecond (or while the clock steps back) in creation order.
 fn new_body(now_ms: i64) -> String {
+    static LAST: parking_lot::Mutex<(u64, u64)> = parking_lot::Mutex::new((0, 0));
+    let (ts, seq) = {
+        let mut last = LAST.lock();
+        let now = now_ms.max(0) as u64;
+        if now > last.0 {
+            *last = (now, 0);
+        } else {
+            last.1 += 1;
+            if last.1 >= 32u64.pow(4) {
+                *last = (last.0 + 1, 0);
+            }
+        }
+        *last
+    };
     let mut out = String::with_capacity(24);
-    let ts = now_ms.max(0) as u64;
     for i in (0..10).rev() {
         out.push(CROCKFORD[((ts >> (i * 5)) & 31) as usize] as char);
     }
+    for i in (0..4).rev() {
+        out.push(CROCKFORD[((seq >> (i * 5)) & 31) as usize] as char);
+    }
     let mut rng = rand::thread_rng();
-    for _ in 0..14 {
+    for _ in 0..10 {
         out.push(CROCKFORD[rng.gen_range(0..32)] as char);
     }
     out
@@ -183,6 +201,10 @@ mod tests {
         let a = OrderId::generate(1_700_000_000_000);
         let b = OrderId::generate(1_700_000_000_001);
         assert!(a < b);
+        // Same millisecond, or a clock stepping back: still in creation order.
+        let c = OrderId::generate(1_700_000_000_001);
+        let d = OrderId::generate(1_600_000_000_000);
+        assert!(b < c && c < d);
         assert_eq!(OrderId::parse(a.as_str()).unwrap(), a);
         assert_eq!(a.provider_ref().len(), 24);
         assert_eq!(OrderId::from_provider_ref(a.provider_ref()).unwrap(), a);
