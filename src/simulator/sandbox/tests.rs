@@ -79,6 +79,29 @@ fn racing_refunds_never_exceed_the_paid_amount() {
 }
 
 #[test]
+fn racing_twins_of_one_refund_settle_once() {
+    let (_d, b) = books();
+    b.create(&create_req("TRADE000001", 1000), NOW).unwrap();
+    b.pay("TRADE000001", None, NOW).unwrap().unwrap();
+    let got: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| b.refund(&refund_req("REFUND001", 400), NOW).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got.iter().filter(|(_, new)| *new).count(), 1);
+    assert!(got.iter().all(|(r, _)| r.refund_no == got[0].0.refund_no));
+    assert_eq!(
+        b.trade("TRADE000001", NOW)
+            .unwrap()
+            .refunds
+            .values()
+            .sum::<i64>(),
+        400
+    );
+}
+
+#[test]
 fn the_same_refund_twice_is_one_refund() {
     let (_d, b) = books();
     b.create(&create_req("TRADE000001", 1000), NOW).unwrap();
