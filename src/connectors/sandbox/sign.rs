@@ -259,7 +259,8 @@ mod tests {
 
     #[test]
     fn rejects_malformed_headers() {
-        let cases: [(fn(&mut SignedHeaders), &str); 6] = [
+        type Spoil = fn(&mut SignedHeaders);
+        let cases: [(Spoil, &str); 6] = [
             (|h| h.timestamp = "17e8".into(), H_TIMESTAMP),
             (|h| h.timestamp = "".into(), H_TIMESTAMP),
             (|h| h.nonce = "short".into(), H_NONCE),

@@ -70,32 +70,34 @@ fn page(status: u16, title: &str, body_html: &str) -> HttpResponse {
 }
 
 impl SandboxSimulator {
-    fn find_by_no(&self, trade_no: &str) -> Result<Option<Trade>, HttpResponse> {
-        if !is_trade_no(trade_no) {
-            return Ok(None);
-        }
-        self.books
-            .trade_by_no(trade_no, sign::now_secs())
-            .map_err(|e| {
-                page(
-                    500,
-                    "Sandbox checkout",
-                    &format!("<p>{}</p>", escape(&e.message)),
-                )
-            })
+    /// The trade behind a checkout link, or the page to show instead.
+    fn find_by_no(&self, trade_no: &str) -> Result<Trade, Box<HttpResponse>> {
+        let found = if is_trade_no(trade_no) {
+            self.books
+                .trade_by_no(trade_no, sign::now_secs())
+                .map_err(|e| {
+                    page(
+                        500,
+                        "Sandbox checkout",
+                        &format!("<p>{}</p>", escape(&e.message)),
+                    )
+                })?
+        } else {
+            None
+        };
+        found.ok_or_else(|| {
+            Box::new(page(
+                404,
+                "Unknown trade",
+                "<p>This sandbox trade does not exist.</p>",
+            ))
+        })
     }
 
     fn checkout_page(&self, trade_no: &str) -> HttpResponse {
         let t = match self.find_by_no(trade_no) {
-            Err(resp) => return resp,
-            Ok(None) => {
-                return page(
-                    404,
-                    "Unknown trade",
-                    "<p>This sandbox trade does not exist.</p>",
-                )
-            }
-            Ok(Some(t)) => t,
+            Err(resp) => return *resp,
+            Ok(t) => t,
         };
         let mut html = format!(
             "<p><b>{}</b></p><p style=\"font-size:1.6em\">{}</p><p>Trade {} · status {}</p>",
@@ -116,15 +118,8 @@ impl SandboxSimulator {
 
     async fn checkout_pay(&self, trade_no: &str) -> HttpResponse {
         let t = match self.find_by_no(trade_no) {
-            Err(resp) => return resp,
-            Ok(None) => {
-                return page(
-                    404,
-                    "Unknown trade",
-                    "<p>This sandbox trade does not exist.</p>",
-                )
-            }
-            Ok(Some(t)) => t,
+            Err(resp) => return *resp,
+            Ok(t) => t,
         };
         match self.pay_trade(&t.out_trade_no, PayOptions::default()).await {
             Ok(out) => {

@@ -7,6 +7,8 @@
 mod api;
 mod checkout;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;

@@ -340,7 +340,7 @@ impl Books {
         };
         // The trade record is the lock: reserving the amount there decides races between
         // refunds, including two with the same out_refund_no.
-        let reserved = self.with_trade(&req.out_trade_no, now, |cur| match cur {
+        self.with_trade(&req.out_trade_no, now, |cur| match cur {
             None => (Err(ApiError::trade_not_found()), None),
             Some(t) if t.status == TradeStatus::Closed => (
                 Err(ApiError::conflict(
@@ -356,37 +356,40 @@ impl Books {
                 )),
                 None,
             ),
-            Some(t) if t.refunds.contains_key(&req.out_refund_no) => (Ok(false), None),
-            Some(t) => {
-                let held: i64 = t.refunds.values().sum();
-                let paid = t.paid_amount.unwrap_or(0);
-                if held + req.amount > paid {
-                    (
-                        Err(ApiError::conflict(
-                            "REFUND_EXCEEDS",
-                            format!(
-                                "refunds would total {} but {} was paid",
-                                held + req.amount,
-                                paid
-                            ),
-                        )),
-                        None,
-                    )
-                } else {
-                    t.refunds.insert(req.out_refund_no.clone(), req.amount);
-                    (Ok(true), Some(t.clone()))
-                }
-            }
+            // Already reserved under this out_refund_no (a racing twin, or a crash before
+            // the refund record was written): fine if it is the same refund.
+            Some(t) => match t.refunds.get(&req.out_refund_no) {
+                Some(&held) if held == req.amount => (Ok(()), None),
+                Some(_) => (
+                    Err(ApiError::conflict(
+                        "DUPLICATE_OUT_REFUND_NO",
+                        "out_refund_no was already used for another amount",
+                    )),
+                    None,
+                ),
+                None => reserve(t, req),
+            },
         })??;
-        if !reserved {
-            // Lost a race with the same out_refund_no: answer what the winner stored.
-            return match self.kv.get::<RefundRec>(&key).map_err(ApiError::storage)? {
-                Some(existing) => same_refund(existing, req).map(|r| (r, false)),
-                None => Err(ApiError::internal("refund is being recorded; retry")),
-            };
+        // Insert-if-absent: of racing twins exactly one writes its record and settles it.
+        let stored = self
+            .kv
+            .update::<RefundRec, _>(&key, |cur| Some(cur.unwrap_or_else(|| rec.clone())))
+            .map_err(ApiError::storage)?
+            .ok_or_else(|| ApiError::internal("refund record vanished"))?;
+        if stored.refund_no == rec.refund_no {
+            return Ok((stored, true));
         }
-        self.kv.put(&key, &rec).map_err(ApiError::storage)?;
-        Ok((rec, true))
+        if stored.out_trade_no != req.out_trade_no {
+            // Lost the out_refund_no to a refund of another trade: release our hold.
+            self.with_trade(&req.out_trade_no, now, |cur| match cur {
+                Some(t) => {
+                    let changed = t.refunds.remove(&req.out_refund_no).is_some();
+                    ((), changed.then(|| t.clone()))
+                }
+                None => ((), None),
+            })?;
+        }
+        same_refund(stored, req).map(|r| (r, false))
     }
 
     pub fn refund_rec(&self, out_refund_no: &str) -> Result<RefundRec, ApiError> {
@@ -427,6 +430,21 @@ impl Books {
             .map_err(ApiError::storage)?;
         Ok(done)
     }
+}
+
+/// Holds `req.amount` of the paid amount for a new refund, unless that over-refunds.
+fn reserve(t: &mut Trade, req: &wire::CreateRefund) -> (Result<(), ApiError>, Option<Trade>) {
+    let held: i64 = t.refunds.values().sum();
+    let paid = t.paid_amount.unwrap_or(0);
+    if held + req.amount > paid {
+        let msg = format!(
+            "refunds would total {} but {paid} was paid",
+            held + req.amount
+        );
+        return (Err(ApiError::conflict("REFUND_EXCEEDS", msg)), None);
+    }
+    t.refunds.insert(req.out_refund_no.clone(), req.amount);
+    (Ok(()), Some(t.clone()))
 }
 
 fn same_refund(existing: RefundRec, req: &wire::CreateRefund) -> Result<RefundRec, ApiError> {
