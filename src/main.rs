@@ -26,6 +26,23 @@ enum Cmd {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Benchmark: start the server on a temp dir and load it (see README).
+    Bench {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Idle timeout for order actors during the run.
+        #[arg(long, default_value_t = 3)]
+        idle_timeout_secs: u64,
+        /// Arbiter threads for order actors (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        arbiters: usize,
+    },
     /// Print the SHA-256 digest to put in config for an API key or admin token.
     HashKey { key: String },
 }
@@ -40,6 +57,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Serve { config } => serve(config),
+        Cmd::Bench { config, clients, seconds, idle_timeout_secs, arbiters } => {
+            let opts = paygate::bench::BenchOptions { config, clients, seconds, idle_timeout_secs, arbiters };
+            match paygate::bench::run(opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("paygate bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

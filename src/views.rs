@@ -183,7 +183,7 @@ impl RefundView {
 #[serde(untagged)]
 enum EventObject {
     Order(Box<OrderView>),
-    Refund(RefundView),
+    Refund(Box<RefundView>),
 }
 
 #[derive(Serialize)]
@@ -229,7 +229,7 @@ pub fn event_payload(id: &EventId, notice: &MerchantNotice, order: &Order, now: 
 
 fn refund_object(order: &Order, rid: &RefundId) -> EventObject {
     match order.refund(rid) {
-        Some(r) => EventObject::Refund(RefundView::new(order, r)),
+        Some(r) => EventObject::Refund(Box::new(RefundView::new(order, r))),
         None => EventObject::Order(Box::new(OrderView::from(order))),
     }
 }

@@ -1,0 +1,235 @@
+//! `paygate bench`: starts the real server on a temporary data dir (sandbox channel) and
+//! drives concurrent clients through `/healthz` (the HTTP ceiling of this machine), durable
+//! create-order, and the full lifecycle (create → provider payment callback → refund),
+//! printing throughput and latency percentiles, then checks that idle order actors
+//! passivate and how much memory the process holds. Client and server share the machine,
+//! so compare the ratios printed in one run rather than absolute numbers across runs.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::startup::Application;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub config: std::path::PathBuf,
+    pub clients: usize,
+    pub seconds: u64,
+    pub idle_timeout_secs: u64,
+    pub arbiters: usize,
+}
+
+const KEY: &str = "sk_test_paygate_demo";
+
+struct Phase {
+    name: &'static str,
+    ops: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self) {
+        let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
+        println!(
+            "{:<28} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} ok, {} errors, {:.1} s)",
+            self.name,
+            self.rate(),
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            self.ops,
+            self.errors,
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `op` from `clients` concurrent tasks for `secs`, recording each op's latency.
+async fn drive<F, Fut>(name: &'static str, clients: usize, secs: u64, op: F) -> Phase
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let seq = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (op, seq, errors) = (op.clone(), seq.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("histogram");
+            while Instant::now() < deadline {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                if op(n).await {
+                    let _ = h.record(t.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            h
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    for t in tasks {
+        if let Ok(h) = t.await {
+            let _ = hist.add(h);
+        }
+    }
+    Phase {
+        name,
+        ops: hist.len(),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        hist,
+    }
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn order_body(no: String) -> Value {
+    json!({"merchant_order_no": no, "amount": 1234, "currency": "CNY", "channel": "sandbox",
+           "method": "native_qr", "subject": "bench"})
+}
+
+pub fn run(opts: BenchOptions) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let env = vec![
+        ("PAYGATE__SERVER__BIND".to_string(), "127.0.0.1:0".to_string()),
+        ("PAYGATE__STORAGE__PATH".to_string(), dir.path().display().to_string()),
+        ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS".to_string(), opts.idle_timeout_secs.to_string()),
+        ("PAYGATE__ACTORS__ARBITERS".to_string(), opts.arbiters.to_string()),
+        ("PAYGATE__CHANNELS__SANDBOX__RATE_LIMIT_PER_SEC".to_string(), "1000000".to_string()),
+        ("PAYGATE__CHANNELS__SANDBOX__BURST".to_string(), "1000000".to_string()),
+        ("PAYGATE__LOG__LEVEL".to_string(), "error".to_string()),
+    ];
+    let cfg = Config::load(&opts.config, env).map_err(|e| e.to_string())?;
+    let cache_mb = cfg.storage.cache_capacity_mb;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match Application::build(cfg, Clock::system()) {
+                Ok(app) => {
+                    let _ = tx.send(Ok((app.port(), app.engine.clone(), app.server_handle())));
+                    let _ = app.run_until_stopped().await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        })
+    });
+    let (port, engine, handle) = rx.recv().map_err(|e| e.to_string())??;
+    let base = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.clients * 2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    println!(
+        "paygate bench: {} clients, {} s per phase, {} cores, {} arbiters, data in a temp dir",
+        opts.clients,
+        opts.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        opts.arbiters
+    );
+    rt.block_on(async {
+        let (h, b) = (http.clone(), base.clone());
+        let health = drive("GET /healthz (ceiling)", opts.clients, opts.seconds, move |_| {
+            let (h, b) = (h.clone(), b.clone());
+            async move { matches!(h.get(format!("{b}/healthz")).send().await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+        health.print();
+
+        let (h, b) = (http.clone(), base.clone());
+        let flushes_before = engine.deps.store.flush_stats();
+        let create = drive("POST /v1/orders (durable)", opts.clients, opts.seconds, move |n| {
+            let (h, b) = (h.clone(), b.clone());
+            async move {
+                let r = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("c-{n}"))).send().await;
+                matches!(r, Ok(r) if r.status() == 201)
+            }
+        })
+        .await;
+        create.print();
+        let flushes_after = engine.deps.store.flush_stats();
+
+        let (h, b) = (http.clone(), base.clone());
+        let lifecycle = drive("lifecycle (create+pay+refund)", opts.clients, opts.seconds, move |n| {
+            let (h, b) = (h.clone(), b.clone());
+            async move {
+                let Ok(r) = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("l-{n}"))).send().await else { return false };
+                let Ok(o) = r.json::<Value>().await else { return false };
+                let Some(id) = o["id"].as_str() else { return false };
+                let paid = h.post(format!("{b}/sandbox/pay/{id}")).json(&json!({})).send().await;
+                if !matches!(paid, Ok(r) if r.status() == 200) {
+                    return false;
+                }
+                let refund = h
+                    .post(format!("{b}/v1/orders/{id}/refunds"))
+                    .bearer_auth(KEY)
+                    .json(&json!({"merchant_refund_no": format!("r-{n}"), "amount": 1234}))
+                    .send()
+                    .await;
+                matches!(refund, Ok(r) if r.status() == 201)
+            }
+        })
+        .await;
+        lifecycle.print();
+
+        let writes = flushes_after.1 - flushes_before.1;
+        let flushes = (flushes_after.0 - flushes_before.0).max(1);
+        println!(
+            "create-order vs HTTP ceiling: {:.0}%   group commit during create: {} writes in {} flushes ({:.1} writes/flush)",
+            100.0 * create.rate() / health.rate(),
+            writes,
+            flushes,
+            writes as f64 / flushes as f64
+        );
+        let total = engine.deps.store.order_count();
+        println!(
+            "orders stored: {total}; live order actors now: {}; resident memory {:.0} MiB (sled cache {} MiB)",
+            engine.registry.live(),
+            rss_mib(),
+            cache_mb
+        );
+        tokio::time::sleep(Duration::from_secs(opts.idle_timeout_secs * 2 + 1)).await;
+        println!(
+            "after the idle timeout ({} s): live order actors {}; resident memory {:.0} MiB",
+            opts.idle_timeout_secs,
+            engine.registry.live(),
+            rss_mib()
+        );
+    });
+    rt.block_on(handle.stop(true));
+    let _ = server.join();
+    Ok(())
+}
