@@ -51,7 +51,12 @@ impl AlipayConnector {
 
     /// One server-to-server call: POST the signed form, verify the signed answer, and
     /// turn `code` != 10000 into an error (`Rejected` with the `sub_code`).
-    pub(super) async fn call(&self, method: &str, biz: Value, notify: bool) -> Result<Fields, ConnectorError> {
+    pub(super) async fn call(
+        &self,
+        method: &str,
+        biz: Value,
+        notify: bool,
+    ) -> Result<Fields, ConnectorError> {
         let params = self.signed_params(method, &biz, notify, None);
         let resp = self
             .env
@@ -85,18 +90,16 @@ impl AlipayConnector {
 
     /// Verifies the signature over the raw `<method>_response` text, then checks `code`.
     pub(super) fn read_response(&self, method: &str, body: &str) -> Result<Fields, ConnectorError> {
-        let env =
-            extract_envelope(body, method).map_err(|e| ConnectorError::Protocol(format!("{method}: {e}")))?;
+        let env = extract_envelope(body, method)
+            .map_err(|e| ConnectorError::Protocol(format!("{method}: {e}")))?;
         let fields: Fields = serde_json::from_str(&env.content)
             .map_err(|e| ConnectorError::Protocol(format!("{method}: {e}")))?;
         let code = str_field(&fields, "code").unwrap_or_default();
         match &env.sign {
-            Some(sign) => {
-                if !self.alipay.verify(&env.content, sign) {
-                    return Err(ConnectorError::Signature(format!(
-                        "{method}: response signature does not verify with Alipay's public key"
-                    )));
-                }
+            Some(sign) if !self.alipay.verify(&env.content, sign) => {
+                return Err(ConnectorError::Signature(format!(
+                    "{method}: response signature does not verify with Alipay's public key"
+                )));
             }
             // Alipay leaves some gateway-level errors unsigned; a success never is.
             None if code == "10000" => {
@@ -104,7 +107,7 @@ impl AlipayConnector {
                     "{method}: successful response without `sign`"
                 )))
             }
-            None => {}
+            _ => {}
         }
         if code == "10000" && !env.is_error_response {
             return Ok(fields);

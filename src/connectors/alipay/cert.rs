@@ -129,9 +129,6 @@ mod tests {
             decimal(&hex::decode("20230607CAA8B2E6DD943115CD903930").unwrap()),
             "42717148566940702771351790021258524976"
         );
-        assert_eq!(
-            decimal(&u128::MAX.to_be_bytes()),
-            u128::MAX.to_string()
-        );
+        assert_eq!(decimal(&u128::MAX.to_be_bytes()), u128::MAX.to_string());
     }
 }

@@ -118,8 +118,9 @@ fn map_trade(
 ) -> Result<ProviderPayment, ConnectorError> {
     let paid = |amount: Option<Money>, trade_no: Option<String>| {
         Ok(ProviderPayment::Paid {
-            amount: amount
-                .ok_or_else(|| ConnectorError::Protocol("paid trade without total_amount".into()))?,
+            amount: amount.ok_or_else(|| {
+                ConnectorError::Protocol("paid trade without total_amount".into())
+            })?,
             provider_transaction_id: trade_no
                 .ok_or_else(|| ConnectorError::Protocol("paid trade without trade_no".into()))?,
             paid_at: paid_at.unwrap_or_else(time::now_ms),
@@ -138,7 +139,10 @@ fn map_trade(
 
 /// Alipay amounts are yuan strings with two decimals; the currency is `trans_currency`
 /// when the trade was priced in another currency, otherwise CNY.
-fn parse_amount(value: Option<String>, currency: Option<String>) -> Result<Option<Money>, ConnectorError> {
+fn parse_amount(
+    value: Option<String>,
+    currency: Option<String>,
+) -> Result<Option<Money>, ConnectorError> {
     let Some(v) = value else { return Ok(None) };
     let currency = match currency {
         Some(c) => c
@@ -175,7 +179,10 @@ impl Connector for AlipayConnector {
                 message: format!("Alipay needs a subject of 1 to {MAX_SUBJECT_CHARS} characters"),
             });
         }
-        if spec.method == Method::MiniProgram && spec.payer.user_id.is_none() && spec.payer.openid.is_none() {
+        if spec.method == Method::MiniProgram
+            && spec.payer.user_id.is_none()
+            && spec.payer.openid.is_none()
+        {
             return Err(ConnectorError::InvalidRequest {
                 param: "payer.user_id",
                 message: "Alipay mini program payments need the buyer: payer.user_id (buyer_id, 2088...) or payer.openid (buyer_open_id)".into(),
@@ -226,7 +233,9 @@ impl Connector for AlipayConnector {
                 let f = self.call("alipay.trade.precreate", biz, true).await?;
                 Self::order_ref_matches(order, &f)?;
                 let code_url = str_field(&f, "qr_code").ok_or_else(|| {
-                    ConnectorError::Protocol("alipay.trade.precreate answered without qr_code".into())
+                    ConnectorError::Protocol(
+                        "alipay.trade.precreate answered without qr_code".into(),
+                    )
                 })?;
                 Ok(PayAction::QrCode { code_url })
             }
@@ -250,7 +259,10 @@ impl Connector for AlipayConnector {
         Self::order_ref_matches(order, &f)?;
         let status = str_field(&f, "trade_status")
             .ok_or_else(|| ConnectorError::Protocol("query answer without trade_status".into()))?;
-        let amount = parse_amount(str_field(&f, "total_amount"), str_field(&f, "trans_currency"))?;
+        let amount = parse_amount(
+            str_field(&f, "total_amount"),
+            str_field(&f, "trans_currency"),
+        )?;
         let paid_at = str_field(&f, "send_pay_date").and_then(|s| time::parse_gmt8(&s));
         let payment = map_trade(&status, amount, str_field(&f, "trade_no"), paid_at)?;
         Ok(QueryResult {
@@ -275,7 +287,11 @@ impl Connector for AlipayConnector {
         }
     }
 
-    async fn refund(&self, order: &Order, refund: &Refund) -> Result<ProviderRefund, ConnectorError> {
+    async fn refund(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError> {
         if refund.amount.currency() != order.spec.amount.currency() {
             return Err(ConnectorError::InvalidRequest {
                 param: "amount",
@@ -302,20 +318,29 @@ impl Connector for AlipayConnector {
         }
     }
 
-    async fn refund_query(&self, order: &Order, refund: &Refund) -> Result<ProviderRefund, ConnectorError> {
+    async fn refund_query(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError> {
         let biz = json!({
             "out_trade_no": order.id.provider_ref(),
             "out_request_no": refund.id.provider_ref(),
             "query_options": ["gmt_refund_pay"],
         });
-        let f = self.call("alipay.trade.fastpay.refund.query", biz, false).await?;
+        let f = self
+            .call("alipay.trade.fastpay.refund.query", biz, false)
+            .await?;
         Self::order_ref_matches(order, &f)?;
         // Alipay: data returned with `refund_status` empty or REFUND_SUCCESS = refunded; no
         // data = the refund was never received (or failed), so it did not happen.
         let amount = str_field(&f, "refund_amount");
         match (str_field(&f, "refund_status").as_deref(), amount) {
             (Some("REFUND_SUCCESS"), _) | (None, Some(_)) => {
-                let got = parse_amount(str_field(&f, "refund_amount"), str_field(&f, "trans_currency"))?;
+                let got = parse_amount(
+                    str_field(&f, "refund_amount"),
+                    str_field(&f, "trans_currency"),
+                )?;
                 if got.map(|m| m.minor()) != Some(refund.amount.minor()) {
                     return Err(ConnectorError::Protocol(format!(
                         "Alipay reports refund {} of {:?}, we asked {}",

@@ -19,7 +19,10 @@ fn ysd_alipay_key() -> Rsa2Verifier {
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 const AL1_SIGN: &str = "FrzUwXziVWK2x5glZkGoQ6dGR87O33APv3D/lWjVqPrFnMwcYjOYyln1B1bw5VuOwokLRmqcwWuTumBg8Q+n4FkVR3DMCvL8ywTBp5+6pRAETfhFop4m+r6jI+dgOavwyoZ69CWCzCcEyb0vMjgrV2eoSI4bgLjJyPcGpZ+iDBTSvE6eVxs05bUjainAOB5NnAvME06nkaxGLB4qwF9c3SQoiZt7QcMRdyy6mRItZxRaEjMm6qX8dfPuuquJC4wpTRk8PQeu5EMR4yyc1atxso3CMovjkGr5LzDtqLNseyqqorYW+Gfu3ugHSs9aqkwAAysg79O6TsvuFa9OHq64Tg==";
@@ -39,7 +42,10 @@ fn al1_request_signature() {
         ("notify_url", "http://hk.ysdor.cn/index.php"),
         ("app_auth_token", ""),
         ("app_cert_sn", "e90dd23a37c5c7b616e003970817ff82"),
-        ("alipay_root_cert_sn", "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6"),
+        (
+            "alipay_root_cert_sn",
+            "687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6",
+        ),
         ("biz_content", r#"{"out_trade_no":"1703141270"}"#),
     ]);
     let content = sign_content(&params, REQUEST_SKIP);
@@ -54,7 +60,10 @@ fn al1_request_signature() {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
-    assert_eq!(Rsa2Signer::from_text(&bare).unwrap().sign(&content), AL1_SIGN);
+    assert_eq!(
+        Rsa2Signer::from_text(&bare).unwrap().sign(&content),
+        AL1_SIGN
+    );
 }
 
 fn al2_params() -> BTreeMap<String, String> {
@@ -120,7 +129,11 @@ fn al2_real_sandbox_notification_verifies() {
     let mut tampered = params.clone();
     tampered.insert("total_amount".into(), "100.00".into());
     assert!(matches!(
-        parse("9021000122682882", &key, &raw_callback(&form_encode(&tampered))),
+        parse(
+            "9021000122682882",
+            &key,
+            &raw_callback(&form_encode(&tampered))
+        ),
         Err(ConnectorError::Signature(_))
     ));
 }
@@ -190,12 +203,23 @@ fn al4_sync_response_verified_over_the_raw_text() {
     let f = c.read_response(method, &body).unwrap();
     assert_eq!(f["order_id"], "20231220110070000002150000657610");
 
-    let bad = format!(r#"{{"alipay_fund_trans_uni_transfer_response":{AL4_CONTENT},"sign":"A{AL4_SIGN}"}}"#);
-    assert!(matches!(c.read_response(method, &bad), Err(ConnectorError::Signature(_))));
+    let bad = format!(
+        r#"{{"alipay_fund_trans_uni_transfer_response":{AL4_CONTENT},"sign":"A{AL4_SIGN}"}}"#
+    );
+    assert!(matches!(
+        c.read_response(method, &bad),
+        Err(ConnectorError::Signature(_))
+    ));
     let tampered = body.replace(r#""trans_amount":"0.01""#, r#""trans_amount":"9.99""#);
-    assert!(matches!(c.read_response(method, &tampered), Err(ConnectorError::Signature(_))));
+    assert!(matches!(
+        c.read_response(method, &tampered),
+        Err(ConnectorError::Signature(_))
+    ));
     let unsigned = format!(r#"{{"alipay_fund_trans_uni_transfer_response":{AL4_CONTENT}}}"#);
-    assert!(matches!(c.read_response(method, &unsigned), Err(ConnectorError::Signature(_))));
+    assert!(matches!(
+        c.read_response(method, &unsigned),
+        Err(ConnectorError::Signature(_))
+    ));
 }
 
 #[test]
@@ -233,7 +257,12 @@ fn al5_certificate_serial_numbers() {
     );
     // And the connector sends them in certificate mode, signed (AL-1's params).
     let c = ysd_connector();
-    let p = c.signed_params("alipay.trade.query", &serde_json::json!({"out_trade_no":"1703141270"}), true, None);
+    let p = c.signed_params(
+        "alipay.trade.query",
+        &serde_json::json!({"out_trade_no":"1703141270"}),
+        true,
+        None,
+    );
     assert_eq!(p["app_cert_sn"], "e90dd23a37c5c7b616e003970817ff82");
     assert_eq!(
         p["alipay_root_cert_sn"],
@@ -247,12 +276,27 @@ fn al5_certificate_serial_numbers() {
 fn trade_status_mapping() {
     let amt = Some(Money::new(100, Currency::Cny).unwrap());
     let tn = || Some("2024".to_string());
-    assert_eq!(map_trade("WAIT_BUYER_PAY", amt, tn(), None).unwrap(), ProviderPayment::Pending);
-    assert!(matches!(map_trade("TRADE_SUCCESS", amt, tn(), Some(5)).unwrap(), ProviderPayment::Paid { paid_at: 5, .. }));
-    assert!(matches!(map_trade("TRADE_FINISHED", amt, tn(), Some(5)).unwrap(), ProviderPayment::Paid { .. }));
+    assert_eq!(
+        map_trade("WAIT_BUYER_PAY", amt, tn(), None).unwrap(),
+        ProviderPayment::Pending
+    );
+    assert!(matches!(
+        map_trade("TRADE_SUCCESS", amt, tn(), Some(5)).unwrap(),
+        ProviderPayment::Paid { paid_at: 5, .. }
+    ));
+    assert!(matches!(
+        map_trade("TRADE_FINISHED", amt, tn(), Some(5)).unwrap(),
+        ProviderPayment::Paid { .. }
+    ));
     // Closed unpaid vs closed because refunded in full.
-    assert_eq!(map_trade("TRADE_CLOSED", amt, tn(), None).unwrap(), ProviderPayment::Closed);
-    assert!(matches!(map_trade("TRADE_CLOSED", amt, tn(), Some(5)).unwrap(), ProviderPayment::Paid { .. }));
+    assert_eq!(
+        map_trade("TRADE_CLOSED", amt, tn(), None).unwrap(),
+        ProviderPayment::Closed
+    );
+    assert!(matches!(
+        map_trade("TRADE_CLOSED", amt, tn(), Some(5)).unwrap(),
+        ProviderPayment::Paid { .. }
+    ));
     assert!(map_trade("TRADE_SUCCESS", None, tn(), None).is_err());
     assert!(map_trade("WHATEVER", amt, tn(), None).is_err());
 }
@@ -276,7 +320,9 @@ fn refund_notifications_are_recognised() {
     let sign = alipay.sign(&sign_content(&p, NOTIFY_SKIP));
     p.insert("sign".into(), sign);
     let n = parse("2021000000000001", &key, &raw_callback(&form_encode(&p))).unwrap();
-    assert!(matches!(n, Notification::Refund { refund_ref, .. } if refund_ref == "01HX0000000000000000000001"));
+    assert!(
+        matches!(n, Notification::Refund { refund_ref, .. } if refund_ref == "01HX0000000000000000000001")
+    );
 }
 
 #[test]

@@ -22,7 +22,12 @@ pub fn format_gmt8(ms: Millis) -> String {
 /// `yyyy-MM-dd HH:mm:ss` (UTC+8) → Unix milliseconds; `None` for anything else.
 pub fn parse_gmt8(s: &str) -> Option<Millis> {
     let b = s.as_bytes();
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':'
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -65,7 +70,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// Now, in Unix milliseconds.
@@ -86,8 +99,17 @@ mod tests {
         assert_eq!(format_gmt8(1_703_112_877_000), "2023-12-21 06:54:37");
         assert_eq!(parse_gmt8("2023-12-21 06:54:37"), Some(1_703_112_877_000));
         assert_eq!(format_gmt8(0), "1970-01-01 08:00:00");
-        assert_eq!(parse_gmt8("2024-02-29 23:59:59").map(format_gmt8).unwrap(), "2024-02-29 23:59:59");
-        for bad in ["2023-02-30 00:00:00", "2023-12-21T06:54:37", "2023-12-21 24:00:00", "", "2023-1-21 06:54:37"] {
+        assert_eq!(
+            parse_gmt8("2024-02-29 23:59:59").map(format_gmt8).unwrap(),
+            "2024-02-29 23:59:59"
+        );
+        for bad in [
+            "2023-02-30 00:00:00",
+            "2023-12-21T06:54:37",
+            "2023-12-21 24:00:00",
+            "",
+            "2023-1-21 06:54:37",
+        ] {
             assert_eq!(parse_gmt8(bad), None, "{bad}");
         }
     }

@@ -72,9 +72,14 @@ impl AlipaySimulator {
         };
         let method = match params.get("method").filter(|m| !m.is_empty()) {
             None => return self.error_response(missing("isv.missing-method", "method")),
-            Some(m) if API_METHODS.contains(&m.as_str()) || CLIENT_METHODS.contains(&m.as_str()) => m.clone(),
+            Some(m)
+                if API_METHODS.contains(&m.as_str()) || CLIENT_METHODS.contains(&m.as_str()) =>
+            {
+                m.clone()
+            }
             Some(m) => {
-                return self.error_response(invalid("isv.invalid-method", format!("不存在的方法名 {m}")))
+                return self
+                    .error_response(invalid("isv.invalid-method", format!("不存在的方法名 {m}")))
             }
         };
         let outcome = self
@@ -82,7 +87,9 @@ impl AlipaySimulator {
             .and_then(|biz| self.dispatch(&method, &params, biz));
         if CLIENT_METHODS.contains(&method.as_str()) {
             return match outcome {
-                Ok(fields) => self.cashier_page(fields["out_trade_no"].as_str().unwrap_or_default()),
+                Ok(fields) => {
+                    self.cashier_page(fields["out_trade_no"].as_str().unwrap_or_default())
+                }
                 Err(e) => html(
                     StatusCode::BAD_REQUEST,
                     pages::error_page(e.code, e.sub_code, &e.sub_msg),
@@ -157,10 +164,16 @@ impl AlipaySimulator {
         }
         if let Some(c) = &self.cert {
             if get("app_cert_sn") != Some(&c.app_cert_sn) {
-                return Err(invalid("isv.invalid-app-cert-sn", "应用公钥证书序列号不匹配"));
+                return Err(invalid(
+                    "isv.invalid-app-cert-sn",
+                    "应用公钥证书序列号不匹配",
+                ));
             }
             if get("alipay_root_cert_sn") != Some(&c.alipay_root_cert_sn) {
-                return Err(invalid("isv.alipay-root-cert-sn-invalid", "支付宝根证书序列号不匹配"));
+                return Err(invalid(
+                    "isv.alipay-root-cert-sn-invalid",
+                    "支付宝根证书序列号不匹配",
+                ));
             }
         }
         if !self.app_key.verify(&sign_content(p, REQUEST_SKIP), sign) {
@@ -174,10 +187,14 @@ impl AlipaySimulator {
                 return Err(invalid("isv.invalid-parameter", "notify_url 不合法"));
             }
         }
-        let biz = get("biz_content").ok_or_else(|| missing("isv.missing-parameter", "biz_content"))?;
+        let biz =
+            get("biz_content").ok_or_else(|| missing("isv.missing-parameter", "biz_content"))?;
         match serde_json::from_str::<Value>(biz) {
             Ok(Value::Object(m)) => Ok(m),
-            _ => Err(invalid("isv.invalid-parameter", "biz_content 不是合法的JSON对象")),
+            _ => Err(invalid(
+                "isv.invalid-parameter",
+                "biz_content 不是合法的JSON对象",
+            )),
         }
     }
 
@@ -214,18 +231,30 @@ impl AlipaySimulator {
         }
         let trans_currency = text(biz, "trans_currency");
         let currency = match &trans_currency {
-            Some(c) => c.parse::<Currency>().map_err(|_| acq("ACQ.INVALID_PARAMETER", "trans_currency 不支持"))?,
+            Some(c) => c
+                .parse::<Currency>()
+                .map_err(|_| acq("ACQ.INVALID_PARAMETER", "trans_currency 不支持"))?,
             None => Currency::Cny,
         };
         let amount = text(biz, "total_amount").ok_or_else(|| biz_param("total_amount"))?;
         let total = Money::from_decimal_str(&amount, currency)
             .ok()
             .filter(|m| m.minor() <= 100_000_000 * 100)
-            .ok_or_else(|| acq("ACQ.INVALID_PARAMETER", "total_amount 取值范围 [0.01,100000000]"))?;
+            .ok_or_else(|| {
+                acq(
+                    "ACQ.INVALID_PARAMETER",
+                    "total_amount 取值范围 [0.01,100000000]",
+                )
+            })?;
         let buyer_id = if method == "alipay.trade.create" {
             text(biz, "buyer_id")
                 .or_else(|| text(biz, "buyer_open_id"))
-                .ok_or_else(|| acq("ACQ.INVALID_PARAMETER", "buyer_id 和 buyer_open_id 不能同时为空"))?
+                .ok_or_else(|| {
+                    acq(
+                        "ACQ.INVALID_PARAMETER",
+                        "buyer_id 和 buyer_open_id 不能同时为空",
+                    )
+                })?
         } else {
             SANDBOX_BUYER.to_string()
         };
@@ -266,7 +295,10 @@ impl AlipaySimulator {
         m.insert("out_trade_no".into(), json!(t.out_trade_no));
         match method {
             "alipay.trade.precreate" => {
-                m.insert("qr_code".into(), json!(format!("{}/qr/{}", self.prefix(), t.out_trade_no)));
+                m.insert(
+                    "qr_code".into(),
+                    json!(format!("{}/qr/{}", self.prefix(), t.out_trade_no)),
+                );
             }
             "alipay.trade.create" => {
                 m.insert("trade_no".into(), json!(t.trade_no));
@@ -297,7 +329,10 @@ impl AlipaySimulator {
         m.insert("buyer_user_id".into(), json!(t.buyer_id));
         m.insert("trade_status".into(), json!(t.status));
         m.insert("total_amount".into(), json!(t.yuan(total)));
-        let paid = t.paid_minor.map(|p| t.yuan(p)).unwrap_or_else(|| "0.00".into());
+        let paid = t
+            .paid_minor
+            .map(|p| t.yuan(p))
+            .unwrap_or_else(|| "0.00".into());
         m.insert("buyer_pay_amount".into(), json!(paid));
         m.insert("receipt_amount".into(), json!(paid));
         m.insert("point_amount".into(), json!("0.00"));

@@ -21,10 +21,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
+use crate::connectors::alipay::form_encode;
 use crate::connectors::alipay::settings::{CertSns, Settings};
 use crate::connectors::alipay::sign::{sign_content, Rsa2Signer, Rsa2Verifier, NOTIFY_SKIP};
 use crate::connectors::alipay::time::{format_gmt8, now_ms};
-use crate::connectors::alipay::form_encode;
 use crate::domain::{Currency, Method, Money, Order};
 
 mod gateway;
@@ -166,7 +166,9 @@ impl AlipaySimulator {
         let paid = t.yuan(t.paid_minor.unwrap_or(t.total_minor));
         let notify_id: String = {
             let mut rng = rand::thread_rng();
-            (0..34).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+            (0..34)
+                .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+                .collect()
         };
         let mut p: BTreeMap<String, String> = [
             ("app_id", self.app_id.clone()),
@@ -193,7 +195,10 @@ impl AlipaySimulator {
             ("trade_no", t.trade_no.clone()),
             ("trade_status", t.status.clone()),
             ("version", "1.0".into()),
-            ("trans_currency", t.trans_currency.clone().unwrap_or_default()),
+            (
+                "trans_currency",
+                t.trans_currency.clone().unwrap_or_default(),
+            ),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
@@ -243,7 +248,11 @@ impl AlipaySimulator {
         format!("{day}22001{tail}")
     }
 
-    async fn pay_known(&self, out_trade_no: &str, opts: PayOptions) -> Result<PayOutcome, SimError> {
+    async fn pay_known(
+        &self,
+        out_trade_no: &str,
+        opts: PayOptions,
+    ) -> Result<PayOutcome, SimError> {
         let paid = {
             let _g = self.lock.lock();
             let t = self.load(out_trade_no)?.ok_or(SimError::UnknownTrade)?;
@@ -294,7 +303,11 @@ impl Simulator for AlipaySimulator {
             web::post().to(move |req: HttpRequest| {
                 let sim = sim.clone();
                 async move {
-                    let otn = req.match_info().get("out_trade_no").unwrap_or_default().to_string();
+                    let otn = req
+                        .match_info()
+                        .get("out_trade_no")
+                        .unwrap_or_default()
+                        .to_string();
                     let outcome = sim.pay_known(&otn, PayOptions::default()).await;
                     sim.paid_page(&otn, outcome)
                 }

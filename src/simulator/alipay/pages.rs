@@ -49,7 +49,12 @@ impl AlipaySimulator {
                     error_page("40004", "ACQ.TRADE_NOT_EXIST", "交易不存在"),
                 )
             }
-            Err(e) => return html(StatusCode::INTERNAL_SERVER_ERROR, error_page("20000", "isp.unknow-error", &e.to_string())),
+            Err(e) => {
+                return html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    error_page("20000", "isp.unknow-error", &e.to_string()),
+                )
+            }
         };
         let action = if t.status == "WAIT_BUYER_PAY" {
             format!(
@@ -77,7 +82,11 @@ impl AlipaySimulator {
         )
     }
 
-    pub(super) fn paid_page(&self, out_trade_no: &str, outcome: Result<PayOutcome, SimError>) -> HttpResponse {
+    pub(super) fn paid_page(
+        &self,
+        out_trade_no: &str,
+        outcome: Result<PayOutcome, SimError>,
+    ) -> HttpResponse {
         match outcome {
             Ok(o) => {
                 let back = self
@@ -85,7 +94,12 @@ impl AlipaySimulator {
                     .ok()
                     .flatten()
                     .and_then(|t| self.return_link(&t))
-                    .map(|url| format!("<p><a id=\"return\" href=\"{}\">返回商户 Return to merchant</a></p>", esc(&url)))
+                    .map(|url| {
+                        format!(
+                            "<p><a id=\"return\" href=\"{}\">返回商户 Return to merchant</a></p>",
+                            esc(&url)
+                        )
+                    })
                     .unwrap_or_default();
                 html(
                     StatusCode::OK,
@@ -100,7 +114,10 @@ impl AlipaySimulator {
                     ),
                 )
             }
-            Err(e) => html(StatusCode::CONFLICT, error_page("40004", "ACQ.TRADE_STATUS_ERROR", &e.to_string())),
+            Err(e) => html(
+                StatusCode::CONFLICT,
+                error_page("40004", "ACQ.TRADE_STATUS_ERROR", &e.to_string()),
+            ),
         }
     }
 

@@ -149,13 +149,20 @@ impl Harness {
     }
 
     fn last_seen(&self) -> Result<Notification, ConnectorError> {
-        self.seen.lock().last().cloned().expect("no notification arrived")
+        self.seen
+            .lock()
+            .last()
+            .cloned()
+            .expect("no notification arrived")
     }
 
     async fn post_callback(&self, params: &BTreeMap<String, String>) -> String {
         self.http
             .post(format!("{}/callbacks/alipay", self.public_url))
-            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
             .body(form_encode(params))
             .send()
             .await
@@ -171,7 +178,12 @@ fn callback(c: &dyn Connector, seen: &Seen, req: &HttpRequest, body: web::Bytes)
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_lowercase(), v.to_str().unwrap_or("").to_string()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_lowercase(),
+                    v.to_str().unwrap_or("").to_string(),
+                )
+            })
             .collect(),
         query: req.query_string().to_string(),
         body,
@@ -233,7 +245,11 @@ fn rejected_code(e: ConnectorError) -> String {
 async fn open_at_alipay(h: &Harness, o: &Order, action: &PayAction) {
     let resp = match action {
         PayAction::Redirect { url } => h.http.get(url).send().await.unwrap(),
-        PayAction::Form { action, method, fields } => {
+        PayAction::Form {
+            action,
+            method,
+            fields,
+        } => {
             assert_eq!(method, "POST");
             h.http.post(action).form(fields).send().await.unwrap()
         }
@@ -269,13 +285,20 @@ async fn full_cycle(h: &Harness, method: Method) {
         other => panic!("unexpected action {other:?}"),
     }
     open_at_alipay(h, &o, &action).await;
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Pending);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
 
     let paid = h.sim.pay(&o, PayOptions::default()).await.unwrap();
     assert_eq!(paid.callback_status, Some(200));
     assert_eq!(paid.callback_body.as_deref(), Some("success"));
     let expect_paid = |p: &ProviderPayment| match p {
-        ProviderPayment::Paid { amount, provider_transaction_id, .. } => {
+        ProviderPayment::Paid {
+            amount,
+            provider_transaction_id,
+            ..
+        } => {
             assert_eq!(*amount, o.spec.amount);
             assert_eq!(provider_transaction_id, &paid.provider_transaction_id);
         }
@@ -291,13 +314,22 @@ async fn full_cycle(h: &Harness, method: Method) {
     let q = h.conn.query(&o).await.unwrap();
     assert_eq!(q.provider_status, "TRADE_SUCCESS");
     expect_paid(&q.payment);
-    assert!(matches!(h.sim.pay(&o, PayOptions::default()).await, Err(SimError::NotPayable(_))));
+    assert!(matches!(
+        h.sim.pay(&o, PayOptions::default()).await,
+        Err(SimError::NotPayable(_))
+    ));
 
     // Partial refunds, a retried one, one too many, then the rest.
     let (r1, r2, r3, r4) = (refund(3_000), refund(5_000), refund(5_000), refund(2_000));
-    let ok = ProviderRefund::Succeeded { provider_refund_id: None };
+    let ok = ProviderRefund::Succeeded {
+        provider_refund_id: None,
+    };
     assert_eq!(h.conn.refund(&o, &r1).await.unwrap(), ok);
-    assert_eq!(h.conn.refund(&o, &r1).await.unwrap(), ok, "retry is idempotent");
+    assert_eq!(
+        h.conn.refund(&o, &r1).await.unwrap(),
+        ok,
+        "retry is idempotent"
+    );
     assert_eq!(h.conn.refund(&o, &r2).await.unwrap(), ok);
     assert_eq!(h.conn.refund_query(&o, &r1).await.unwrap(), ok);
     assert_eq!(h.conn.refund_query(&o, &r2).await.unwrap(), ok);
@@ -305,7 +337,9 @@ async fn full_cycle(h: &Harness, method: Method) {
         rejected_code(h.conn.refund(&o, &r3).await.unwrap_err()),
         "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"
     );
-    assert!(matches!(h.conn.refund_query(&o, &r3).await.unwrap(), ProviderRefund::Failed(f) if f.code == "REFUND_NOT_FOUND"));
+    assert!(
+        matches!(h.conn.refund_query(&o, &r3).await.unwrap(), ProviderRefund::Failed(f) if f.code == "REFUND_NOT_FOUND")
+    );
     assert_eq!(h.conn.refund(&o, &r4).await.unwrap(), ok);
     // Fully refunded: Alipay says TRADE_CLOSED, which is still a paid order, not an unpaid close.
     let q = h.conn.query(&o).await.unwrap();
@@ -324,14 +358,26 @@ async fn full_cycle(h: &Harness, method: Method) {
     h.conn.close(&o2).await.unwrap();
     h.conn.close(&o2).await.unwrap(); // closing twice is fine
     let q2 = h.conn.query(&o2).await.unwrap();
-    assert_eq!((q2.payment, q2.provider_status.as_str()), (ProviderPayment::Closed, "TRADE_CLOSED"));
-    assert!(matches!(h.sim.pay(&o2, PayOptions::default()).await, Err(SimError::NotPayable(_))));
+    assert_eq!(
+        (q2.payment, q2.provider_status.as_str()),
+        (ProviderPayment::Closed, "TRADE_CLOSED")
+    );
+    assert!(matches!(
+        h.sim.pay(&o2, PayOptions::default()).await,
+        Err(SimError::NotPayable(_))
+    ));
 }
 
 #[actix_web::test]
 async fn contract_all_methods_redirect_style() {
     let h = Harness::start(key_mode("")).await;
-    for m in [Method::H5, Method::PcWeb, Method::App, Method::MiniProgram, Method::NativeQr] {
+    for m in [
+        Method::H5,
+        Method::PcWeb,
+        Method::App,
+        Method::MiniProgram,
+        Method::NativeQr,
+    ] {
         full_cycle(&h, m).await;
     }
     h.server.stop(true).await;
@@ -356,23 +402,53 @@ async fn unopened_client_trades_are_unknown_until_paid_and_lost_callbacks_recove
     let o = order(Method::PcWeb, 888);
     h.conn.prepay(&o).await.unwrap();
     let q = h.conn.query(&o).await.unwrap();
-    assert_eq!((q.payment, q.provider_status.as_str()), (ProviderPayment::NotFound, "ACQ.TRADE_NOT_EXIST"));
+    assert_eq!(
+        (q.payment, q.provider_status.as_str()),
+        (ProviderPayment::NotFound, "ACQ.TRADE_NOT_EXIST")
+    );
     h.conn.close(&o).await.unwrap(); // unknown trade: nothing to close
 
     let o = order(Method::App, 888);
     h.conn.prepay(&o).await.unwrap();
-    let out = h.sim.pay(&o, PayOptions { drop_callback: true, ..Default::default() }).await.unwrap();
+    let out = h
+        .sim
+        .pay(
+            &o,
+            PayOptions {
+                drop_callback: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(out.callback_status, None);
     assert!(h.seen.lock().is_empty());
-    assert!(matches!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Paid { .. }));
+    assert!(matches!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Paid { .. }
+    ));
 
     // A QR order that the gateway never placed is unknown to the provider.
-    assert!(matches!(h.sim.pay(&order(Method::NativeQr, 5), PayOptions::default()).await, Err(SimError::UnknownTrade)));
+    assert!(matches!(
+        h.sim
+            .pay(&order(Method::NativeQr, 5), PayOptions::default())
+            .await,
+        Err(SimError::UnknownTrade)
+    ));
 
     // An amount override is reported as paid, so the engine can flag the mismatch.
     let o = order(Method::NativeQr, 1000);
     h.conn.prepay(&o).await.unwrap();
-    h.sim.pay(&o, PayOptions { amount: Some(1), ..Default::default() }).await.unwrap();
+    h.sim
+        .pay(
+            &o,
+            PayOptions {
+                amount: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert!(matches!(
         h.last_seen().unwrap(),
         Notification::Payment { payment: ProviderPayment::Paid { amount, .. }, .. } if amount.minor() == 1
@@ -385,7 +461,16 @@ async fn forged_notifications_are_refused_with_fail() {
     let h = Harness::start(key_mode("")).await;
     let o = order(Method::NativeQr, 10_000);
     h.conn.prepay(&o).await.unwrap();
-    h.sim.pay(&o, PayOptions { drop_callback: true, ..Default::default() }).await.unwrap();
+    h.sim
+        .pay(
+            &o,
+            PayOptions {
+                drop_callback: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let trade = h.sim.load(o.id.provider_ref()).unwrap().unwrap();
     let genuine = h.sim.notification(&trade);
 
@@ -412,7 +497,10 @@ async fn forged_notifications_are_refused_with_fail() {
     other_app.insert("app_id".into(), "2021009999999999".into());
     resign(&mut other_app, "TEST_ONLY_alipay_private_key.pem");
     assert_eq!(h.post_callback(&other_app).await, "fail");
-    assert!(matches!(h.last_seen(), Err(ConnectorError::BadNotification(_))));
+    assert!(matches!(
+        h.last_seen(),
+        Err(ConnectorError::BadNotification(_))
+    ));
 
     let mut unsigned = genuine.clone();
     unsigned.remove("sign");
@@ -425,21 +513,33 @@ async fn the_simulated_gateway_refuses_what_alipay_refuses() {
     // Wrong app key: Alipay cannot verify our signature.
     let wrong_key = key_mode("").into_iter().map(|(k, v)| {
         if k == "app_private_key_file" {
-            (k, toml::Value::String(fx("TEST_ONLY_wrong_private_key.pem")))
+            (
+                k,
+                toml::Value::String(fx("TEST_ONLY_wrong_private_key.pem")),
+            )
         } else {
             (k, v)
         }
     });
     let h = Harness::start_with(key_mode(""), wrong_key.collect()).await;
     let o = order(Method::NativeQr, 100);
-    assert_eq!(rejected_code(h.conn.prepay(&o).await.unwrap_err()), "isv.invalid-signature");
+    assert_eq!(
+        rejected_code(h.conn.prepay(&o).await.unwrap_err()),
+        "isv.invalid-signature"
+    );
     h.server.stop(true).await;
 
     // Wrong app_id.
     let mut other = key_mode("");
-    other.insert("app_id".into(), toml::Value::String("2021009999999999".into()));
+    other.insert(
+        "app_id".into(),
+        toml::Value::String("2021009999999999".into()),
+    );
     let h = Harness::start_with(key_mode(""), other).await;
-    assert_eq!(rejected_code(h.conn.query(&o).await.unwrap_err()), "isv.invalid-app-id");
+    assert_eq!(
+        rejected_code(h.conn.query(&o).await.unwrap_err()),
+        "isv.invalid-app-id"
+    );
     h.server.stop(true).await;
 
     // Certificate mode with a different app certificate: app_cert_sn mismatch.
@@ -448,12 +548,18 @@ async fn the_simulated_gateway_refuses_what_alipay_refuses() {
         cert_mode(&fx("vectors/ysd_alipayAppPublicCert.crt")),
     )
     .await;
-    assert_eq!(rejected_code(h.conn.query(&o).await.unwrap_err()), "isv.invalid-app-cert-sn");
+    assert_eq!(
+        rejected_code(h.conn.query(&o).await.unwrap_err()),
+        "isv.invalid-app-cert-sn"
+    );
     h.server.stop(true).await;
 
     // Hand-made requests: a stale timestamp, a missing method, missing buyer for create.
     let h = Harness::start(key_mode("")).await;
-    let signer = Rsa2Signer::from_text(&std::fs::read_to_string(fx("TEST_ONLY_app_private_key.pem")).unwrap()).unwrap();
+    let signer = Rsa2Signer::from_text(
+        &std::fs::read_to_string(fx("TEST_ONLY_app_private_key.pem")).unwrap(),
+    )
+    .unwrap();
     let send = |method: &str, ts: i64, biz: &str| {
         let mut p: BTreeMap<String, String> = [
             ("app_id", APP_ID),
@@ -473,23 +579,49 @@ async fn the_simulated_gateway_refuses_what_alipay_refuses() {
         let req = h
             .http
             .post(format!("{}/sandbox/alipay/gateway.do", h.public_url))
-            .header("content-type", "application/x-www-form-urlencoded;charset=utf-8")
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
             .body(form_encode(&p));
-        async move { serde_json::from_str::<serde_json::Value>(&req.send().await.unwrap().text().await.unwrap()).unwrap() }
+        async move {
+            serde_json::from_str::<serde_json::Value>(
+                &req.send().await.unwrap().text().await.unwrap(),
+            )
+            .unwrap()
+        }
     };
     let q = format!(r#"{{"out_trade_no":"{}"}}"#, o.id.provider_ref());
     let r = send("alipay.trade.query", now_ms() - 3_600_000, &q).await;
-    assert_eq!(r["alipay_trade_query_response"]["sub_code"], "isv.invalid-timestamp");
+    assert_eq!(
+        r["alipay_trade_query_response"]["sub_code"],
+        "isv.invalid-timestamp"
+    );
     let r = send("", now_ms(), &q).await;
     assert_eq!(r["error_response"]["sub_code"], "isv.missing-method");
     let r = send("alipay.trade.query", now_ms(), &q).await;
-    assert_eq!(r["alipay_trade_query_response"]["sub_code"], "ACQ.TRADE_NOT_EXIST");
-    let create = format!(r#"{{"out_trade_no":"{}","total_amount":"1.00","subject":"x"}}"#, o.id.provider_ref());
+    assert_eq!(
+        r["alipay_trade_query_response"]["sub_code"],
+        "ACQ.TRADE_NOT_EXIST"
+    );
+    let create = format!(
+        r#"{{"out_trade_no":"{}","total_amount":"1.00","subject":"x"}}"#,
+        o.id.provider_ref()
+    );
     let r = send("alipay.trade.create", now_ms(), &create).await;
-    assert_eq!(r["alipay_trade_create_response"]["sub_code"], "ACQ.INVALID_PARAMETER");
-    let bad_amount = format!(r#"{{"out_trade_no":"{}","total_amount":"1.001","subject":"x"}}"#, o.id.provider_ref());
+    assert_eq!(
+        r["alipay_trade_create_response"]["sub_code"],
+        "ACQ.INVALID_PARAMETER"
+    );
+    let bad_amount = format!(
+        r#"{{"out_trade_no":"{}","total_amount":"1.001","subject":"x"}}"#,
+        o.id.provider_ref()
+    );
     let r = send("alipay.trade.precreate", now_ms(), &bad_amount).await;
-    assert_eq!(r["alipay_trade_precreate_response"]["sub_code"], "ACQ.INVALID_PARAMETER");
+    assert_eq!(
+        r["alipay_trade_precreate_response"]["sub_code"],
+        "ACQ.INVALID_PARAMETER"
+    );
     h.server.stop(true).await;
 }
 
@@ -500,19 +632,40 @@ fn validate_applies_alipay_field_rules() {
         let h = Harness::start(key_mode("")).await;
         let mut o = order(Method::MiniProgram, 100);
         o.spec.payer.user_id = None;
-        assert!(matches!(h.conn.validate(&o), Err(ConnectorError::InvalidRequest { param: "payer.user_id", .. })));
+        assert!(matches!(
+            h.conn.validate(&o),
+            Err(ConnectorError::InvalidRequest {
+                param: "payer.user_id",
+                ..
+            })
+        ));
         o.spec.payer.openid = Some("074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5".into());
         h.conn.validate(&o).unwrap();
         let mut o = order(Method::H5, 100);
         o.spec.subject = "x".repeat(257);
-        assert!(matches!(h.conn.validate(&o), Err(ConnectorError::InvalidRequest { param: "subject", .. })));
+        assert!(matches!(
+            h.conn.validate(&o),
+            Err(ConnectorError::InvalidRequest {
+                param: "subject",
+                ..
+            })
+        ));
         let mut o = order(Method::H5, 100);
         o.spec.amount = Money::new(100, Currency::Usd).unwrap();
-        assert!(matches!(h.conn.validate(&o), Err(ConnectorError::Unsupported(_))));
-        assert!(matches!(h.conn.validate(&order(Method::Jsapi, 1)), Err(ConnectorError::Unsupported(_))));
+        assert!(matches!(
+            h.conn.validate(&o),
+            Err(ConnectorError::Unsupported(_))
+        ));
+        assert!(matches!(
+            h.conn.validate(&order(Method::Jsapi, 1)),
+            Err(ConnectorError::Unsupported(_))
+        ));
         assert!(matches!(
             h.conn.validate(&order(Method::H5, 100_000_000 * 100 + 1)),
-            Err(ConnectorError::InvalidRequest { param: "amount", .. })
+            Err(ConnectorError::InvalidRequest {
+                param: "amount",
+                ..
+            })
         ));
         h.server.stop(true).await;
     });
