@@ -10,6 +10,7 @@ use crate::domain::{
     ChannelName, Currency, Failure, Method, Millis, Money, Order, PayAction, Refund,
 };
 
+pub mod alipay;
 pub mod sandbox;
 
 /// Everything a connector needs from its surroundings, resolved once the server is bound.
@@ -204,6 +205,7 @@ pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector
             &cfg.settings,
             env,
         )?)),
+        "alipay" => Ok(Arc::new(alipay::AlipayConnector::new(&cfg.settings, env)?)),
         other => Err(ConnectorError::Config(format!(
             "unknown channel kind `{other}`"
         ))),
@@ -211,7 +213,7 @@ pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector
 }
 
 /// The channel kinds this build knows, for config validation.
-pub const KINDS: &[&str] = &["sandbox"];
+pub const KINDS: &[&str] = &["sandbox", "alipay"];
 
 /// Helper for connectors whose provider only settles some currencies / methods.
 pub fn require(ok: bool, what: impl FnOnce() -> String) -> Result<(), ConnectorError> {

@@ -14,6 +14,7 @@ use crate::config::ChannelConfig;
 use crate::domain::{ChannelName, Order};
 use crate::store::KvTree;
 
+pub mod alipay;
 pub mod sandbox;
 
 /// What a simulator gets from the server.
@@ -75,6 +76,7 @@ pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, Sim
             &cfg.settings,
             env,
         )?)),
+        "alipay" => Ok(Arc::new(alipay::AlipaySimulator::new(&cfg.settings, env)?)),
         other => Err(SimError::Config(format!("no simulator for kind `{other}`"))),
     }
 }

@@ -1,0 +1,223 @@
+//! `[channels.<name>.settings]` for `kind = "alipay"`, shared by the connector and the
+//! simulator. Key material is read from files or from environment variables whose *names*
+//! are configured, so no key ever sits in `config.toml`.
+
+use serde::Deserialize;
+
+use super::cert;
+use super::sign::{Rsa2Signer, Rsa2Verifier};
+use crate::config::Secret;
+use crate::domain::Currency;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The Alipay application id (`app_id`).
+    pub app_id: String,
+    /// The application private key (PEM PKCS#1/PKCS#8, or bare Base64): a file path or the
+    /// name of an environment variable holding it. Exactly one.
+    #[serde(default)]
+    pub app_private_key_file: Option<String>,
+    #[serde(default)]
+    pub app_private_key_env: Option<String>,
+    /// Public-key mode: Alipay's public key ("支付宝公钥"). File or env var name.
+    #[serde(default)]
+    pub alipay_public_key_file: Option<String>,
+    #[serde(default)]
+    pub alipay_public_key_env: Option<String>,
+    /// Certificate mode: all three files (appCertPublicKey_*.crt, alipayCertPublicKey_RSA2.crt,
+    /// alipayRootCert.crt). Alipay's public key is then taken from the Alipay certificate.
+    #[serde(default)]
+    pub app_cert_file: Option<String>,
+    #[serde(default)]
+    pub alipay_public_cert_file: Option<String>,
+    #[serde(default)]
+    pub alipay_root_cert_file: Option<String>,
+    /// How H5 (wap) and PC web payments reach the payer: a signed GET URL to redirect to,
+    /// or an auto-submitting form POST.
+    #[serde(default)]
+    pub pay_action: PayActionStyle,
+    /// Currencies this merchant account may charge in (`trans_currency` for non-CNY).
+    #[serde(default = "default_currencies")]
+    pub currencies: Vec<String>,
+    /// The built-in simulator's side: the "Alipay" key pair and the app public key it was
+    /// "uploaded" (public-key mode; in certificate mode it uses the app certificate).
+    #[serde(default)]
+    pub simulator: Option<SimulatorSettings>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayActionStyle {
+    #[default]
+    Redirect,
+    Form,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    #[serde(default)]
+    pub alipay_private_key_file: Option<String>,
+    #[serde(default)]
+    pub alipay_private_key_env: Option<String>,
+    #[serde(default)]
+    pub app_public_key_file: Option<String>,
+    #[serde(default)]
+    pub app_public_key_env: Option<String>,
+}
+
+fn default_currencies() -> Vec<String> {
+    vec!["CNY".into()]
+}
+
+/// Certificate-mode values sent with every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSns {
+    pub app_cert_sn: String,
+    pub alipay_root_cert_sn: String,
+    /// SN of Alipay's certificate; the simulator echoes it as `alipay_cert_sn`.
+    pub alipay_cert_sn: String,
+}
+
+impl Settings {
+    pub fn parse(table: &toml::Table) -> Result<Self, String> {
+        let s: Settings = table
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("alipay settings: {}", e.message()))?;
+        if s.app_id.is_empty() || !s.app_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("alipay settings: `app_id` must be Alipay's numeric app id".into());
+        }
+        s.currencies()?;
+        Ok(s)
+    }
+
+    pub fn currencies(&self) -> Result<Vec<Currency>, String> {
+        if self.currencies.is_empty() {
+            return Err("alipay settings: `currencies` must not be empty".into());
+        }
+        self.currencies
+            .iter()
+            .map(|c| {
+                c.parse::<Currency>()
+                    .map_err(|e| format!("alipay settings: currencies: {e}"))
+            })
+            .collect()
+    }
+
+    pub fn cert_mode(&self) -> bool {
+        self.app_cert_file.is_some()
+            || self.alipay_public_cert_file.is_some()
+            || self.alipay_root_cert_file.is_some()
+    }
+
+    pub fn app_signer(&self) -> Result<Rsa2Signer, String> {
+        let text = secret_source(
+            "app_private_key",
+            &self.app_private_key_file,
+            &self.app_private_key_env,
+        )?;
+        Rsa2Signer::from_text(text.expose()).map_err(|e| format!("app_private_key: {e}"))
+    }
+
+    /// Alipay's public key, from the certificate in cert mode or the key in key mode.
+    pub fn alipay_verifier(&self) -> Result<Rsa2Verifier, String> {
+        if self.cert_mode() {
+            if self.alipay_public_key_file.is_some() || self.alipay_public_key_env.is_some() {
+                return Err("alipay settings: use either alipay_public_key_* (public-key mode) or the three *_cert_file settings (certificate mode), not both".into());
+            }
+            let text = read_file("alipay_public_cert_file", &self.alipay_public_cert_file)?;
+            let der = cert::pem_certs(&text)
+                .map_err(|e| format!("alipay_public_cert_file: {e}"))?
+                .remove(0);
+            Rsa2Verifier::from_cert_der(&der).map_err(|e| format!("alipay_public_cert_file: {e}"))
+        } else {
+            let text = secret_source(
+                "alipay_public_key",
+                &self.alipay_public_key_file,
+                &self.alipay_public_key_env,
+            )?;
+            Rsa2Verifier::from_text(text.expose()).map_err(|e| format!("alipay_public_key: {e}"))
+        }
+    }
+
+    pub fn cert_sns(&self) -> Result<Option<CertSns>, String> {
+        if !self.cert_mode() {
+            return Ok(None);
+        }
+        let app = read_file("app_cert_file", &self.app_cert_file)?;
+        let root = read_file("alipay_root_cert_file", &self.alipay_root_cert_file)?;
+        let alipay = read_file("alipay_public_cert_file", &self.alipay_public_cert_file)?;
+        Ok(Some(CertSns {
+            app_cert_sn: cert::cert_sn(&app).map_err(|e| format!("app_cert_file: {e}"))?,
+            alipay_root_cert_sn: cert::root_cert_sn(&root)
+                .map_err(|e| format!("alipay_root_cert_file: {e}"))?,
+            alipay_cert_sn: cert::cert_sn(&alipay)
+                .map_err(|e| format!("alipay_public_cert_file: {e}"))?,
+        }))
+    }
+
+    /// The simulator's Alipay private key.
+    pub fn sim_alipay_signer(&self) -> Result<Rsa2Signer, String> {
+        let sim = self.sim()?;
+        let text = secret_source(
+            "simulator.alipay_private_key",
+            &sim.alipay_private_key_file,
+            &sim.alipay_private_key_env,
+        )?;
+        Rsa2Signer::from_text(text.expose())
+            .map_err(|e| format!("simulator.alipay_private_key: {e}"))
+    }
+
+    /// The app public key the simulator checks request signatures with.
+    pub fn sim_app_verifier(&self) -> Result<Rsa2Verifier, String> {
+        if self.cert_mode() {
+            let text = read_file("app_cert_file", &self.app_cert_file)?;
+            let der = cert::pem_certs(&text)
+                .map_err(|e| format!("app_cert_file: {e}"))?
+                .remove(0);
+            return Rsa2Verifier::from_cert_der(&der).map_err(|e| format!("app_cert_file: {e}"));
+        }
+        let sim = self.sim()?;
+        let text = secret_source(
+            "simulator.app_public_key",
+            &sim.app_public_key_file,
+            &sim.app_public_key_env,
+        )?;
+        Rsa2Verifier::from_text(text.expose()).map_err(|e| format!("simulator.app_public_key: {e}"))
+    }
+
+    fn sim(&self) -> Result<&SimulatorSettings, String> {
+        self.simulator.as_ref().ok_or_else(|| {
+            "alipay settings: the simulator needs a [settings.simulator] table with alipay_private_key_file (or _env) and app_public_key_file (or _env)".to_string()
+        })
+    }
+}
+
+/// Reads a key from exactly one of a file or a named environment variable.
+fn secret_source(
+    what: &str,
+    file: &Option<String>,
+    env: &Option<String>,
+) -> Result<Secret, String> {
+    match (file, env) {
+        (Some(path), None) => std::fs::read_to_string(path)
+            .map(Secret::new)
+            .map_err(|e| format!("{what}_file `{path}`: {e}")),
+        (None, Some(var)) => std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| format!("{what}_env: environment variable `{var}` is not set")),
+        (None, None) => Err(format!("alipay settings: set {what}_file or {what}_env")),
+        (Some(_), Some(_)) => Err(format!(
+            "alipay settings: set only one of {what}_file and {what}_env"
+        )),
+    }
+}
+
+fn read_file(what: &str, path: &Option<String>) -> Result<String, String> {
+    let path = path.as_ref().ok_or_else(|| {
+        format!("alipay settings: certificate mode needs `{what}` (app_cert_file, alipay_public_cert_file and alipay_root_cert_file together)")
+    })?;
+    std::fs::read_to_string(path).map_err(|e| format!("{what} `{path}`: {e}"))
+}
