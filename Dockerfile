@@ -1,0 +1,23 @@
+# Multi-stage release build. (No Docker engine runs on the development machines, so this
+# file is kept simple and is not exercised by CI.)
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY examples ./examples
+RUN cargo build --release --locked --bin paygate
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /var/lib/paygate paygate \
+ && mkdir -p /var/lib/paygate/data && chown -R paygate /var/lib/paygate
+WORKDIR /var/lib/paygate
+COPY --from=build /src/target/release/paygate /usr/local/bin/paygate
+COPY config.toml ./config.toml
+# Simulator test keys only; mount real keys and point the channel settings at them.
+COPY fixtures ./fixtures
+USER paygate
+ENV PAYGATE__SERVER__BIND=0.0.0.0:8080
+EXPOSE 8080
+VOLUME ["/var/lib/paygate/data"]
+ENTRYPOINT ["paygate"]
+CMD ["serve", "--config", "config.toml"]
