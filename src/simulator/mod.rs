@@ -15,6 +15,7 @@ use crate::domain::{ChannelName, Order};
 use crate::store::KvTree;
 
 pub mod sandbox;
+pub mod wechat_pay;
 
 /// What a simulator gets from the server.
 #[derive(Clone)]
@@ -72,6 +73,10 @@ pub trait Simulator: Send + Sync + 'static {
 pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, SimError> {
     match cfg.kind.as_str() {
         "sandbox" => Ok(Arc::new(sandbox::SandboxSimulator::new(
+            &cfg.settings,
+            env,
+        )?)),
+        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPaySimulator::new(
             &cfg.settings,
             env,
         )?)),
