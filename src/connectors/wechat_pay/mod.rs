@@ -28,6 +28,8 @@ pub mod time;
 
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use api::{
     AmountReq, CloseRequest, H5Info, Payer, PrepayRequest, PrepayResponse, RefundAmountReq,
