@@ -23,11 +23,18 @@ pub enum AeadError {
     Open,
 }
 
-pub fn decrypt(key: &[u8], nonce: &str, aad: &str, ciphertext_b64: &str) -> Result<Vec<u8>, AeadError> {
+pub fn decrypt(
+    key: &[u8],
+    nonce: &str,
+    aad: &str,
+    ciphertext_b64: &str,
+) -> Result<Vec<u8>, AeadError> {
     if nonce.len() != 12 {
         return Err(AeadError::NonceLength);
     }
-    let ct = B64.decode(ciphertext_b64.trim()).map_err(|_| AeadError::Base64)?;
+    let ct = B64
+        .decode(ciphertext_b64.trim())
+        .map_err(|_| AeadError::Base64)?;
     let payload = Payload {
         msg: &ct,
         aad: aad.as_bytes(),
@@ -87,7 +94,12 @@ mod tests {
     fn wx2_negative_cases() {
         let aad = "Dl56FrqWQJF1t9LtC3vEUsniZKvbqdR8";
         assert_eq!(
-            decrypt(b"testAPIv3Key1111", "wCq51qZv4Yfg", aad, "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC"),
+            decrypt(
+                b"testAPIv3Key1111",
+                "wCq51qZv4Yfg",
+                aad,
+                "FsdXzxryWfKwvLJKf8LG/ToRPTRh8RN9wROC"
+            ),
             Err(AeadError::Open)
         );
         assert_eq!(
@@ -100,7 +112,10 @@ mod tests {
     fn aes256_round_trip_and_tamper() {
         let key = b"0123456789abcdef0123456789ABCDEF";
         let ct = encrypt(key, "abcdefghijkl", "transaction", b"{\"a\":1}").unwrap();
-        assert_eq!(decrypt(key, "abcdefghijkl", "transaction", &ct).unwrap(), b"{\"a\":1}");
+        assert_eq!(
+            decrypt(key, "abcdefghijkl", "transaction", &ct).unwrap(),
+            b"{\"a\":1}"
+        );
         assert_eq!(
             decrypt(key, "abcdefghijkl", "refund", &ct),
             Err(AeadError::Open),
@@ -113,7 +128,12 @@ mod tests {
             Err(AeadError::Open)
         );
         assert_eq!(
-            decrypt(b"0123456789abcdef0123456789ABCDEX", "abcdefghijkl", "transaction", &ct),
+            decrypt(
+                b"0123456789abcdef0123456789ABCDEX",
+                "abcdefghijkl",
+                "transaction",
+                &ct
+            ),
             Err(AeadError::Open)
         );
     }

@@ -337,13 +337,22 @@ mod tests {
     #[test]
     fn every_trade_state_is_mapped() {
         assert_eq!(map_trade(&tx("NOTPAY")).unwrap(), ProviderPayment::Pending);
-        assert_eq!(map_trade(&tx("USERPAYING")).unwrap(), ProviderPayment::Pending);
+        assert_eq!(
+            map_trade(&tx("USERPAYING")).unwrap(),
+            ProviderPayment::Pending
+        );
         assert_eq!(map_trade(&tx("CLOSED")).unwrap(), ProviderPayment::Closed);
         assert_eq!(map_trade(&tx("REVOKED")).unwrap(), ProviderPayment::Closed);
-        assert!(matches!(map_trade(&tx("PAYERROR")).unwrap(), ProviderPayment::Failed(f) if f.code == "PAYERROR"));
+        assert!(
+            matches!(map_trade(&tx("PAYERROR")).unwrap(), ProviderPayment::Failed(f) if f.code == "PAYERROR")
+        );
         for paid in ["SUCCESS", "REFUND"] {
             match map_trade(&tx(paid)).unwrap() {
-                ProviderPayment::Paid { amount, provider_transaction_id, .. } => {
+                ProviderPayment::Paid {
+                    amount,
+                    provider_transaction_id,
+                    ..
+                } => {
                     assert_eq!(amount, Money::new(100, Currency::Cny).unwrap());
                     assert_eq!(provider_transaction_id, "4200000001");
                 }
@@ -363,11 +372,22 @@ mod tests {
         };
         assert_eq!(
             map_refund(&r("SUCCESS")).unwrap(),
-            ProviderRefund::Succeeded { provider_refund_id: Some("50000".into()) }
+            ProviderRefund::Succeeded {
+                provider_refund_id: Some("50000".into())
+            }
         );
-        assert_eq!(map_refund(&r("PROCESSING")).unwrap(), ProviderRefund::Pending);
-        assert!(matches!(map_refund(&r("CLOSED")).unwrap(), ProviderRefund::Failed(_)));
-        assert!(matches!(map_refund(&r("ABNORMAL")).unwrap(), ProviderRefund::Failed(_)));
+        assert_eq!(
+            map_refund(&r("PROCESSING")).unwrap(),
+            ProviderRefund::Pending
+        );
+        assert!(matches!(
+            map_refund(&r("CLOSED")).unwrap(),
+            ProviderRefund::Failed(_)
+        ));
+        assert!(matches!(
+            map_refund(&r("ABNORMAL")).unwrap(),
+            ProviderRefund::Failed(_)
+        ));
         assert!(map_refund(&r("??")).is_err());
     }
 }

@@ -31,7 +31,9 @@ impl ApiResponse {
 
     /// WeChat's `code`, when the body is its error JSON.
     pub fn error_code(&self) -> Option<String> {
-        serde_json::from_slice::<ErrorBody>(&self.body).ok().map(|e| e.code)
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .map(|e| e.code)
     }
 
     /// The error this non-2xx answer means: rate limits and 5xx are retryable transport
@@ -42,11 +44,17 @@ impl ApiResponse {
             Some(e) => (e.code, e.message),
             None => (
                 format!("HTTP_{}", self.status),
-                String::from_utf8_lossy(&self.body).chars().take(200).collect(),
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
             ),
         };
         if self.status >= 500 || self.status == 429 {
-            ConnectorError::Transport(format!("WeChat Pay HTTP {}: {code}: {message}", self.status))
+            ConnectorError::Transport(format!(
+                "WeChat Pay HTTP {}: {code}: {message}",
+                self.status
+            ))
         } else {
             ConnectorError::Rejected { code, message }
         }
@@ -62,7 +70,11 @@ impl WechatPayConnector {
         path_and_query: &str,
         body: Option<String>,
     ) -> Result<ApiResponse, ConnectorError> {
-        let url = format!("{}{}", self.env.base_url.trim_end_matches('/'), path_and_query);
+        let url = format!(
+            "{}{}",
+            self.env.base_url.trim_end_matches('/'),
+            path_and_query
+        );
         let url = reqwest::Url::parse(&url)
             .map_err(|e| ConnectorError::Config(format!("bad WeChat Pay URL {url}: {e}")))?;
         let canonical = match url.query() {
@@ -91,7 +103,10 @@ impl WechatPayConnector {
             .timeout(self.timeout)
             .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json")
-            .header(USER_AGENT, concat!("paygate/", env!("CARGO_PKG_VERSION"), " (wechatpay-apiv3)"));
+            .header(
+                USER_AGENT,
+                concat!("paygate/", env!("CARGO_PKG_VERSION"), " (wechatpay-apiv3)"),
+            );
         if method != reqwest::Method::GET {
             req = req.header(CONTENT_TYPE, "application/json").body(body);
         }
@@ -114,10 +129,9 @@ impl WechatPayConnector {
             header("Wechatpay-Serial"),
         );
         let request_id = header("Request-ID");
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ConnectorError::Transport(format!("WeChat Pay {canonical}: reading body: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            ConnectorError::Transport(format!("WeChat Pay {canonical}: reading body: {e}"))
+        })?;
         tracing::debug!(
             path = %canonical,
             status,

@@ -70,7 +70,12 @@ impl WechatPayConnector {
     }
 
     fn party(&self, order: &Order) -> Party<'_> {
-        match self.cfg.s.sub_merchants.get(order.spec.merchant_id.as_str()) {
+        match self
+            .cfg
+            .s
+            .sub_merchants
+            .get(order.spec.merchant_id.as_str())
+        {
             Some(sub) => Party::Partner(sub),
             None => Party::Direct,
         }
@@ -170,15 +175,24 @@ impl WechatPayConnector {
     }
 
     /// The client-side parameters, signed with the merchant key (PROTOCOLS.md §1.7).
-    fn pay_action(&self, order: &Order, answer: PrepayResponse) -> Result<PayAction, ConnectorError> {
+    fn pay_action(
+        &self,
+        order: &Order,
+        answer: PrepayResponse,
+    ) -> Result<PayAction, ConnectorError> {
         let missing = |f: &str| ConnectorError::Protocol(format!("prepay answer without {f}"));
         let ts = time::now_secs().to_string();
         let nonce_str = nonce();
         let signer = &self.cfg.signer;
         let (client_appid, partner_id) = match self.party(order) {
-            Party::Direct => (self.appid_for(order.spec.method).to_string(), self.cfg.s.mchid.clone()),
+            Party::Direct => (
+                self.appid_for(order.spec.method).to_string(),
+                self.cfg.s.mchid.clone(),
+            ),
             Party::Partner(sub) => (
-                sub.sub_appid.clone().unwrap_or_else(|| self.appid_for(order.spec.method).to_string()),
+                sub.sub_appid
+                    .clone()
+                    .unwrap_or_else(|| self.appid_for(order.spec.method).to_string()),
                 sub.sub_mchid.clone(),
             ),
         };
@@ -218,7 +232,8 @@ impl WechatPayConnector {
                 // WeChat sends the payer back here after the cashier page.
                 if let Some(ret) = &order.spec.return_url {
                     let sep = if url.contains('?') { '&' } else { '?' };
-                    let enc: String = url::form_urlencoded::byte_serialize(ret.as_bytes()).collect();
+                    let enc: String =
+                        url::form_urlencoded::byte_serialize(ret.as_bytes()).collect();
                     url = format!("{url}{sep}redirect_url={enc}");
                 }
                 PayAction::Redirect { url }
@@ -231,14 +246,20 @@ impl WechatPayConnector {
 
     fn check_refund(&self, order: &Order, refund: &Refund) -> Result<(), ConnectorError> {
         if refund.amount.currency() != Currency::Cny {
-            return Err(invalid("amount.currency", "WeChat Pay refunds are in CNY only"));
+            return Err(invalid(
+                "amount.currency",
+                "WeChat Pay refunds are in CNY only",
+            ));
         }
         if refund.amount.minor() > order.spec.amount.minor() {
             return Err(invalid("amount", "a refund cannot exceed the order amount"));
         }
         if let Some(r) = &refund.reason {
             if r.chars().count() > 80 {
-                return Err(invalid("reason", "WeChat Pay accepts at most 80 characters"));
+                return Err(invalid(
+                    "reason",
+                    "WeChat Pay accepts at most 80 characters",
+                ));
             }
         }
         check_reference("out_refund_no", refund.id.provider_ref(), 1, 64)
@@ -253,13 +274,22 @@ fn invalid(param: &'static str, message: impl Into<String>) -> ConnectorError {
 }
 
 /// WeChat's reference rule: digits, letters and `_-|*@`.
-fn check_reference(param: &'static str, v: &str, min: usize, max: usize) -> Result<(), ConnectorError> {
+fn check_reference(
+    param: &'static str,
+    v: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ConnectorError> {
     let ok = (min..=max).contains(&v.len())
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b));
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(invalid(param, format!("must be {min}-{max} of [A-Za-z0-9_-|*@]")))
+        Err(invalid(
+            param,
+            format!("must be {min}-{max} of [A-Za-z0-9_-|*@]"),
+        ))
     }
 }
 
@@ -273,23 +303,39 @@ impl Connector for WechatPayConnector {
             ));
         }
         if spec.amount.currency() != Currency::Cny {
-            return Err(invalid("currency", "WeChat Pay (domestic) settles CNY only"));
+            return Err(invalid(
+                "currency",
+                "WeChat Pay (domestic) settles CNY only",
+            ));
         }
         if spec.amount.minor() > MAX_FEN {
             return Err(invalid("amount", format!("at most {MAX_FEN} fen")));
         }
         check_reference("out_trade_no", order.id.provider_ref(), 6, 32)?;
         if spec.subject.trim().is_empty() || spec.subject.len() > 127 {
-            return Err(invalid("subject", "WeChat Pay needs a description of 1-127 bytes (UTF-8)"));
+            return Err(invalid(
+                "subject",
+                "WeChat Pay needs a description of 1-127 bytes (UTF-8)",
+            ));
         }
         match spec.method {
             Method::Jsapi | Method::MiniProgram => match spec.payer.openid.as_deref() {
                 Some(o) if !o.is_empty() && o.len() <= 128 => {}
-                _ => return Err(invalid("payer.openid", "required for jsapi and mini_program (1-128 characters)")),
+                _ => {
+                    return Err(invalid(
+                        "payer.openid",
+                        "required for jsapi and mini_program (1-128 characters)",
+                    ))
+                }
             },
             Method::H5 => match spec.payer.ip.as_deref() {
                 Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => {}
-                _ => return Err(invalid("payer.ip", "H5 payments need the payer's IPv4/IPv6 address")),
+                _ => {
+                    return Err(invalid(
+                        "payer.ip",
+                        "H5 payments need the payer's IPv4/IPv6 address",
+                    ))
+                }
             },
             _ => {}
         }
@@ -313,13 +359,22 @@ impl Connector for WechatPayConnector {
     async fn query(&self, order: &Order) -> Result<QueryResult, ConnectorError> {
         let query = match self.party(order) {
             Party::Direct => format!("mchid={}", self.cfg.s.mchid),
-            Party::Partner(sub) => format!("sp_mchid={}&sub_mchid={}", self.cfg.s.mchid, sub.sub_mchid),
+            Party::Partner(sub) => {
+                format!("sp_mchid={}&sub_mchid={}", self.cfg.s.mchid, sub.sub_mchid)
+            }
         };
         let resp = self
-            .call(reqwest::Method::GET, &format!("{}?{query}", self.trade_path(order)), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("{}?{query}", self.trade_path(order)),
+                None,
+            )
             .await?;
         if !resp.is_success() {
-            if resp.status == 404 && resp.verified && resp.error_code().as_deref() == Some("ORDER_NOT_EXIST") {
+            if resp.status == 404
+                && resp.verified
+                && resp.error_code().as_deref() == Some("ORDER_NOT_EXIST")
+            {
                 return Ok(QueryResult {
                     payment: ProviderPayment::NotFound,
                     provider_status: "ORDER_NOT_EXIST".into(),
@@ -329,7 +384,9 @@ impl Connector for WechatPayConnector {
         }
         let tx: Transaction = resp.json()?;
         if tx.out_trade_no != order.id.provider_ref() {
-            return Err(ConnectorError::Protocol("query answered another out_trade_no".into()));
+            return Err(ConnectorError::Protocol(
+                "query answered another out_trade_no".into(),
+            ));
         }
         let payment = api::map_trade(&tx).map_err(ConnectorError::Protocol)?;
         Ok(QueryResult {
@@ -361,14 +418,23 @@ impl Connector for WechatPayConnector {
         if resp.is_success() {
             return Ok(());
         }
-        if resp.verified && matches!(resp.error_code().as_deref(), Some("ORDER_NOT_EXIST" | "ORDER_CLOSED")) {
+        if resp.verified
+            && matches!(
+                resp.error_code().as_deref(),
+                Some("ORDER_NOT_EXIST" | "ORDER_CLOSED")
+            )
+        {
             return Ok(());
         }
         Err(resp.into_error())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order.id, refund_id = %refund.id, channel = %self.env.channel))]
-    async fn refund(&self, order: &Order, refund: &Refund) -> Result<ProviderRefund, ConnectorError> {
+    async fn refund(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError> {
         self.check_refund(order, refund)?;
         let req = RefundRequest {
             sub_mchid: match self.party(order) {
@@ -398,13 +464,19 @@ impl Connector for WechatPayConnector {
         }
         let rec: RefundRecord = resp.json()?;
         if rec.out_refund_no != refund.id.provider_ref() {
-            return Err(ConnectorError::Protocol("refund answered another out_refund_no".into()));
+            return Err(ConnectorError::Protocol(
+                "refund answered another out_refund_no".into(),
+            ));
         }
         api::map_refund(&rec).map_err(ConnectorError::Protocol)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order.id, refund_id = %refund.id, channel = %self.env.channel))]
-    async fn refund_query(&self, order: &Order, refund: &Refund) -> Result<ProviderRefund, ConnectorError> {
+    async fn refund_query(
+        &self,
+        order: &Order,
+        refund: &Refund,
+    ) -> Result<ProviderRefund, ConnectorError> {
         let mut path = format!("/v3/refund/domestic/refunds/{}", refund.id.provider_ref());
         if let Party::Partner(sub) = self.party(order) {
             path.push_str(&format!("?sub_mchid={}", sub.sub_mchid));
@@ -415,7 +487,9 @@ impl Connector for WechatPayConnector {
         }
         let rec: RefundRecord = resp.json()?;
         if rec.out_refund_no != refund.id.provider_ref() {
-            return Err(ConnectorError::Protocol("refund query answered another out_refund_no".into()));
+            return Err(ConnectorError::Protocol(
+                "refund query answered another out_refund_no".into(),
+            ));
         }
         api::map_refund(&rec).map_err(ConnectorError::Protocol)
     }

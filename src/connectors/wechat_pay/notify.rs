@@ -69,10 +69,18 @@ pub(super) fn parse(cfg: &Resolved, raw: &RawCallback) -> Result<Notification, C
 pub(super) fn decrypt(key: &[u8], env: &NotifyEnvelope) -> Result<Vec<u8>, ConnectorError> {
     let r = &env.resource;
     if r.algorithm != aead::ALGORITHM {
-        return Err(bad(format!("unsupported algorithm {}", r.algorithm.chars().take(32).collect::<String>())));
+        return Err(bad(format!(
+            "unsupported algorithm {}",
+            r.algorithm.chars().take(32).collect::<String>()
+        )));
     }
-    aead::decrypt(key, &r.nonce, r.associated_data.as_deref().unwrap_or(""), &r.ciphertext)
-        .map_err(|e| bad(format!("resource: {e}")))
+    aead::decrypt(
+        key,
+        &r.nonce,
+        r.associated_data.as_deref().unwrap_or(""),
+        &r.ciphertext,
+    )
+    .map_err(|e| bad(format!("resource: {e}")))
 }
 
 fn check_transaction_party(cfg: &Resolved, tx: &Transaction) -> Result<(), ConnectorError> {
@@ -81,7 +89,10 @@ fn check_transaction_party(cfg: &Resolved, tx: &Transaction) -> Result<(), Conne
     match (&tx.mchid, &tx.sp_mchid) {
         (Some(m), None) if m == &s.mchid => {}
         (None, Some(sp)) if sp == &s.mchid => {
-            let sub = tx.sub_mchid.as_deref().ok_or_else(|| bad("partner transaction without sub_mchid"))?;
+            let sub = tx
+                .sub_mchid
+                .as_deref()
+                .ok_or_else(|| bad("partner transaction without sub_mchid"))?;
             if !s.sub_merchants.values().any(|m| m.sub_mchid == sub) {
                 return Err(bad("sub_mchid is not one of ours"));
             }

@@ -8,10 +8,12 @@ use crate::connectors::ConnectorError;
 
 /// An SVG QR code of `code_url` (error correction M, quiet zone included).
 pub fn code_url_svg(code_url: &str) -> Result<String, ConnectorError> {
-    let code = QrCode::with_error_correction_level(code_url.as_bytes(), EcLevel::M)
-        .map_err(|e| ConnectorError::InvalidRequest {
-            param: "code_url",
-            message: format!("cannot be encoded as a QR code: {e}"),
+    let code =
+        QrCode::with_error_correction_level(code_url.as_bytes(), EcLevel::M).map_err(|e| {
+            ConnectorError::InvalidRequest {
+                param: "code_url",
+                message: format!("cannot be encoded as a QR code: {e}"),
+            }
         })?;
     Ok(code
         .render::<svg::Color<'_>>()

@@ -105,13 +105,22 @@ pub fn read_source(
     env: Option<&String>,
 ) -> Result<Secret, SettingsError> {
     match (file, env) {
-        (Some(path), None) => std::fs::read_to_string(path)
-            .map(Secret::new)
-            .map_err(|e| err(format!("{field}_file"), format!("cannot read {}: {e}", path.display()))),
-        (None, Some(var)) => std::env::var(var)
-            .map(Secret::new)
-            .map_err(|_| err(format!("{field}_env"), format!("environment variable `{var}` is not set"))),
-        (Some(_), Some(_)) => Err(err(field, "give either the _file or the _env form, not both")),
+        (Some(path), None) => std::fs::read_to_string(path).map(Secret::new).map_err(|e| {
+            err(
+                format!("{field}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }),
+        (None, Some(var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+            err(
+                format!("{field}_env"),
+                format!("environment variable `{var}` is not set"),
+            )
+        }),
+        (Some(_), Some(_)) => Err(err(
+            field,
+            "give either the _file or the _env form, not both",
+        )),
         (None, None) => Err(err(field, "missing (set the _file or the _env form)")),
     }
 }
@@ -135,7 +144,8 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
-        let digits = |v: &str| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |v: &str| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit());
         if !digits(&self.mchid) {
             return Err(err("mchid", "must be the numeric merchant id"));
         }
@@ -151,20 +161,32 @@ impl Settings {
             }
         }
         if self.merchant_serial_no.is_empty()
-            || !self.merchant_serial_no.bytes().all(|b| b.is_ascii_hexdigit())
+            || !self
+                .merchant_serial_no
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
         {
-            return Err(err("merchant_serial_no", "must be the hex certificate serial"));
+            return Err(err(
+                "merchant_serial_no",
+                "must be the hex certificate serial",
+            ));
         }
         if !matches!(self.h5_type.as_str(), "Wap" | "iOS" | "Android") {
             return Err(err("h5_type", "must be Wap, iOS or Android"));
         }
         for (id, sub) in &self.sub_merchants {
             if !digits(&sub.sub_mchid) {
-                return Err(err(format!("sub_merchants.{id}.sub_mchid"), "must be numeric"));
+                return Err(err(
+                    format!("sub_merchants.{id}.sub_mchid"),
+                    "must be numeric",
+                ));
             }
         }
         if self.platform_keys.is_empty() {
-            return Err(err("platform_keys", "at least one platform certificate or public key is needed to verify WeChat Pay"));
+            return Err(err(
+                "platform_keys",
+                "at least one platform certificate or public key is needed to verify WeChat Pay",
+            ));
         }
         Ok(())
     }
@@ -180,10 +202,18 @@ impl Settings {
             .map_err(|e| err("merchant_private_key", e.to_string()))?;
         let apiv3_key = match (&self.apiv3_key, &self.apiv3_key_env) {
             (Some(k), None) => k.clone(),
-            (None, Some(var)) => std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| err("apiv3_key_env", format!("environment variable `{var}` is not set")))?,
-            _ => return Err(err("apiv3_key", "give exactly one of apiv3_key or apiv3_key_env")),
+            (None, Some(var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+                err(
+                    "apiv3_key_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?,
+            _ => {
+                return Err(err(
+                    "apiv3_key",
+                    "give exactly one of apiv3_key or apiv3_key_env",
+                ))
+            }
         };
         if apiv3_key.expose().len() != 32 {
             return Err(err("apiv3_key", "must be exactly 32 bytes"));
@@ -195,20 +225,40 @@ impl Settings {
                 if k.public_key_file.is_some() || k.public_key_env.is_some() {
                     return Err(err(field, "a certificate or a public key, not both"));
                 }
-                let pem = read_source(&format!("{field}.certificate"), k.certificate_file.as_ref(), k.certificate_env.as_ref())?;
-                let key = PlatformKey::from_certificate_pem(pem.expose()).map_err(|e| err(&field, e.to_string()))?;
+                let pem = read_source(
+                    &format!("{field}.certificate"),
+                    k.certificate_file.as_ref(),
+                    k.certificate_env.as_ref(),
+                )?;
+                let key = PlatformKey::from_certificate_pem(pem.expose())
+                    .map_err(|e| err(&field, e.to_string()))?;
                 if let Some(s) = &k.serial {
                     if !s.eq_ignore_ascii_case(&key.serial) {
-                        return Err(err(format!("{field}.serial"), format!("the certificate's serial is {}", key.serial)));
+                        return Err(err(
+                            format!("{field}.serial"),
+                            format!("the certificate's serial is {}", key.serial),
+                        ));
                     }
                 }
                 key
             } else {
-                let id = k.serial.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
-                    err(format!("{field}.serial"), "a public key needs its id (PUB_KEY_ID_...)")
-                })?;
-                let pem = read_source(&format!("{field}.public_key"), k.public_key_file.as_ref(), k.public_key_env.as_ref())?;
-                PlatformKey::from_public_key_pem(id, pem.expose()).map_err(|e| err(&field, e.to_string()))?
+                let id = k
+                    .serial
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            format!("{field}.serial"),
+                            "a public key needs its id (PUB_KEY_ID_...)",
+                        )
+                    })?;
+                let pem = read_source(
+                    &format!("{field}.public_key"),
+                    k.public_key_file.as_ref(),
+                    k.public_key_env.as_ref(),
+                )?;
+                PlatformKey::from_public_key_pem(id, pem.expose())
+                    .map_err(|e| err(&field, e.to_string()))?
             };
             keys.push(key);
         }
@@ -227,7 +277,12 @@ impl Resolved {
         let mut v = vec![self.s.appid.as_str()];
         v.extend(self.s.app_appid.as_deref());
         v.extend(self.s.mini_program_appid.as_deref());
-        v.extend(self.s.sub_merchants.values().filter_map(|m| m.sub_appid.as_deref()));
+        v.extend(
+            self.s
+                .sub_merchants
+                .values()
+                .filter_map(|m| m.sub_appid.as_deref()),
+        );
         v
     }
 }

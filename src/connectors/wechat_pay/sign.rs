@@ -37,7 +37,13 @@ pub enum SignError {
 }
 
 /// `METHOD\nURL\nTIMESTAMP\nNONCE\nBODY\n`; URL is the path plus query as sent.
-pub fn request_message(method: &str, canonical_url: &str, ts: i64, nonce: &str, body: &str) -> String {
+pub fn request_message(
+    method: &str,
+    canonical_url: &str,
+    ts: i64,
+    nonce: &str,
+    body: &str,
+) -> String {
     format!("{method}\n{canonical_url}\n{ts}\n{nonce}\n{body}\n")
 }
 
@@ -119,7 +125,9 @@ impl RsaSigner {
 
     pub fn public_key(&self) -> RsaPublicKey {
         RsaPublicKey {
-            pkcs1_der: ring::signature::KeyPair::public_key(&self.key).as_ref().to_vec(),
+            pkcs1_der: ring::signature::KeyPair::public_key(&self.key)
+                .as_ref()
+                .to_vec(),
         }
     }
 }
@@ -139,8 +147,8 @@ impl fmt::Debug for RsaPublicKey {
 impl RsaPublicKey {
     /// Accepts `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
     pub fn from_pem(pem_text: &str) -> Result<Self, SignError> {
-        let block =
-            pem::parse(pem_text.trim()).map_err(|_| SignError::Key("public key is not PEM".into()))?;
+        let block = pem::parse(pem_text.trim())
+            .map_err(|_| SignError::Key("public key is not PEM".into()))?;
         match block.tag() {
             "PUBLIC KEY" => Self::from_spki_der(block.contents()),
             "RSA PUBLIC KEY" => Ok(RsaPublicKey {
@@ -249,14 +257,25 @@ impl PlatformKeys {
     }
 
     /// Probe, then freshness, then key choice, then the signature itself.
-    pub fn verify(&self, h: SignedHeaders<'_>, body: &[u8], now_secs: i64) -> Result<(), SignError> {
-        let signature = h.signature.ok_or(SignError::MissingHeader("Wechatpay-Signature"))?;
+    pub fn verify(
+        &self,
+        h: SignedHeaders<'_>,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), SignError> {
+        let signature = h
+            .signature
+            .ok_or(SignError::MissingHeader("Wechatpay-Signature"))?;
         if signature.starts_with(SIGNTEST_PREFIX) {
             return Err(SignError::Probe);
         }
-        let ts = h.timestamp.ok_or(SignError::MissingHeader("Wechatpay-Timestamp"))?;
+        let ts = h
+            .timestamp
+            .ok_or(SignError::MissingHeader("Wechatpay-Timestamp"))?;
         let nonce = h.nonce.ok_or(SignError::MissingHeader("Wechatpay-Nonce"))?;
-        let serial = h.serial.ok_or(SignError::MissingHeader("Wechatpay-Serial"))?;
+        let serial = h
+            .serial
+            .ok_or(SignError::MissingHeader("Wechatpay-Serial"))?;
         let ts_num: i64 = ts.trim().parse().map_err(|_| SignError::Stale)?;
         if (now_secs - ts_num).abs() >= MAX_CLOCK_SKEW_SECS {
             return Err(SignError::Stale);
@@ -274,7 +293,10 @@ impl PlatformKeys {
                 )));
             }
         }
-        if key.key.verify(&response_message(ts, nonce, body), signature) {
+        if key
+            .key
+            .verify(&response_message(ts, nonce, body), signature)
+        {
             Ok(())
         } else {
             Err(SignError::Invalid)
@@ -297,7 +319,9 @@ impl Authorization {
         let rest = value
             .strip_prefix(SIGNATURE_TYPE)
             .and_then(|r| r.strip_prefix(' '))
-            .ok_or(SignError::Authorization("scheme must be WECHATPAY2-SHA256-RSA2048"))?;
+            .ok_or(SignError::Authorization(
+                "scheme must be WECHATPAY2-SHA256-RSA2048",
+            ))?;
         let mut out = Authorization {
             mchid: String::new(),
             nonce: String::new(),
@@ -337,7 +361,13 @@ impl Authorization {
 }
 
 /// `wx.requestPayment` / `WeixinJSBridge` `paySign` over `appId\ntimeStamp\nnonceStr\npackage\n`.
-pub fn jsapi_pay_sign(signer: &RsaSigner, appid: &str, ts: &str, nonce: &str, package: &str) -> String {
+pub fn jsapi_pay_sign(
+    signer: &RsaSigner,
+    appid: &str,
+    ts: &str,
+    nonce: &str,
+    package: &str,
+) -> String {
     signer.sign(format!("{appid}\n{ts}\n{nonce}\n{package}\n").as_bytes())
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::connectors::RawCallback;
 use crate::domain::{
-    ChannelName, Currency, MerchantId, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer, Refund,
-    RefundId,
+    ChannelName, Currency, MerchantId, MerchantRef, Method, Money, Order, OrderId, OrderSpec,
+    Payer, Refund, RefundId,
 };
 use crate::simulator::wechat_pay::wire;
 
@@ -76,7 +76,10 @@ pub fn settings_table() -> toml::Table {
 }
 
 pub fn resolved() -> Resolved {
-    Settings::parse(&settings_table()).unwrap().resolve().unwrap()
+    Settings::parse(&settings_table())
+        .unwrap()
+        .resolve()
+        .unwrap()
 }
 
 pub fn pubkey_platform_signer() -> RsaSigner {
@@ -124,10 +127,11 @@ pub fn refund(amount: i64) -> Refund {
 /// A callback as WeChat would send it, signed by `signer` under `serial` with timestamp
 /// `ts`, received now.
 pub fn raw_callback(body: &str, signer: &RsaSigner, serial: &str, ts: i64) -> RawCallback {
-    let mut headers: Vec<(String, String)> = wire::signature_headers(signer, serial, ts, body.as_bytes())
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    let mut headers: Vec<(String, String)> =
+        wire::signature_headers(signer, serial, ts, body.as_bytes())
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
     headers.push(("content-type".into(), "application/json".into()));
     RawCallback {
         headers,

@@ -34,7 +34,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// Beijing time (UTC+8), second precision, as WeChat expects in `time_expire`.
@@ -53,12 +61,20 @@ pub fn format_cst(ms: Millis) -> String {
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -89,7 +105,11 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
             let oh = num(i + 1..i + 3)?;
             let om = num(i + 4..i + 6)?;
             let v = oh * 3600 + om * 60;
-            if tz.starts_with('-') { -v } else { v }
+            if tz.starts_with('-') {
+                -v
+            } else {
+                v
+            }
         }
         _ => return None,
     };
@@ -110,12 +130,22 @@ mod tests {
         assert_eq!(parse_rfc3339("2021-06-24T08:37:26Z"), Some(ms));
         assert_eq!(parse_rfc3339("2021-06-24T08:37:26.250Z"), Some(ms + 250));
         assert_eq!(format_cst(0), "1970-01-01T08:00:00+08:00");
-        assert_eq!(parse_rfc3339("2000-02-29T00:00:00+00:00"), Some(951_782_400_000));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00+00:00"),
+            Some(951_782_400_000)
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "2021-06-24", "2021-13-01T00:00:00Z", "2021-06-24T16:37:26", "2021-06-24T16:37:26+0800", "2021-06-24T16:37:2x+08:00"] {
+        for bad in [
+            "",
+            "2021-06-24",
+            "2021-13-01T00:00:00Z",
+            "2021-06-24T16:37:26",
+            "2021-06-24T16:37:26+0800",
+            "2021-06-24T16:37:2x+08:00",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -10,7 +10,11 @@ use crate::domain::OrderId;
 use super::WechatPaySimulator;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 impl WechatPaySimulator {
@@ -22,18 +26,28 @@ impl WechatPaySimulator {
                 .map(|(_, v)| v.into_owned())
         };
         let otn = match (param("prepay_id"), param("out_trade_no")) {
-            (Some(p), _) => self.env.state.get::<String>(&format!("prepay/{p}")).ok().flatten(),
+            (Some(p), _) => self
+                .env
+                .state
+                .get::<String>(&format!("prepay/{p}"))
+                .ok()
+                .flatten(),
             (None, Some(o)) => Some(o),
             _ => None,
         };
-        let trade = otn.as_deref().and_then(|o| self.load_trade(o).ok().flatten());
+        let trade = otn
+            .as_deref()
+            .and_then(|o| self.load_trade(o).ok().flatten());
         let Some(trade) = trade else {
-            return HttpResponse::NotFound().content_type("text/plain; charset=utf-8").body("订单不存在 (no such trade)");
+            return HttpResponse::NotFound()
+                .content_type("text/plain; charset=utf-8")
+                .body("订单不存在 (no such trade)");
         };
         let order_id = OrderId::from_provider_ref(&trade.req.out_trade_no)
             .map(|o| o.to_string())
             .unwrap_or_default();
-        let redirect = param("redirect_url").filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+        let redirect =
+            param("redirect_url").filter(|u| u.starts_with("http://") || u.starts_with("https://"));
         let qr = trade
             .code_url
             .as_deref()
@@ -58,9 +72,17 @@ document.getElementById('pay').onclick = async () => {{
             yuan = total / 100,
             fen = total % 100,
             state = escape(&trade.state),
-            pay_url = serde_json::to_string(&format!("{}/sandbox/pay/{order_id}", self.env.public_url.trim_end_matches('/'))).unwrap_or_default(),
-            redirect = serde_json::to_string(&redirect).unwrap_or_else(|_| "null".into()).replace("</", "<\\/"),
+            pay_url = serde_json::to_string(&format!(
+                "{}/sandbox/pay/{order_id}",
+                self.env.public_url.trim_end_matches('/')
+            ))
+            .unwrap_or_default(),
+            redirect = serde_json::to_string(&redirect)
+                .unwrap_or_else(|_| "null".into())
+                .replace("</", "<\\/"),
         );
-        HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html)
     }
 }

@@ -57,21 +57,36 @@ fn cfg_err(e: impl std::fmt::Display) -> SimError {
 
 impl WechatPaySimulator {
     pub fn new(settings: &toml::Table, env: SimEnv) -> Result<Self, SimError> {
-        let resolved = Settings::parse(settings).and_then(Settings::resolve).map_err(cfg_err)?;
+        let resolved = Settings::parse(settings)
+            .and_then(Settings::resolve)
+            .map_err(cfg_err)?;
         let sim: SimSettings = resolved
             .s
             .simulator
             .clone()
-            .ok_or_else(|| cfg_err("settings.simulator (platform_private_key_file, platform_serial) is required"))?
+            .ok_or_else(|| {
+                cfg_err(
+                    "settings.simulator (platform_private_key_file, platform_serial) is required",
+                )
+            })?
             .try_into()
-            .map_err(|e: toml::de::Error| cfg_err(format!("settings.simulator: {}", e.message())))?;
-        let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| cfg_err(format!("{}: {e}", p.display())));
-        let platform = RsaSigner::from_pkcs8_pem(&read(&sim.platform_private_key_file)?).map_err(cfg_err)?;
+            .map_err(|e: toml::de::Error| {
+                cfg_err(format!("settings.simulator: {}", e.message()))
+            })?;
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|e| cfg_err(format!("{}: {e}", p.display())))
+        };
+        let platform =
+            RsaSigner::from_pkcs8_pem(&read(&sim.platform_private_key_file)?).map_err(cfg_err)?;
         let merchant_key = match &sim.merchant_public_key_file {
             Some(p) => RsaPublicKey::from_pem(&read(p)?).map_err(cfg_err)?,
             None => resolved.signer.public_key(),
         };
-        if !resolved.platform.serials().any(|s| s.eq_ignore_ascii_case(&sim.platform_serial)) {
+        if !resolved
+            .platform
+            .serials()
+            .any(|s| s.eq_ignore_ascii_case(&sim.platform_serial))
+        {
             tracing::warn!(
                 serial = %sim.platform_serial,
                 "the simulator's platform serial is not among the connector's platform_keys; its answers will not verify"
@@ -88,7 +103,10 @@ impl WechatPaySimulator {
     }
 
     fn sub_merchant(&self, sub_mchid: &str) -> Option<&SubMerchant> {
-        self.s.sub_merchants.values().find(|m| m.sub_mchid == sub_mchid)
+        self.s
+            .sub_merchants
+            .values()
+            .find(|m| m.sub_mchid == sub_mchid)
     }
 
     fn known_appids(&self) -> Vec<&str> {
@@ -123,8 +141,15 @@ impl WechatPaySimulator {
         resource: &T,
     ) -> Result<(u16, String), String> {
         let now = now_millis();
-        let body = wire::encode_callback(self.apiv3_key.expose().as_bytes(), event_type, summary, original_type, resource, now)
-            .map_err(|e| e.to_string())?;
+        let body = wire::encode_callback(
+            self.apiv3_key.expose().as_bytes(),
+            event_type,
+            summary,
+            original_type,
+            resource,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         let mut req = self
             .env
             .http
@@ -132,7 +157,12 @@ impl WechatPaySimulator {
             .timeout(Duration::from_secs(10))
             .header("Content-Type", "application/json")
             .header("User-Agent", "Mozilla/4.0 (paygate WeChat Pay simulator)");
-        for (k, v) in wire::signature_headers(&self.platform, &self.platform_serial, now / 1000, body.as_bytes()) {
+        for (k, v) in wire::signature_headers(
+            &self.platform,
+            &self.platform_serial,
+            now / 1000,
+            body.as_bytes(),
+        ) {
             req = req.header(k, v);
         }
         let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
@@ -166,12 +196,24 @@ impl WechatPaySimulator {
                 tokio::time::sleep(Duration::from_secs(delay)).await;
             }
             match self
-                .send_callback(&rec.notify_url, "REFUND.SUCCESS", "退款成功", "refund", &resource)
+                .send_callback(
+                    &rec.notify_url,
+                    "REFUND.SUCCESS",
+                    "退款成功",
+                    "refund",
+                    &resource,
+                )
                 .await
             {
                 Ok((status, _)) if (200..300).contains(&status) => return,
-                Ok((status, _)) => tracing::info!(out_refund_no, status, "refund callback not acknowledged; will retry"),
-                Err(e) => tracing::info!(out_refund_no, error = %e, "refund callback failed; will retry"),
+                Ok((status, _)) => tracing::info!(
+                    out_refund_no,
+                    status,
+                    "refund callback not acknowledged; will retry"
+                ),
+                Err(e) => {
+                    tracing::info!(out_refund_no, error = %e, "refund callback failed; will retry")
+                }
             }
         }
     }
@@ -212,7 +254,9 @@ impl Simulator for WechatPaySimulator {
                 let now = now_millis();
                 if let Some(exp) = trade.req.time_expire.as_deref().and_then(parse_rfc3339) {
                     if now > exp {
-                        return Err(SimError::NotPayable("the trade expired (time_expire)".into()));
+                        return Err(SimError::NotPayable(
+                            "the trade expired (time_expire)".into(),
+                        ));
                     }
                 }
                 let amount = opts.amount.unwrap_or(trade.req.amount.total);
@@ -242,7 +286,13 @@ impl Simulator for WechatPaySimulator {
             (None, None)
         } else {
             match self
-                .send_callback(&trade.req.notify_url, "TRANSACTION.SUCCESS", "支付成功", "transaction", &trade.transaction())
+                .send_callback(
+                    &trade.req.notify_url,
+                    "TRANSACTION.SUCCESS",
+                    "支付成功",
+                    "transaction",
+                    &trade.transaction(),
+                )
                 .await
             {
                 Ok((status, body)) => (Some(status), Some(body)),

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::wechat_pay::api::{Payer, PrepayRequest, RefundRecord, Transaction, TransactionAmount};
+use crate::connectors::wechat_pay::api::{
+    Payer, PrepayRequest, RefundRecord, Transaction, TransactionAmount,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TradeRec {
@@ -52,9 +54,18 @@ impl TradeRec {
             _ => "订单未支付",
         };
         let payer = paid.then(|| match (&r.sp_mchid, &r.sub_appid) {
-            (None, _) => Payer { openid: self.payer_openid.clone(), ..Default::default() },
-            (Some(_), Some(_)) => Payer { sub_openid: self.payer_openid.clone(), ..Default::default() },
-            (Some(_), None) => Payer { sp_openid: self.payer_openid.clone(), ..Default::default() },
+            (None, _) => Payer {
+                openid: self.payer_openid.clone(),
+                ..Default::default()
+            },
+            (Some(_), Some(_)) => Payer {
+                sub_openid: self.payer_openid.clone(),
+                ..Default::default()
+            },
+            (Some(_), None) => Payer {
+                sp_openid: self.payer_openid.clone(),
+                ..Default::default()
+            },
         });
         Transaction {
             appid: r.appid.clone(),

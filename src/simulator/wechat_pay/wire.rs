@@ -13,16 +13,25 @@ use crate::connectors::wechat_pay::time::format_cst;
 pub fn random_alnum(len: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 pub fn random_digits(len: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+    (0..len)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect()
 }
 
 /// `Wechatpay-Timestamp/Nonce/Signature/Serial` (+ `Signature-Type`) over `body`.
-pub fn signature_headers(signer: &RsaSigner, serial: &str, ts: i64, body: &[u8]) -> Vec<(String, String)> {
+pub fn signature_headers(
+    signer: &RsaSigner,
+    serial: &str,
+    ts: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let nonce = random_alnum(32);
     let ts = ts.to_string();
     let signature = signer.sign(&response_message(&ts, &nonce, body));
@@ -66,5 +75,12 @@ pub fn encode_callback<T: Serialize>(
 
 fn uuid_like() -> String {
     let h = hex::encode(rand::thread_rng().gen::<[u8; 16]>());
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

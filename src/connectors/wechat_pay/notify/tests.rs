@@ -23,9 +23,12 @@ fn wx3_headers(sig: &str) -> SignedHeaders<'_> {
 
 #[test]
 fn wx3_full_callback_verifies_and_decrypts() {
-    let cert = PlatformKey::from_certificate_pem(&read_fixture("TEST_ONLY_wx3_sdk_platform_cert.pem")).unwrap();
+    let cert =
+        PlatformKey::from_certificate_pem(&read_fixture("TEST_ONLY_wx3_sdk_platform_cert.pem"))
+            .unwrap();
     let keys = PlatformKeys::new(vec![cert]);
-    keys.verify(wx3_headers(WX3_SIG), WX3_BODY.as_bytes(), 1624523846).unwrap();
+    keys.verify(wx3_headers(WX3_SIG), WX3_BODY.as_bytes(), 1624523846)
+        .unwrap();
     let env: NotifyEnvelope = serde_json::from_str(WX3_BODY).unwrap();
     let plain = decrypt(b"testMchAPIv3Key0", &env).unwrap();
     assert_eq!(
@@ -33,14 +36,34 @@ fn wx3_full_callback_verifies_and_decrypts() {
         r#"{"mchid":"1234567890","appid":"054aa7d7a2a54ab5898df65bd96f001c","create_time":"2020-06-30T12:12:00+08:00","out_contract_code":"21640bdbd08e473e828f3206a2741c6e"}"#
     );
     // The same vector, each part broken in turn.
-    assert!(keys.verify(wx3_headers(WX3_SIG), WX3_BODY.replace("签约成功", "签约失败").as_bytes(), 1624523846).is_err());
-    assert!(keys.verify(wx3_headers(WX3_SIG), WX3_BODY.as_bytes(), 1624523846 + 300).is_err(), "stale");
+    assert!(keys
+        .verify(
+            wx3_headers(WX3_SIG),
+            WX3_BODY.replace("签约成功", "签约失败").as_bytes(),
+            1624523846
+        )
+        .is_err());
+    assert!(
+        keys.verify(wx3_headers(WX3_SIG), WX3_BODY.as_bytes(), 1624523846 + 300)
+            .is_err(),
+        "stale"
+    );
     let probe = format!("{SIGNTEST_PREFIX}{WX3_SIG}");
-    assert!(keys.verify(wx3_headers(&probe), WX3_BODY.as_bytes(), 1624523846).is_err(), "probe");
-    assert!(decrypt(b"testMchAPIv3Key1", &env).is_err(), "wrong APIv3 key");
+    assert!(
+        keys.verify(wx3_headers(&probe), WX3_BODY.as_bytes(), 1624523846)
+            .is_err(),
+        "probe"
+    );
+    assert!(
+        decrypt(b"testMchAPIv3Key1", &env).is_err(),
+        "wrong APIv3 key"
+    );
     let mut tampered = env.clone();
     tampered.resource.ciphertext = tampered.resource.ciphertext.replacen('Y', "Z", 1);
-    assert!(decrypt(b"testMchAPIv3Key0", &tampered).is_err(), "tampered ciphertext");
+    assert!(
+        decrypt(b"testMchAPIv3Key0", &tampered).is_err(),
+        "tampered ciphertext"
+    );
 }
 
 fn paid_tx(mchid: &str, appid: &str) -> Transaction {
@@ -63,17 +86,41 @@ fn paid_tx(mchid: &str, appid: &str) -> Transaction {
 }
 
 fn callback<T: serde::Serialize>(event: &str, original: &str, resource: &T, key: &[u8]) -> String {
-    wire::encode_callback(key, event, "支付成功", original, resource, 1_718_000_000_000).unwrap()
+    wire::encode_callback(
+        key,
+        event,
+        "支付成功",
+        original,
+        resource,
+        1_718_000_000_000,
+    )
+    .unwrap()
 }
 
 #[test]
 fn a_genuine_payment_callback_parses() {
     let cfg = resolved();
-    let body = callback("TRANSACTION.SUCCESS", "transaction", &paid_tx(MCHID, APPID), APIV3_KEY.as_bytes());
-    for (signer, serial) in [(pubkey_platform_signer(), PUBKEY_ID), (cert_platform_signer(), CERT_SERIAL)] {
+    let body = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &paid_tx(MCHID, APPID),
+        APIV3_KEY.as_bytes(),
+    );
+    for (signer, serial) in [
+        (pubkey_platform_signer(), PUBKEY_ID),
+        (cert_platform_signer(), CERT_SERIAL),
+    ] {
         let n = parse(&cfg, &raw_callback(&body, &signer, serial, now_secs())).unwrap();
         match n {
-            Notification::Payment { order_ref, payment: ProviderPayment::Paid { amount, provider_transaction_id, paid_at } } => {
+            Notification::Payment {
+                order_ref,
+                payment:
+                    ProviderPayment::Paid {
+                        amount,
+                        provider_transaction_id,
+                        paid_at,
+                    },
+            } => {
                 assert_eq!(order_ref, paid_tx(MCHID, APPID).out_trade_no);
                 assert_eq!(amount.minor(), 1999);
                 assert_eq!(provider_transaction_id, "4200001234202406241234567890");
@@ -87,21 +134,55 @@ fn a_genuine_payment_callback_parses() {
 #[test]
 fn forged_stale_and_probe_callbacks_fail_verification() {
     let cfg = resolved();
-    let body = callback("TRANSACTION.SUCCESS", "transaction", &paid_tx(MCHID, APPID), APIV3_KEY.as_bytes());
+    let body = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &paid_tx(MCHID, APPID),
+        APIV3_KEY.as_bytes(),
+    );
     let now = now_secs();
     let sig_err = |raw: &RawCallback| matches!(parse(&cfg, raw), Err(ConnectorError::Signature(_)));
 
     // Signed by a key we do not trust, under a serial we do trust.
-    assert!(sig_err(&raw_callback(&body, &cert_platform_signer(), PUBKEY_ID, now)), "wrong key");
+    assert!(
+        sig_err(&raw_callback(
+            &body,
+            &cert_platform_signer(),
+            PUBKEY_ID,
+            now
+        )),
+        "wrong key"
+    );
     // Unknown serial.
-    assert!(sig_err(&raw_callback(&body, &pubkey_platform_signer(), "PUB_KEY_ID_999", now)));
+    assert!(sig_err(&raw_callback(
+        &body,
+        &pubkey_platform_signer(),
+        "PUB_KEY_ID_999",
+        now
+    )));
     // Body changed after signing.
     let mut raw = raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now);
     raw.body = actix_web::web::Bytes::from(body.replace("encrypt-resource", "encrypt-resourcE"));
     assert!(sig_err(&raw), "tampered body");
     // Stale: signed 5 minutes before it is received.
-    assert!(sig_err(&raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now - 300)), "stale");
-    assert!(sig_err(&raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now + 400)), "from the future");
+    assert!(
+        sig_err(&raw_callback(
+            &body,
+            &pubkey_platform_signer(),
+            PUBKEY_ID,
+            now - 300
+        )),
+        "stale"
+    );
+    assert!(
+        sig_err(&raw_callback(
+            &body,
+            &pubkey_platform_signer(),
+            PUBKEY_ID,
+            now + 400
+        )),
+        "from the future"
+    );
     // WeChat's signature probe.
     let mut raw = raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now);
     for (k, v) in raw.headers.iter_mut() {
@@ -120,29 +201,61 @@ fn forged_stale_and_probe_callbacks_fail_verification() {
 fn tampered_ciphertext_and_wrong_apiv3_key_fail_decryption() {
     let cfg = resolved();
     let now = now_secs();
-    let body = callback("TRANSACTION.SUCCESS", "transaction", &paid_tx(MCHID, APPID), b"another0apiv3key0of0032bytes0000");
+    let body = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &paid_tx(MCHID, APPID),
+        b"another0apiv3key0of0032bytes0000",
+    );
     let raw = raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now);
-    assert!(matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))), "wrong APIv3 key");
+    assert!(
+        matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))),
+        "wrong APIv3 key"
+    );
 
-    let good = callback("TRANSACTION.SUCCESS", "transaction", &paid_tx(MCHID, APPID), APIV3_KEY.as_bytes());
+    let good = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &paid_tx(MCHID, APPID),
+        APIV3_KEY.as_bytes(),
+    );
     let mut env: NotifyEnvelope = serde_json::from_str(&good).unwrap();
-    let mut ct = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.resource.ciphertext).unwrap();
+    let mut ct = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &env.resource.ciphertext,
+    )
+    .unwrap();
     ct[3] ^= 0x20;
-    env.resource.ciphertext = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ct);
+    env.resource.ciphertext =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ct);
     // Re-signed by the genuine platform key: only the AEAD tag can catch it.
     let body = serde_json::to_string(&env).unwrap();
     let raw = raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now);
-    assert!(matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))), "tampered ciphertext");
+    assert!(
+        matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))),
+        "tampered ciphertext"
+    );
 }
 
 #[test]
 fn callbacks_for_another_merchant_or_app_are_refused() {
     let cfg = resolved();
     let now = now_secs();
-    for tx in [paid_tx("1900009999", APPID), paid_tx(MCHID, "wx0000000000000bad")] {
-        let body = callback("TRANSACTION.SUCCESS", "transaction", &tx, APIV3_KEY.as_bytes());
+    for tx in [
+        paid_tx("1900009999", APPID),
+        paid_tx(MCHID, "wx0000000000000bad"),
+    ] {
+        let body = callback(
+            "TRANSACTION.SUCCESS",
+            "transaction",
+            &tx,
+            APIV3_KEY.as_bytes(),
+        );
         let raw = raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now);
-        assert!(matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))), "{tx:?}");
+        assert!(
+            matches!(parse(&cfg, &raw), Err(ConnectorError::BadNotification(_))),
+            "{tx:?}"
+        );
     }
     // Partner trades must name our sp_mchid and one of our sub-merchants.
     let partner = |sub: &str| Transaction {
@@ -154,11 +267,28 @@ fn callbacks_for_another_merchant_or_app_are_refused() {
         sub_appid: Some(SUB_APPID.into()),
         ..paid_tx(MCHID, APPID)
     };
-    let body = callback("TRANSACTION.SUCCESS", "transaction", &partner(SUB_MCHID), APIV3_KEY.as_bytes());
-    assert!(parse(&cfg, &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now)).is_ok());
-    let body = callback("TRANSACTION.SUCCESS", "transaction", &partner("1900000999"), APIV3_KEY.as_bytes());
+    let body = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &partner(SUB_MCHID),
+        APIV3_KEY.as_bytes(),
+    );
+    assert!(parse(
+        &cfg,
+        &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now)
+    )
+    .is_ok());
+    let body = callback(
+        "TRANSACTION.SUCCESS",
+        "transaction",
+        &partner("1900000999"),
+        APIV3_KEY.as_bytes(),
+    );
     assert!(matches!(
-        parse(&cfg, &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now)),
+        parse(
+            &cfg,
+            &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now)
+        ),
         Err(ConnectorError::BadNotification(_))
     ));
 }
@@ -167,23 +297,47 @@ fn callbacks_for_another_merchant_or_app_are_refused() {
 fn refund_callbacks_parse_every_outcome() {
     let cfg = resolved();
     let now = now_secs();
-    for (event, status) in [("REFUND.SUCCESS", "SUCCESS"), ("REFUND.ABNORMAL", "ABNORMAL"), ("REFUND.CLOSED", "CLOSED")] {
+    for (event, status) in [
+        ("REFUND.SUCCESS", "SUCCESS"),
+        ("REFUND.ABNORMAL", "ABNORMAL"),
+        ("REFUND.CLOSED", "CLOSED"),
+    ] {
         let r = RefundRecord {
             mchid: Some(MCHID.into()),
             out_trade_no: Some("ORDERREF".into()),
             out_refund_no: "REFUNDREF".into(),
             refund_id: Some("50000000382019052709732678859".into()),
             refund_status: Some(status.into()),
-            amount: Some(RefundAmount { total: 100, refund: 30, ..Default::default() }),
+            amount: Some(RefundAmount {
+                total: 100,
+                refund: 30,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let body = callback(event, "refund", &r, APIV3_KEY.as_bytes());
-        let n = parse(&cfg, &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now)).unwrap();
-        let Notification::Refund { order_ref, refund_ref, refund } = n else { panic!() };
+        let n = parse(
+            &cfg,
+            &raw_callback(&body, &pubkey_platform_signer(), PUBKEY_ID, now),
+        )
+        .unwrap();
+        let Notification::Refund {
+            order_ref,
+            refund_ref,
+            refund,
+        } = n
+        else {
+            panic!()
+        };
         assert_eq!(order_ref.as_deref(), Some("ORDERREF"));
         assert_eq!(refund_ref, "REFUNDREF");
         match status {
-            "SUCCESS" => assert_eq!(refund, ProviderRefund::Succeeded { provider_refund_id: Some("50000000382019052709732678859".into()) }),
+            "SUCCESS" => assert_eq!(
+                refund,
+                ProviderRefund::Succeeded {
+                    provider_refund_id: Some("50000000382019052709732678859".into())
+                }
+            ),
             _ => assert!(matches!(refund, ProviderRefund::Failed(f) if f.code == status)),
         }
     }
