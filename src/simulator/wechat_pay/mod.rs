@@ -27,8 +27,10 @@ use crate::domain::Order;
 use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 
 mod checkout;
+mod refunds;
 mod routes;
 mod state;
+mod trades;
 pub mod wire;
 
 use state::{RefundRec, TradeRec};
