@@ -118,12 +118,30 @@ fn order_body(no: String) -> Value {
 pub fn run(opts: BenchOptions) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let env = vec![
-        ("PAYGATE__SERVER__BIND".to_string(), "127.0.0.1:0".to_string()),
-        ("PAYGATE__STORAGE__PATH".to_string(), dir.path().display().to_string()),
-        ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS".to_string(), opts.idle_timeout_secs.to_string()),
-        ("PAYGATE__ACTORS__ARBITERS".to_string(), opts.arbiters.to_string()),
-        ("PAYGATE__CHANNELS__SANDBOX__RATE_LIMIT_PER_SEC".to_string(), "1000000".to_string()),
-        ("PAYGATE__CHANNELS__SANDBOX__BURST".to_string(), "1000000".to_string()),
+        (
+            "PAYGATE__SERVER__BIND".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "PAYGATE__STORAGE__PATH".to_string(),
+            dir.path().display().to_string(),
+        ),
+        (
+            "PAYGATE__ACTORS__IDLE_TIMEOUT_SECS".to_string(),
+            opts.idle_timeout_secs.to_string(),
+        ),
+        (
+            "PAYGATE__ACTORS__ARBITERS".to_string(),
+            opts.arbiters.to_string(),
+        ),
+        (
+            "PAYGATE__CHANNELS__SANDBOX__RATE_LIMIT_PER_SEC".to_string(),
+            "1000000".to_string(),
+        ),
+        (
+            "PAYGATE__CHANNELS__SANDBOX__BURST".to_string(),
+            "1000000".to_string(),
+        ),
         ("PAYGATE__LOG__LEVEL".to_string(), "error".to_string()),
     ];
     let cfg = Config::load(&opts.config, env).map_err(|e| e.to_string())?;
@@ -157,7 +175,9 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         "paygate bench: {} clients, {} s per phase, {} cores, {} arbiters, data in a temp dir",
         opts.clients,
         opts.seconds,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         opts.arbiters
     );
     rt.block_on(async {

@@ -57,8 +57,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Serve { config } => serve(config),
-        Cmd::Bench { config, clients, seconds, idle_timeout_secs, arbiters } => {
-            let opts = paygate::bench::BenchOptions { config, clients, seconds, idle_timeout_secs, arbiters };
+        Cmd::Bench {
+            config,
+            clients,
+            seconds,
+            idle_timeout_secs,
+            arbiters,
+        } => {
+            let opts = paygate::bench::BenchOptions {
+                config,
+                clients,
+                seconds,
+                idle_timeout_secs,
+                arbiters,
+            };
             match paygate::bench::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use paygate::connectors::alipay::sign::{sign_content, Rsa2Signer};
 use paygate::connectors::alipay::form_encode;
+use paygate::connectors::alipay::sign::{sign_content, Rsa2Signer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -53,7 +53,10 @@ async fn notify(app: &TestApp, form: Vec<u8>) -> (u16, String) {
     let r = app
         .http
         .post(format!("{}/callbacks/alipay", app.base))
-        .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
         .body(form)
         .send()
         .await
@@ -74,7 +77,9 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
     .into_iter()
     .enumerate()
     {
-        let r = app.post("/v1/orders", body(&format!("ali-{i}"), method, 1000)).await;
+        let r = app
+            .post("/v1/orders", body(&format!("ali-{i}"), method, 1000))
+            .await;
         assert_eq!(r.status, 201, "{method}: {}", r.text);
         assert_eq!(r.body["status"], "pending", "{method}");
         assert_eq!(r.body["pay_action"]["type"], action, "{method}: {}", r.text);
@@ -85,16 +90,25 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
         assert_eq!(app.order(&id).await["status"], "paid", "{method}");
         for (n, amount) in [(1, 300), (2, 700)] {
             let rf = app
-                .post(&format!("/v1/orders/{id}/refunds"), json!({"merchant_refund_no": format!("ali-{i}-r{n}"), "amount": amount}))
+                .post(
+                    &format!("/v1/orders/{id}/refunds"),
+                    json!({"merchant_refund_no": format!("ali-{i}-r{n}"), "amount": amount}),
+                )
                 .await;
             assert_eq!(rf.status, 201, "{method}: {}", rf.text);
-            assert_eq!(rf.body["status"], "succeeded", "Alipay answers refunds synchronously: {}", rf.text);
+            assert_eq!(
+                rf.body["status"], "succeeded",
+                "Alipay answers refunds synchronously: {}",
+                rf.text
+            );
         }
         let o = app.order(&id).await;
         assert_eq!(o["status"], "refunded", "{method}: {o}");
         assert_eq!(o["amount_refunded"], 1000);
         // Alipay reports a fully refunded trade as TRADE_CLOSED; that is not an unpaid close.
-        let v = app.post(&format!("/v1/orders/{id}/verify"), json!({})).await;
+        let v = app
+            .post(&format!("/v1/orders/{id}/verify"), json!({}))
+            .await;
         assert_eq!(v.status, 200, "{}", v.text);
         assert_eq!(v.body["order"]["status"], "refunded");
         let events: Vec<String> = app
@@ -108,48 +122,71 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
             .map(|r| r.event_type)
             .collect();
         assert_eq!(events.iter().filter(|e| *e == "order.paid").count(), 1);
-        assert_eq!(events.iter().filter(|e| *e == "refund.succeeded").count(), 2);
+        assert_eq!(
+            events.iter().filter(|e| *e == "refund.succeeded").count(),
+            2
+        );
     }
 }
 
 #[actix_web::test]
 async fn alipay_notifications_are_verified_before_anything_changes() {
     let app = spawn_app().await;
-    let r = app.post("/v1/orders", body("ali-n1", "native_qr", 1000)).await;
+    let r = app
+        .post("/v1/orders", body("ali-n1", "native_qr", 1000))
+        .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let alipay = key("TEST_ONLY_alipay_private_key.pem");
     let wrong = key("TEST_ONLY_wrong_private_key.pem");
 
     // Re-signed with another key, tampered, or for the wrong amount: refused or not applied.
-    assert_eq!(notify(&app, notification(&id, "10.00", &wrong)).await, (200, "fail".into()));
-    let tampered = String::from_utf8(notification(&id, "10.00", &alipay)).unwrap().replace("10.00", "0.01");
+    assert_eq!(
+        notify(&app, notification(&id, "10.00", &wrong)).await,
+        (200, "fail".into())
+    );
+    let tampered = String::from_utf8(notification(&id, "10.00", &alipay))
+        .unwrap()
+        .replace("10.00", "0.01");
     assert_eq!(notify(&app, tampered.into_bytes()).await.1, "fail");
     assert_eq!(app.order(&id).await["status"], "pending");
-    assert_eq!(notify(&app, notification(&id, "9.99", &alipay)).await.1, "success");
+    assert_eq!(
+        notify(&app, notification(&id, "9.99", &alipay)).await.1,
+        "success"
+    );
     let o = app.order(&id).await;
     assert_eq!(o["status"], "pending");
     assert_eq!(o["anomalies"][0]["kind"], "amount_mismatch");
 
     // The genuine notification, twice: `success` both times, paid once.
     for _ in 0..2 {
-        assert_eq!(notify(&app, notification(&id, "10.00", &alipay)).await, (200, "success".into()));
+        assert_eq!(
+            notify(&app, notification(&id, "10.00", &alipay)).await,
+            (200, "success".into())
+        );
     }
     let o = app.order(&id).await;
     assert_eq!(o["status"], "paid");
     let version = o["version"].as_u64().unwrap();
-    assert_eq!(notify(&app, notification(&id, "10.00", &alipay)).await.1, "success");
+    assert_eq!(
+        notify(&app, notification(&id, "10.00", &alipay)).await.1,
+        "success"
+    );
     assert_eq!(app.order(&id).await["version"].as_u64().unwrap(), version);
 }
 
 #[actix_web::test]
 async fn lost_alipay_notification_is_recovered_by_verify() {
     let app = spawn_app().await;
-    let r = app.post("/v1/orders", body("ali-lost", "native_qr", 500)).await;
+    let r = app
+        .post("/v1/orders", body("ali-lost", "native_qr", 500))
+        .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let p = app.pay(&id, json!({"drop_callback": true})).await;
     assert_eq!(p.status, 200, "{}", p.text);
     assert_eq!(app.order(&id).await["status"], "pending");
-    let v = app.post(&format!("/v1/orders/{id}/verify"), json!({})).await;
+    let v = app
+        .post(&format!("/v1/orders/{id}/verify"), json!({}))
+        .await;
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(v.body["order"]["status"], "paid");
     assert_eq!(v.body["provider_status"], "TRADE_SUCCESS");

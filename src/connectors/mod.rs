@@ -12,6 +12,7 @@ use crate::domain::{
 
 pub mod alipay;
 pub mod sandbox;
+pub mod wechat_pay;
 
 /// Everything a connector needs from its surroundings, resolved once the server is bound.
 #[derive(Clone)]
@@ -206,6 +207,7 @@ pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector
             env,
         )?)),
         "alipay" => Ok(Arc::new(alipay::AlipayConnector::new(&cfg.settings, env)?)),
+        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPayConnector::new(cfg, env)?)),
         other => Err(ConnectorError::Config(format!(
             "unknown channel kind `{other}`"
         ))),
@@ -213,7 +215,7 @@ pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector
 }
 
 /// The channel kinds this build knows, for config validation.
-pub const KINDS: &[&str] = &["sandbox", "alipay"];
+pub const KINDS: &[&str] = &["sandbox", "alipay", "wechat_pay"];
 
 /// Helper for connectors whose provider only settles some currencies / methods.
 pub fn require(ok: bool, what: impl FnOnce() -> String) -> Result<(), ConnectorError> {

@@ -16,6 +16,7 @@ use crate::store::KvTree;
 
 pub mod alipay;
 pub mod sandbox;
+pub mod wechat_pay;
 
 /// What a simulator gets from the server.
 #[derive(Clone)]
@@ -77,6 +78,10 @@ pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, Sim
             env,
         )?)),
         "alipay" => Ok(Arc::new(alipay::AlipaySimulator::new(&cfg.settings, env)?)),
+        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPaySimulator::new(
+            &cfg.settings,
+            env,
+        )?)),
         other => Err(SimError::Config(format!("no simulator for kind `{other}`"))),
     }
 }

@@ -1,0 +1,395 @@
+//! `[channels.<name>.settings]` of a `wechat_pay` channel, and the key material it points
+//! to. Keys come from PEM files or from environment variables named here, never from the
+//! config text itself (the APIv3 key may be inline for sandbox configs).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::config::Secret;
+
+use super::sign::{PlatformKey, PlatformKeys, RsaSigner};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// 商户号; the service provider's `sp_mchid` when `sub_merchants` are used.
+    pub mchid: String,
+    /// Official-account appid used for `jsapi`, `h5` and `native_qr` (and `sp_appid`).
+    pub appid: String,
+    /// Open-platform appid of the merchant's mobile app (`app`); defaults to `appid`.
+    #[serde(default)]
+    pub app_appid: Option<String>,
+    /// Mini program appid (`mini_program`); defaults to `appid`.
+    #[serde(default)]
+    pub mini_program_appid: Option<String>,
+    /// Serial number of the merchant API certificate (hex).
+    pub merchant_serial_no: String,
+    #[serde(default)]
+    pub merchant_private_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the PKCS#8 PEM text.
+    #[serde(default)]
+    pub merchant_private_key_env: Option<String>,
+    /// The 32-character APIv3 key; prefer `apiv3_key_env` outside the sandbox.
+    #[serde(default)]
+    pub apiv3_key: Option<Secret>,
+    #[serde(default)]
+    pub apiv3_key_env: Option<String>,
+    /// Trusted platform keys (certificates and/or WeChat Pay public keys).
+    #[serde(default)]
+    pub platform_keys: Vec<PlatformKeySettings>,
+    /// `scene_info.h5_info.type` for H5 payments: `Wap`, `iOS` or `Android`.
+    #[serde(default = "default_h5_type")]
+    pub h5_type: String,
+    #[serde(default)]
+    pub h5_app_name: Option<String>,
+    #[serde(default)]
+    pub h5_app_url: Option<String>,
+    /// Service-provider mode per paygate merchant id: those merchants' orders go to the
+    /// partner endpoints with this `sub_mchid`.
+    #[serde(default)]
+    pub sub_merchants: BTreeMap<String, SubMerchant>,
+    /// Read by the simulator only (its own platform key, see `simulator::wechat_pay`).
+    #[serde(default)]
+    pub simulator: Option<toml::Table>,
+}
+
+fn default_h5_type() -> String {
+    "Wap".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformKeySettings {
+    /// Required for public keys (`PUB_KEY_ID_…`); for certificates it is read from the
+    /// certificate and, when also given, must match it.
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub public_key_env: Option<String>,
+    #[serde(default)]
+    pub certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub certificate_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubMerchant {
+    pub sub_mchid: String,
+    /// The sub-merchant's own appid; payer openids are then `sub_openid`s of it.
+    #[serde(default)]
+    pub sub_appid: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct SettingsError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> SettingsError {
+    SettingsError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads PEM (or any secret text) from exactly one of a file or an environment variable.
+pub fn read_source(
+    field: &str,
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+) -> Result<Secret, SettingsError> {
+    match (file, env) {
+        (Some(path), None) => std::fs::read_to_string(path).map(Secret::new).map_err(|e| {
+            err(
+                format!("{field}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }),
+        (None, Some(var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+            err(
+                format!("{field}_env"),
+                format!("environment variable `{var}` is not set"),
+            )
+        }),
+        (Some(_), Some(_)) => Err(err(
+            field,
+            "give either the _file or the _env form, not both",
+        )),
+        (None, None) => Err(err(field, "missing (set the _file or the _env form)")),
+    }
+}
+
+/// Settings with their keys loaded and checked.
+#[derive(Debug)]
+pub struct Resolved {
+    pub s: Settings,
+    pub signer: RsaSigner,
+    pub platform: PlatformKeys,
+    pub apiv3_key: Secret,
+}
+
+impl Settings {
+    pub fn parse(table: &toml::Table) -> Result<Settings, SettingsError> {
+        let s: Settings = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| err("settings", e.message().to_string()))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let digits =
+            |v: &str| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit());
+        if !digits(&self.mchid) {
+            return Err(err("mchid", "must be the numeric merchant id"));
+        }
+        for (f, v) in [
+            ("appid", Some(&self.appid)),
+            ("app_appid", self.app_appid.as_ref()),
+            ("mini_program_appid", self.mini_program_appid.as_ref()),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > 32 {
+                    return Err(err(f, "must be 1-32 characters"));
+                }
+            }
+        }
+        if self.merchant_serial_no.is_empty()
+            || !self
+                .merchant_serial_no
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(err(
+                "merchant_serial_no",
+                "must be the hex certificate serial",
+            ));
+        }
+        if !matches!(self.h5_type.as_str(), "Wap" | "iOS" | "Android") {
+            return Err(err("h5_type", "must be Wap, iOS or Android"));
+        }
+        for (id, sub) in &self.sub_merchants {
+            if !digits(&sub.sub_mchid) {
+                return Err(err(
+                    format!("sub_merchants.{id}.sub_mchid"),
+                    "must be numeric",
+                ));
+            }
+        }
+        if self.platform_keys.is_empty() {
+            return Err(err(
+                "platform_keys",
+                "at least one platform certificate or public key is needed to verify WeChat Pay",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads and checks all key material; fails at start-up, naming the field.
+    pub fn resolve(self) -> Result<Resolved, SettingsError> {
+        let pem = read_source(
+            "merchant_private_key",
+            self.merchant_private_key_file.as_ref(),
+            self.merchant_private_key_env.as_ref(),
+        )?;
+        let signer = RsaSigner::from_pkcs8_pem(pem.expose())
+            .map_err(|e| err("merchant_private_key", e.to_string()))?;
+        let apiv3_key = match (&self.apiv3_key, &self.apiv3_key_env) {
+            (Some(k), None) => k.clone(),
+            (None, Some(var)) => std::env::var(var).map(Secret::new).map_err(|_| {
+                err(
+                    "apiv3_key_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?,
+            _ => {
+                return Err(err(
+                    "apiv3_key",
+                    "give exactly one of apiv3_key or apiv3_key_env",
+                ))
+            }
+        };
+        if apiv3_key.expose().len() != 32 {
+            return Err(err("apiv3_key", "must be exactly 32 bytes"));
+        }
+        let mut keys = Vec::new();
+        for (i, k) in self.platform_keys.iter().enumerate() {
+            let field = format!("platform_keys[{i}]");
+            let key = if k.certificate_file.is_some() || k.certificate_env.is_some() {
+                if k.public_key_file.is_some() || k.public_key_env.is_some() {
+                    return Err(err(field, "a certificate or a public key, not both"));
+                }
+                let pem = read_source(
+                    &format!("{field}.certificate"),
+                    k.certificate_file.as_ref(),
+                    k.certificate_env.as_ref(),
+                )?;
+                let key = PlatformKey::from_certificate_pem(pem.expose())
+                    .map_err(|e| err(&field, e.to_string()))?;
+                if let Some(s) = &k.serial {
+                    if !s.eq_ignore_ascii_case(&key.serial) {
+                        return Err(err(
+                            format!("{field}.serial"),
+                            format!("the certificate's serial is {}", key.serial),
+                        ));
+                    }
+                }
+                key
+            } else {
+                let id = k
+                    .serial
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            format!("{field}.serial"),
+                            "a public key needs its id (PUB_KEY_ID_...)",
+                        )
+                    })?;
+                let pem = read_source(
+                    &format!("{field}.public_key"),
+                    k.public_key_file.as_ref(),
+                    k.public_key_env.as_ref(),
+                )?;
+                PlatformKey::from_public_key_pem(id, pem.expose())
+                    .map_err(|e| err(&field, e.to_string()))?
+            };
+            keys.push(key);
+        }
+        Ok(Resolved {
+            s: self,
+            signer,
+            platform: PlatformKeys::new(keys),
+            apiv3_key,
+        })
+    }
+}
+
+impl Resolved {
+    /// Every appid these settings may legitimately see in a notification.
+    pub fn known_appids(&self) -> Vec<&str> {
+        let mut v = vec![self.s.appid.as_str()];
+        v.extend(self.s.app_appid.as_deref());
+        v.extend(self.s.mini_program_appid.as_deref());
+        v.extend(
+            self.s
+                .sub_merchants
+                .values()
+                .filter_map(|m| m.sub_appid.as_deref()),
+        );
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::wechat_pay::test_support::{fixture, settings_table, APIV3_KEY};
+
+    fn with(edit: impl FnOnce(&mut toml::Table)) -> Result<Resolved, SettingsError> {
+        let mut t = settings_table();
+        edit(&mut t);
+        Settings::parse(&t)?.resolve()
+    }
+
+    #[test]
+    fn the_example_settings_resolve_without_leaking_secrets() {
+        let r = with(|_| {}).unwrap();
+        assert_eq!(r.platform.serials().count(), 2);
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains(APIV3_KEY), "APIv3 key in Debug output");
+        assert!(
+            !dbg.contains("PRIVATE KEY") && !dbg.contains("MII"),
+            "key material in Debug output"
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let field = |r: Result<Resolved, SettingsError>| r.unwrap_err().field;
+        assert_eq!(
+            field(with(|t| {
+                t.insert("apiv3_key".into(), "short".into());
+            })),
+            "apiv3_key"
+        );
+        assert_eq!(
+            field(with(|t| {
+                t.insert("mchid".into(), "abc".into());
+            })),
+            "mchid"
+        );
+        assert_eq!(
+            field(with(|t| {
+                t.insert("h5_type".into(), "Desktop".into());
+            })),
+            "h5_type"
+        );
+        assert_eq!(
+            field(with(|t| {
+                t.insert("bogus".into(), 1.into());
+            })),
+            "settings"
+        );
+        assert_eq!(
+            field(with(|t| {
+                t.insert(
+                    "merchant_private_key_file".into(),
+                    fixture("TEST_ONLY_platform_cert.pem").into(),
+                );
+            })),
+            "merchant_private_key"
+        );
+        assert_eq!(
+            field(with(|t| {
+                t.insert(
+                    "merchant_private_key_env".into(),
+                    "PAYGATE_TEST_UNSET_VAR_X".into(),
+                );
+            })),
+            "merchant_private_key"
+        );
+        let wrong_serial = with(|t| {
+            let keys = t.get_mut("platform_keys").unwrap().as_array_mut().unwrap();
+            keys[1]
+                .as_table_mut()
+                .unwrap()
+                .insert("serial".into(), "ABCDEF".into());
+        });
+        assert_eq!(field(wrong_serial), "platform_keys[1].serial");
+    }
+
+    #[test]
+    fn keys_can_come_from_environment_variables() {
+        let pem = std::fs::read_to_string(fixture("TEST_ONLY_merchant_private_key.pem")).unwrap();
+        std::env::set_var("PAYGATE_TEST_WECHAT_MERCHANT_KEY", pem);
+        std::env::set_var("PAYGATE_TEST_WECHAT_APIV3", APIV3_KEY);
+        let r = with(|t| {
+            t.remove("merchant_private_key_file");
+            t.remove("apiv3_key");
+            t.insert(
+                "merchant_private_key_env".into(),
+                "PAYGATE_TEST_WECHAT_MERCHANT_KEY".into(),
+            );
+            t.insert("apiv3_key_env".into(), "PAYGATE_TEST_WECHAT_APIV3".into());
+        })
+        .unwrap();
+        assert_eq!(r.apiv3_key.expose(), APIV3_KEY);
+    }
+
+    #[test]
+    fn the_shipped_config_snippet_parses() {
+        let text = std::fs::read_to_string(fixture("config.snippet.toml")).unwrap();
+        let v: toml::Table = toml::from_str(&text).unwrap();
+        let settings = v["channels"]["wechat_pay"]["settings"].as_table().unwrap();
+        let s = Settings::parse(settings).unwrap();
+        assert_eq!(s.platform_keys.len(), 2);
+        assert_eq!(s.sub_merchants["partner_shop"].sub_mchid, "1900000109");
+    }
+}

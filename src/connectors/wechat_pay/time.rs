@@ -1,0 +1,152 @@
+//! RFC 3339 times as WeChat writes them (`2018-06-08T10:34:56+08:00`), without pulling a
+//! date crate in for two conversions.
+
+use crate::domain::Millis;
+
+pub fn now_secs() -> i64 {
+    now_millis() / 1000
+}
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// Beijing time (UTC+8), second precision, as WeChat expects in `time_expire`.
+pub fn format_cst(ms: Millis) -> String {
+    let secs = ms.div_euclid(1000) + 8 * 3600;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}+08:00",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = s.get(start..i)?;
+        if digits.is_empty() {
+            return None;
+        }
+        let mut ms: String = digits.chars().take(3).collect();
+        while ms.len() < 3 {
+            ms.push('0');
+        }
+        frac_ms = ms.parse().ok()?;
+    }
+    let offset_secs = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let v = oh * 3600 + om * 60;
+            if tz.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
+    Some(secs * 1000 + frac_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_beijing_time() {
+        // 2021-06-24T16:37:26+08:00 is the WX-3 notification's create_time.
+        let ms = 1_624_523_846_000;
+        assert_eq!(format_cst(ms), "2021-06-24T16:37:26+08:00");
+        assert_eq!(parse_rfc3339("2021-06-24T16:37:26+08:00"), Some(ms));
+        assert_eq!(parse_rfc3339("2021-06-24T08:37:26Z"), Some(ms));
+        assert_eq!(parse_rfc3339("2021-06-24T08:37:26.250Z"), Some(ms + 250));
+        assert_eq!(format_cst(0), "1970-01-01T08:00:00+08:00");
+        assert_eq!(
+            parse_rfc3339("2000-02-29T00:00:00+00:00"),
+            Some(951_782_400_000)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "2021-06-24",
+            "2021-13-01T00:00:00Z",
+            "2021-06-24T16:37:26",
+            "2021-06-24T16:37:26+0800",
+            "2021-06-24T16:37:2x+08:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Simulated WeChat Pay API v3: the provider side of `connectors::wechat_pay`, with its own
+//! platform key pair and the merchant's public key. It checks what WeChat checks (the
+//! `Authorization` signature, mchid, serial and timestamp; appid binding, amounts and the
+//! method's required fields) and answers with WeChat's error JSON and status codes; every
+//! answer is signed with the platform key; payments and refunds produce signed,
+//! AES-256-GCM encrypted callbacks.
+//!
+//! Settings: the channel's `wechat_pay` settings plus
+//! `[channels.<name>.settings.simulator]` with `platform_private_key_file`,
+//! `platform_serial` (certificate serial or `PUB_KEY_ID_…`, must be one of the connector's
+//! `platform_keys`) and optionally `merchant_public_key_file` (default: the public half
+//! of the configured merchant key).
+
+use actix_web::{web, HttpRequest};
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Secret;
+use crate::connectors::wechat_pay::settings::{Settings, SubMerchant};
+use crate::connectors::wechat_pay::sign::{RsaPublicKey, RsaSigner};
+use crate::connectors::wechat_pay::time::{format_cst, now_millis, parse_rfc3339};
+use crate::domain::Order;
+
+use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
+
+mod checkout;
+mod refunds;
+mod routes;
+mod state;
+mod trades;
+pub mod wire;
+
+use state::{RefundRec, TradeRec};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimSettings {
+    platform_private_key_file: PathBuf,
+    platform_serial: String,
+    #[serde(default)]
+    merchant_public_key_file: Option<PathBuf>,
+}
+
+pub struct WechatPaySimulator {
+    s: Settings,
+    apiv3_key: Secret,
+    platform: RsaSigner,
+    platform_serial: String,
+    merchant_key: RsaPublicKey,
+    env: SimEnv,
+}
+
+fn cfg_err(e: impl std::fmt::Display) -> SimError {
+    SimError::Config(format!("wechat_pay simulator: {e}"))
+}
+
+impl WechatPaySimulator {
+    pub fn new(settings: &toml::Table, env: SimEnv) -> Result<Self, SimError> {
+        let resolved = Settings::parse(settings)
+            .and_then(Settings::resolve)
+            .map_err(cfg_err)?;
+        let sim: SimSettings = resolved
+            .s
+            .simulator
+            .clone()
+            .ok_or_else(|| {
+                cfg_err(
+                    "settings.simulator (platform_private_key_file, platform_serial) is required",
+                )
+            })?
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                cfg_err(format!("settings.simulator: {}", e.message()))
+            })?;
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|e| cfg_err(format!("{}: {e}", p.display())))
+        };
+        let platform =
+            RsaSigner::from_pkcs8_pem(&read(&sim.platform_private_key_file)?).map_err(cfg_err)?;
+        let merchant_key = match &sim.merchant_public_key_file {
+            Some(p) => RsaPublicKey::from_pem(&read(p)?).map_err(cfg_err)?,
+            None => resolved.signer.public_key(),
+        };
+        if !resolved
+            .platform
+            .serials()
+            .any(|s| s.eq_ignore_ascii_case(&sim.platform_serial))
+        {
+            tracing::warn!(
+                serial = %sim.platform_serial,
+                "the simulator's platform serial is not among the connector's platform_keys; its answers will not verify"
+            );
+        }
+        Ok(WechatPaySimulator {
+            apiv3_key: resolved.apiv3_key.clone(),
+            s: resolved.s,
+            platform,
+            platform_serial: sim.platform_serial,
+            merchant_key,
+            env,
+        })
+    }
+
+    fn sub_merchant(&self, sub_mchid: &str) -> Option<&SubMerchant> {
+        self.s
+            .sub_merchants
+            .values()
+            .find(|m| m.sub_mchid == sub_mchid)
+    }
+
+    fn known_appids(&self) -> Vec<&str> {
+        let s = &self.s;
+        let mut v = vec![s.appid.as_str()];
+        v.extend(s.app_appid.as_deref());
+        v.extend(s.mini_program_appid.as_deref());
+        v
+    }
+
+    fn load_trade(&self, out_trade_no: &str) -> Result<Option<TradeRec>, SimError> {
+        self.env
+            .state
+            .get(&TradeRec::key(out_trade_no))
+            .map_err(|e| SimError::Storage(e.to_string()))
+    }
+
+    fn save_trade(&self, t: &TradeRec) -> Result<(), SimError> {
+        self.env
+            .state
+            .put(&TradeRec::key(&t.req.out_trade_no), t)
+            .map_err(|e| SimError::Storage(e.to_string()))
+    }
+
+    /// POSTs a signed, encrypted callback; answers the gateway's status and body.
+    async fn send_callback<T: serde::Serialize>(
+        &self,
+        url: &str,
+        event_type: &str,
+        summary: &str,
+        original_type: &str,
+        resource: &T,
+    ) -> Result<(u16, String), String> {
+        let now = now_millis();
+        let body = wire::encode_callback(
+            self.apiv3_key.expose().as_bytes(),
+            event_type,
+            summary,
+            original_type,
+            resource,
+            now,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut req = self
+            .env
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(10))
+            .header("Content-Type", "application/json")
+            .header("User-Agent", "Mozilla/4.0 (paygate WeChat Pay simulator)");
+        for (k, v) in wire::signature_headers(
+            &self.platform,
+            &self.platform_serial,
+            now / 1000,
+            body.as_bytes(),
+        ) {
+            req = req.header(k, v);
+        }
+        let resp = req.body(body).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+
+    /// Marks the refund successful and notifies, retrying a few times like WeChat (which
+    /// keeps going for a day; a sandbox does not need to).
+    async fn settle_refund(self: Arc<Self>, out_refund_no: String) {
+        let key = RefundRec::key(&out_refund_no);
+        let updated = self.env.state.update::<RefundRec, _>(&key, |r| {
+            r.map(|mut r| {
+                if r.record.status.as_deref() == Some("PROCESSING") {
+                    r.record.status = Some("SUCCESS".into());
+                    r.record.success_time = Some(format_cst(now_millis()));
+                }
+                r
+            })
+        });
+        let Ok(Some(rec)) = updated else {
+            tracing::warn!(out_refund_no, "simulated refund vanished before settling");
+            return;
+        };
+        let mut resource = rec.record.clone();
+        resource.refund_status = resource.status.take();
+        resource.create_time = None;
+        for delay in [0u64, 1, 5, 15] {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+            }
+            match self
+                .send_callback(
+                    &rec.notify_url,
+                    "REFUND.SUCCESS",
+                    "退款成功",
+                    "refund",
+                    &resource,
+                )
+                .await
+            {
+                Ok((status, _)) if (200..300).contains(&status) => return,
+                Ok((status, _)) => tracing::info!(
+                    out_refund_no,
+                    status,
+                    "refund callback not acknowledged; will retry"
+                ),
+                Err(e) => {
+                    tracing::info!(out_refund_no, error = %e, "refund callback failed; will retry")
+                }
+            }
+        }
+    }
+
+    fn dispatch_refund_settlement(self: &Arc<Self>, out_refund_no: String) {
+        let me = Arc::clone(self);
+        actix_web::rt::spawn(me.settle_refund(out_refund_no));
+    }
+}
+
+#[async_trait]
+impl Simulator for WechatPaySimulator {
+    fn routes(self: Arc<Self>, cfg: &mut web::ServiceConfig) {
+        let api = Arc::clone(&self);
+        cfg.route(
+            "/v3/{tail:.*}",
+            web::route().to(move |req: HttpRequest, body: web::Bytes| {
+                let me = Arc::clone(&api);
+                async move { me.handle(req, body).await }
+            }),
+        );
+        let page = Arc::clone(&self);
+        cfg.route(
+            "/checkout",
+            web::get().to(move |req: HttpRequest| {
+                let me = Arc::clone(&page);
+                async move { me.checkout_page(&req) }
+            }),
+        );
+    }
+
+    async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError> {
+        let otn = order.id.provider_ref();
+        let mut trade = self.load_trade(otn)?.ok_or(SimError::UnknownTrade)?;
+        match trade.state.as_str() {
+            "CLOSED" => return Err(SimError::NotPayable("the trade is CLOSED".into())),
+            "NOTPAY" => {
+                let now = now_millis();
+                if let Some(exp) = trade.req.time_expire.as_deref().and_then(parse_rfc3339) {
+                    if now > exp {
+                        return Err(SimError::NotPayable(
+                            "the trade expired (time_expire)".into(),
+                        ));
+                    }
+                }
+                let amount = opts.amount.unwrap_or(trade.req.amount.total);
+                if amount <= 0 {
+                    return Err(SimError::NotPayable("amount must be positive".into()));
+                }
+                trade.state = "SUCCESS".into();
+                trade.transaction_id = Some(format!("4200{}", wire::random_digits(24)));
+                trade.success_time = Some(format_cst(now));
+                trade.paid_total = Some(amount);
+                if trade.payer_openid.is_none() {
+                    trade.payer_openid = Some(format!("oSIM{}", wire::random_alnum(24)));
+                }
+                self.save_trade(&trade)?;
+                let txid = trade.transaction_id.clone().unwrap_or_default();
+                self.env
+                    .state
+                    .put(&state::txid_key(&txid), &otn.to_string())
+                    .map_err(|e| SimError::Storage(e.to_string()))?;
+            }
+            // Already paid: WeChat may notify again; the gateway must treat it as a duplicate.
+            _ => {}
+        }
+        let txid = trade.transaction_id.clone().unwrap_or_default();
+        let amount = trade.paid_total.unwrap_or(trade.req.amount.total);
+        let (callback_status, callback_body) = if opts.drop_callback {
+            (None, None)
+        } else {
+            match self
+                .send_callback(
+                    &trade.req.notify_url,
+                    "TRANSACTION.SUCCESS",
+                    "支付成功",
+                    "transaction",
+                    &trade.transaction(),
+                )
+                .await
+            {
+                Ok((status, body)) => (Some(status), Some(body)),
+                // Paid all the same: the gateway has to find out by querying.
+                Err(e) => (None, Some(format!("callback delivery failed: {e}"))),
+            }
+        };
+        Ok(PayOutcome {
+            provider_transaction_id: txid,
+            amount,
+            callback_status,
+            callback_body,
+        })
+    }
+}
