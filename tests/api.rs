@@ -432,7 +432,12 @@ async fn a_panicking_order_actor_restarts_from_its_snapshot() {
     assert_eq!(refund.status, 201, "{}", refund.text);
     app.wait_order(&id, "refund after restart", |o| o["status"] == "refunded")
         .await;
-    let stats = app.engine.deps.channels.values().next().unwrap().stats();
+    let stats = app
+        .engine
+        .deps
+        .channel(&paygate::domain::ChannelName::parse("sandbox").unwrap())
+        .unwrap()
+        .stats();
     assert_eq!(stats.restarts, 1);
 }
 
@@ -452,7 +457,12 @@ async fn idle_actors_passivate_and_reactivate_on_demand() {
     // A passivated order wakes up for its next command.
     assert_eq!(app.pay(&ids[0], json!({})).await.status, 200);
     assert_eq!(app.order(&ids[0]).await["status"], "paid");
-    let stats = app.engine.deps.channels.values().next().unwrap().stats();
+    let stats = app
+        .engine
+        .deps
+        .channel(&paygate::domain::ChannelName::parse("sandbox").unwrap())
+        .unwrap()
+        .stats();
     assert!(stats.passivations >= 20, "{stats:?}");
 }
 
