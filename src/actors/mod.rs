@@ -1,0 +1,3 @@
+//! Actors (DESIGN §3). Each owns one piece of state and is driven by messages.
+
+pub mod notifier;

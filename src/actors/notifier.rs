@@ -1,0 +1,449 @@
+//! `NotifierActor`: delivers the outbox of merchant webhooks (DESIGN §5), at least once.
+//!
+//! Why an actix actor with detached delivery tasks: the scheduling state (what is in
+//! flight, permits, the wake-up timer, the dead-letter count) has one owner that never
+//! awaits the network, so `Kick`, `Retry` and `QueueStats` are answered at once whatever the
+//! merchants' endpoints do. Each delivery runs as its own tokio task holding one global and
+//! one per-merchant permit, taken with `try_acquire` *before* it is spawned: a merchant whose
+//! endpoint hangs holds at most `per_merchant_concurrency` permits, its other events simply
+//! wait in the store, and the scheduler keeps walking the due index to other merchants'
+//! events. (Keep `global_concurrency` well above `per_merchant_concurrency`, or a handful of
+//! hanging merchants can still fill the global pool.)
+//!
+//! Durability comes from the store, not from memory: a record's attempts, next due time
+//! and last error are written (and flushed) after every attempt, and on start the actor
+//! scans the due index, so everything pending at a `kill -9` is resumed. A delivery in
+//! flight at the crash is sent again — at least once, never lost; the event id lets the
+//! merchant de-duplicate.
+//!
+//! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), when a
+//! delivery finishes (a permit came free), and at the next due time on the [`Clock`]
+//! (at most [`IDLE_RESCAN_MS`] apart, a safety net for a missed `Kick`).
+
+mod delivery;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::clock::Clock;
+use crate::config::{MerchantConfig, NotifierConfig};
+use crate::domain::{EventId, MerchantId, Millis};
+use crate::store::{OutboxRecord, OutboxStatus, Store, StoreError};
+use crate::telemetry::metrics;
+use crate::webhook;
+use delivery::{Attempt, MerchantHooks};
+
+/// Longest the scheduler sleeps without looking at the due index.
+pub const IDLE_RESCAN_MS: Millis = 1_000;
+/// Due records examined per scan, so a huge backlog of one blocked merchant cannot make a
+/// scan expensive; the rest is reached on the next wake-up.
+const MAX_SCAN: usize = 10_000;
+/// After the store failed to record an attempt, the event waits this long before it is
+/// tried again, so a failing disk does not turn into a tight resend loop.
+const STORE_FAILURE_COOLDOWN_MS: Millis = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error("no such event")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid notifier setup: {0}")]
+    Setup(String),
+}
+
+/// Look for due events now (reply `()`). Send after committing a transition that wrote
+/// outbox records so the event goes out at once instead of at the next periodic wake-up.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Kick;
+
+/// Replay an event (operator retry, merchant resend): it becomes `Pending` and due now,
+/// whatever its status (`Dead` and `Delivered` included); `attempts` keeps counting, so a
+/// replayed dead event gets one more attempt and is dead again if that fails.
+/// Reply: the record as stored after the replay was recorded, `NotFound`, or `Store` when
+/// it could not be persisted. If an attempt is in flight already, that attempt is the
+/// replay and the current record is returned unchanged.
+/// Ownership (a merchant resending only its own events) is the caller's check.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<OutboxRecord, NotifierError>")]
+pub struct Retry {
+    pub id: EventId,
+}
+
+/// Queue depth for operators (reply [`QueueCounts`]; never fails).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "QueueCounts")]
+pub struct QueueStats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Events not yet delivered nor dead (scheduled, due or in flight).
+    pub pending: usize,
+    /// Dead letters waiting for an operator.
+    pub dead: usize,
+    /// Attempts running right now.
+    pub in_flight: usize,
+}
+
+/// A delivery task finished (and recorded its outcome).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Done {
+    id: EventId,
+    became: Option<OutboxStatus>,
+}
+
+/// Walk the due index and start what can be started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Scan;
+
+/// Immutable pieces shared with delivery tasks.
+struct Shared {
+    store: Store,
+    clock: Clock,
+    client: reqwest::Client,
+    merchants: HashMap<MerchantId, MerchantHooks>,
+    schedule_ms: Vec<u64>,
+    timeout: Duration,
+}
+
+pub struct NotifierActor {
+    shared: Arc<Shared>,
+    global: Arc<Semaphore>,
+    per_merchant: HashMap<MerchantId, Arc<Semaphore>>,
+    per_merchant_limit: usize,
+    /// Events some task or write owns right now; the scheduler leaves them alone.
+    busy: HashSet<EventId>,
+    /// Events whose last outcome could not be stored, and when they may be tried again.
+    cooldown: HashMap<EventId, Millis>,
+    dead: usize,
+    scan_queued: bool,
+    timer: Option<SpawnHandle>,
+}
+
+impl NotifierActor {
+    /// `merchants` gives each merchant's signing secrets (current, then previous during a
+    /// rotation) and default notify URL. Start with `.start()`, or
+    /// `NotifierActor::start_in_arbiter(..)` to keep signing and I/O off the HTTP workers.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        cfg: &NotifierConfig,
+        merchants: &[MerchantConfig],
+    ) -> Result<NotifierActor, NotifierError> {
+        if cfg.schedule_secs.is_empty()
+            || cfg.timeout_ms == 0
+            || cfg.global_concurrency == 0
+            || cfg.per_merchant_concurrency == 0
+        {
+            return Err(NotifierError::Setup(
+                "schedule, timeout and concurrency limits must be non-empty / > 0".into(),
+            ));
+        }
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let client = reqwest::Client::builder()
+            .user_agent(webhook::USER_AGENT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect is not an acknowledgement; following one could also carry the
+            // signed body somewhere the merchant did not configure.
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| NotifierError::Setup(format!("HTTP client: {e}")))?;
+        let mut hooks = HashMap::new();
+        for m in merchants {
+            let id = MerchantId::parse(&m.id)
+                .map_err(|_| NotifierError::Setup(format!("bad merchant id `{}`", m.id)))?;
+            let mut secrets = vec![m.webhook_secret.clone()];
+            secrets.extend(m.previous_webhook_secret.clone());
+            hooks.insert(
+                id,
+                MerchantHooks {
+                    secrets,
+                    default_url: m.notify_url.clone(),
+                },
+            );
+        }
+        Ok(NotifierActor {
+            shared: Arc::new(Shared {
+                store,
+                clock,
+                client,
+                merchants: hooks,
+                schedule_ms: cfg.schedule_secs.iter().map(|s| s * 1000).collect(),
+                timeout,
+            }),
+            global: Arc::new(Semaphore::new(cfg.global_concurrency)),
+            per_merchant: HashMap::new(),
+            per_merchant_limit: cfg.per_merchant_concurrency,
+            busy: HashSet::new(),
+            cooldown: HashMap::new(),
+            dead: 0,
+            scan_queued: false,
+            timer: None,
+        })
+    }
+
+    fn request_scan(&mut self, ctx: &mut Context<Self>) {
+        if !self.scan_queued {
+            self.scan_queued = true;
+            ctx.notify(Scan);
+        }
+    }
+
+    fn merchant_permits(&mut self, m: &MerchantId) -> Arc<Semaphore> {
+        let limit = self.per_merchant_limit;
+        self.per_merchant
+            .entry(m.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone()
+    }
+
+    fn scan(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now();
+        self.cooldown.retain(|_, until| *until > now);
+        let mut start = Vec::new();
+        let mut examined = 0usize;
+        let store = self.shared.store.clone();
+        let res = store.for_each_due_outbox(now, |rec| {
+            examined += 1;
+            if examined > MAX_SCAN {
+                return false;
+            }
+            if self.busy.contains(&rec.id) || self.cooldown.contains_key(&rec.id) {
+                return true;
+            }
+            let Ok(global) = self.global.clone().try_acquire_owned() else {
+                return false;
+            };
+            let Ok(mine) = self.merchant_permits(&rec.merchant_id).try_acquire_owned() else {
+                return true;
+            };
+            self.busy.insert(rec.id.clone());
+            start.push((rec, [global, mine]));
+            true
+        });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "notifier: reading the outbox failed");
+        }
+        for (rec, permits) in start {
+            self.spawn_delivery(ctx, rec, permits);
+        }
+
+        let pending = self.shared.store.outbox_pending();
+        metrics::WEBHOOK_QUEUE
+            .with_label_values(&["pending"])
+            .set(pending as i64);
+        metrics::WEBHOOK_QUEUE
+            .with_label_values(&["in_flight"])
+            .set(self.busy.len() as i64);
+        metrics::WEBHOOK_QUEUE
+            .with_label_values(&["dead"])
+            .set(self.dead as i64);
+
+        // Everything due up to `now` was started or is waiting for a permit (a finishing
+        // delivery rescans); what remains is the next future due time.
+        let mut wake = now + IDLE_RESCAN_MS;
+        match self.shared.store.next_outbox_due_after(now) {
+            Ok(Some(d)) => wake = wake.min(d),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "notifier: reading the due index failed"),
+        }
+        if let Some(&c) = self.cooldown.values().min() {
+            wake = wake.min(c);
+        }
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let clock = self.shared.clock.clone();
+        let sleep = async move { clock.sleep_until(wake).await };
+        self.timer = Some(ctx.spawn(sleep.into_actor(self).map(|_, act, ctx| {
+            act.timer = None;
+            act.request_scan(ctx);
+        })));
+    }
+
+    /// Runs one attempt as a detached task that records its own outcome and then reports
+    /// `Done`; the permits are released when the task ends.
+    fn spawn_delivery(
+        &mut self,
+        ctx: &mut Context<Self>,
+        rec: OutboxRecord,
+        permits: [OwnedSemaphorePermit; 2],
+    ) {
+        let shared = self.shared.clone();
+        let me = ctx.address();
+        tokio::spawn(async move {
+            let id = rec.id.clone();
+            let became = deliver(&shared, rec).await;
+            drop(permits);
+            me.do_send(Done { id, became });
+        });
+    }
+}
+
+/// One attempt plus its durable record. Returns the stored status, or None when the
+/// outcome could not be stored (the record stays due as it was).
+async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxStatus> {
+    let attempt_no = rec.attempts + 1;
+    let hooks = shared.merchants.get(&rec.merchant_id);
+    let at = shared.clock.now();
+    let outcome = delivery::attempt(&shared.client, &rec, hooks, at, shared.timeout).await;
+    let now = shared.clock.now().max(at);
+    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+    let next = delivery::after_attempt(&rec, &outcome, now, &shared.schedule_ms, jitter);
+    metrics::WEBHOOK_ATTEMPTS
+        .with_label_values(&[outcome.metric_label()])
+        .inc();
+    match &outcome {
+        Attempt::Delivered => {
+            metrics::WEBHOOK_DELIVERY_LAG
+                .with_label_values(&[])
+                .observe((now - rec.created_at).max(0) as f64 / 1000.0);
+            tracing::info!(
+                event_id = %rec.id,
+                merchant = %rec.merchant_id,
+                attempt = attempt_no,
+                outcome = "delivered",
+                "webhook delivered"
+            );
+        }
+        Attempt::Failed { reason, .. } if next.status == OutboxStatus::Dead => {
+            metrics::WEBHOOK_DEAD_LETTERS.with_label_values(&[]).inc();
+            tracing::warn!(
+                event_id = %rec.id,
+                merchant = %rec.merchant_id,
+                attempt = attempt_no,
+                outcome = outcome.metric_label(),
+                reason = %reason,
+                "webhook dead-lettered"
+            );
+        }
+        Attempt::Failed { reason, .. } => {
+            tracing::info!(
+                event_id = %rec.id,
+                merchant = %rec.merchant_id,
+                attempt = attempt_no,
+                outcome = outcome.metric_label(),
+                reason = %reason,
+                next_due = next.next_due,
+                "webhook attempt failed; will retry"
+            );
+        }
+    }
+    match shared.store.update_outbox(&rec, &next).await {
+        Ok(()) => Some(next.status),
+        Err(e) => {
+            tracing::error!(event_id = %rec.id, error = %e, "notifier: recording an attempt failed");
+            None
+        }
+    }
+}
+
+impl Actor for NotifierActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // One full pass at start; afterwards the count is kept up to date in memory.
+        match self
+            .shared
+            .store
+            .list_outbox(Some(OutboxStatus::Dead), None, usize::MAX)
+        {
+            Ok(v) => self.dead = v.len(),
+            Err(e) => tracing::error!(error = %e, "notifier: counting dead letters failed"),
+        }
+        tracing::info!(
+            pending = self.shared.store.outbox_pending(),
+            dead = self.dead,
+            "notifier started; resuming pending webhooks"
+        );
+        self.request_scan(ctx);
+    }
+}
+
+impl Handler<Scan> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, _: Scan, ctx: &mut Context<Self>) {
+        self.scan_queued = false;
+        self.scan(ctx);
+    }
+}
+
+impl Handler<Kick> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
+        self.request_scan(ctx);
+    }
+}
+
+impl Handler<Done> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+        self.busy.remove(&msg.id);
+        match msg.became {
+            Some(OutboxStatus::Dead) => self.dead += 1,
+            Some(_) => {}
+            None => {
+                let until = self.shared.clock.now() + STORE_FAILURE_COOLDOWN_MS;
+                self.cooldown.insert(msg.id, until);
+            }
+        }
+        self.request_scan(ctx);
+    }
+}
+
+impl Handler<QueueStats> for NotifierActor {
+    type Result = MessageResult<QueueStats>;
+    fn handle(&mut self, _: QueueStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(QueueCounts {
+            pending: self.shared.store.outbox_pending(),
+            dead: self.dead,
+            in_flight: self.busy.len(),
+        })
+    }
+}
+
+impl Handler<Retry> for NotifierActor {
+    type Result = ResponseActFuture<Self, Result<OutboxRecord, NotifierError>>;
+
+    fn handle(&mut self, msg: Retry, _: &mut Context<Self>) -> Self::Result {
+        let rec = match self.shared.store.get_outbox(&msg.id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Box::pin(fut::ready(Err(NotifierError::NotFound))),
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        if self.busy.contains(&rec.id) {
+            return Box::pin(fut::ready(Ok(rec)));
+        }
+        let mut next = rec.clone();
+        next.status = OutboxStatus::Pending;
+        next.next_due = self.shared.clock.now();
+        // Owned by this write until it is durable, so no scan starts it from the old state.
+        self.busy.insert(rec.id.clone());
+        self.cooldown.remove(&rec.id);
+        let store = self.shared.store.clone();
+        let was_dead = rec.status == OutboxStatus::Dead;
+        tracing::info!(event_id = %rec.id, merchant = %rec.merchant_id, from = rec.status.as_str(), "webhook replay requested");
+        Box::pin(
+            async move { store.update_outbox(&rec, &next).await.map(|_| next) }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.busy.remove(&msg.id);
+                    if res.is_ok() && was_dead {
+                        act.dead = act.dead.saturating_sub(1);
+                    }
+                    act.request_scan(ctx);
+                    res.map_err(NotifierError::from)
+                }),
+        )
+    }
+}
