@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn sign_matches_worked_example() {
-        assert_eq!(sign(&[SECRET], T, BODY.as_bytes()), format!("t={T},v1={V1}"));
+        assert_eq!(
+            sign(&[SECRET], T, BODY.as_bytes()),
+            format!("t={T},v1={V1}")
+        );
         assert_eq!(
             sign(&[SECRET, PREVIOUS], T, BODY.as_bytes()),
             format!("t={T},v1={V1},v1={V1_PREV}")

@@ -67,8 +67,9 @@ pub struct Kick;
 /// whatever its status (`Dead` and `Delivered` included); `attempts` keeps counting, so a
 /// replayed dead event gets one more attempt and is dead again if that fails.
 /// Reply: the record as stored after the replay was recorded, `NotFound`, or `Store` when
-/// it could not be persisted. If an attempt is in flight already, that attempt is the
-/// replay and the current record is returned unchanged.
+/// it could not be persisted. If an attempt is in flight, the replay is queued behind it
+/// (it runs as soon as that attempt is recorded, whatever its outcome) and the reply is
+/// the record as it is now.
 /// Ownership (a merchant resending only its own events) is the caller's check.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<OutboxRecord, NotifierError>")]
@@ -121,6 +122,8 @@ pub struct NotifierActor {
     per_merchant_limit: usize,
     /// Events some task or write owns right now; the scheduler leaves them alone.
     busy: HashSet<EventId>,
+    /// Replays asked for while the event was busy; they run when it is released.
+    replay_requested: HashSet<EventId>,
     /// Events whose last outcome could not be stored, and when they may be tried again.
     cooldown: HashMap<EventId, Millis>,
     dead: usize,
@@ -185,6 +188,7 @@ impl NotifierActor {
             per_merchant: HashMap::new(),
             per_merchant_limit: cfg.per_merchant_concurrency,
             busy: HashSet::new(),
+            replay_requested: HashSet::new(),
             cooldown: HashMap::new(),
             dead: 0,
             scan_queued: false,
@@ -388,16 +392,15 @@ impl Handler<Kick> for NotifierActor {
 impl Handler<Done> for NotifierActor {
     type Result = ();
     fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
-        self.busy.remove(&msg.id);
         match msg.became {
             Some(OutboxStatus::Dead) => self.dead += 1,
             Some(_) => {}
             None => {
                 let until = self.shared.clock.now() + STORE_FAILURE_COOLDOWN_MS;
-                self.cooldown.insert(msg.id, until);
+                self.cooldown.insert(msg.id.clone(), until);
             }
         }
-        self.request_scan(ctx);
+        self.release(msg.id, ctx);
     }
 }
 
@@ -421,29 +424,68 @@ impl Handler<Retry> for NotifierActor {
             Ok(None) => return Box::pin(fut::ready(Err(NotifierError::NotFound))),
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };
+        tracing::info!(
+            event_id = %rec.id,
+            merchant = %rec.merchant_id,
+            from = rec.status.as_str(),
+            "webhook replay requested"
+        );
         if self.busy.contains(&rec.id) {
+            self.replay_requested.insert(rec.id.clone());
             return Box::pin(fut::ready(Ok(rec)));
         }
+        self.replay(rec)
+    }
+}
+
+impl NotifierActor {
+    /// Makes `rec` due now and durable; the event is owned by this write until then, so no
+    /// scan starts it from its old state.
+    fn replay(
+        &mut self,
+        rec: OutboxRecord,
+    ) -> ResponseActFuture<Self, Result<OutboxRecord, NotifierError>> {
         let mut next = rec.clone();
         next.status = OutboxStatus::Pending;
         next.next_due = self.shared.clock.now();
-        // Owned by this write until it is durable, so no scan starts it from the old state.
         self.busy.insert(rec.id.clone());
         self.cooldown.remove(&rec.id);
         let store = self.shared.store.clone();
+        let id = rec.id.clone();
         let was_dead = rec.status == OutboxStatus::Dead;
-        tracing::info!(event_id = %rec.id, merchant = %rec.merchant_id, from = rec.status.as_str(), "webhook replay requested");
         Box::pin(
             async move { store.update_outbox(&rec, &next).await.map(|_| next) }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
-                    act.busy.remove(&msg.id);
                     if res.is_ok() && was_dead {
                         act.dead = act.dead.saturating_sub(1);
                     }
-                    act.request_scan(ctx);
+                    act.release(id, ctx);
                     res.map_err(NotifierError::from)
                 }),
         )
+    }
+
+    /// The owner of `id` (a delivery or a replay write) is done with it. A replay asked for
+    /// meanwhile runs now, from the state that owner left.
+    fn release(&mut self, id: EventId, ctx: &mut Context<Self>) {
+        self.busy.remove(&id);
+        if self.replay_requested.remove(&id) {
+            match self.shared.store.get_outbox(&id) {
+                Ok(Some(rec)) => {
+                    let write = self.replay(rec).map(|res, _, _| {
+                        if let Err(e) = res {
+                            tracing::error!(error = %e, "notifier: recording a replay failed");
+                        }
+                    });
+                    ctx.spawn(write);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "notifier: reading an event to replay failed")
+                }
+            }
+        }
+        self.request_scan(ctx);
     }
 }
