@@ -581,3 +581,36 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Not a benchmark, a smoke check of the scheduler's overhead: `cargo test --test notifier
+/// -- --ignored --nocapture throughput`.
+#[actix_rt::test]
+#[ignore]
+async fn throughput_smoke() {
+    let (_dir, store) = temp_store();
+    let clock = Clock::system();
+    let ep = endpoint(|_| {}).await;
+    let n_events = 3000;
+    let mut ids = vec![];
+    for i in 0..n_events {
+        let m = if i % 2 == 0 { "m1" } else { "m2" };
+        ids.push(put_event(&store, m, None, clock.now()).await.id);
+    }
+    let started = Instant::now();
+    let _n = start(
+        &store,
+        &clock,
+        config(&[5], 2_000, 256, 16),
+        &[merchant("m1", Some(&ep.url)), merchant("m2", Some(&ep.url))],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ep.count() < n_events {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    println!(
+        "{n_events} events in {took:?}: {:.0}/s",
+        n_events as f64 / took.as_secs_f64()
+    );
+}

@@ -22,7 +22,7 @@
 
 mod delivery;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub const IDLE_RESCAN_MS: Millis = 1_000;
 /// Due records examined per scan, so a huge backlog of one blocked merchant cannot make a
 /// scan expensive; the rest is reached on the next wake-up.
 const MAX_SCAN: usize = 10_000;
+/// Due events remembered in memory while they wait for a permit (ids only); beyond this
+/// they stay in the store until a later scan.
+const MAX_QUEUED: usize = 200_000;
 /// After the store failed to record an attempt, the event waits this long before it is
 /// tried again, so a failing disk does not turn into a tight resend loop.
 const STORE_FAILURE_COOLDOWN_MS: Millis = 5_000;
@@ -98,6 +101,8 @@ pub struct QueueCounts {
 struct Done {
     id: EventId,
     became: Option<OutboxStatus>,
+    /// When it is due again, if still pending.
+    next_due: Option<Millis>,
 }
 
 /// Walk the due index and start what can be started.
@@ -122,6 +127,13 @@ pub struct NotifierActor {
     per_merchant_limit: usize,
     /// Events some task or write owns right now; the scheduler leaves them alone.
     busy: HashSet<EventId>,
+    /// Due events waiting for a permit, per merchant, oldest first; `turns` is the
+    /// round-robin order of merchants with waiting events.
+    waiting: HashMap<MerchantId, VecDeque<EventId>>,
+    turns: VecDeque<MerchantId>,
+    queued: HashSet<EventId>,
+    /// The last scan stopped early; look again when permits come free.
+    truncated: bool,
     /// Replays asked for while the event was busy; they run when it is released.
     replay_requested: HashSet<EventId>,
     /// Events whose last outcome could not be stored, and when they may be tried again.
@@ -129,6 +141,8 @@ pub struct NotifierActor {
     dead: usize,
     scan_queued: bool,
     timer: Option<SpawnHandle>,
+    /// When `timer` fires.
+    wake_at: Millis,
 }
 
 impl NotifierActor {
@@ -189,10 +203,15 @@ impl NotifierActor {
             per_merchant_limit: cfg.per_merchant_concurrency,
             busy: HashSet::new(),
             replay_requested: HashSet::new(),
+            waiting: HashMap::new(),
+            turns: VecDeque::new(),
+            queued: HashSet::new(),
+            truncated: false,
             cooldown: HashMap::new(),
             dead: 0,
             scan_queued: false,
             timer: None,
+            wake_at: Millis::MAX,
         })
     }
 
@@ -211,50 +230,47 @@ impl NotifierActor {
             .clone()
     }
 
+    /// Walks the due index and queues every due event under its merchant, then starts
+    /// what the permits allow. Events already queued, in flight or cooling down are passed
+    /// over from the index alone.
     fn scan(&mut self, ctx: &mut Context<Self>) {
         let now = self.shared.clock.now();
         self.cooldown.retain(|_, until| *until > now);
-        let mut start = Vec::new();
+        self.truncated = false;
         let mut examined = 0usize;
         let store = self.shared.store.clone();
-        let res = store.for_each_due_outbox(now, |rec| {
-            examined += 1;
-            if examined > MAX_SCAN {
-                return false;
-            }
-            if self.busy.contains(&rec.id) || self.cooldown.contains_key(&rec.id) {
-                return true;
-            }
-            let Ok(global) = self.global.clone().try_acquire_owned() else {
-                return false;
-            };
-            let Ok(mine) = self.merchant_permits(&rec.merchant_id).try_acquire_owned() else {
-                return true;
-            };
-            self.busy.insert(rec.id.clone());
-            start.push((rec, [global, mine]));
-            true
-        });
+        let (busy, queued, cooldown) = (&self.busy, &self.queued, &self.cooldown);
+        let mut found = Vec::new();
+        let res = store.for_each_due_outbox(
+            now,
+            |id| !(busy.contains(id) || queued.contains(id) || cooldown.contains_key(id)),
+            |rec| {
+                examined += 1;
+                if examined > MAX_SCAN || queued.len() + found.len() >= MAX_QUEUED {
+                    return false;
+                }
+                found.push((rec.merchant_id, rec.id));
+                true
+            },
+        );
+        if examined > MAX_SCAN || self.queued.len() + found.len() >= MAX_QUEUED {
+            self.truncated = true;
+        }
         if let Err(e) = res {
             tracing::error!(error = %e, "notifier: reading the outbox failed");
         }
-        for (rec, permits) in start {
-            self.spawn_delivery(ctx, rec, permits);
+        for (merchant, id) in found {
+            self.queued.insert(id.clone());
+            let q = self.waiting.entry(merchant.clone()).or_default();
+            if q.is_empty() {
+                self.turns.push_back(merchant);
+            }
+            q.push_back(id);
         }
+        self.pump(ctx);
 
-        let pending = self.shared.store.outbox_pending();
-        metrics::WEBHOOK_QUEUE
-            .with_label_values(&["pending"])
-            .set(pending as i64);
-        metrics::WEBHOOK_QUEUE
-            .with_label_values(&["in_flight"])
-            .set(self.busy.len() as i64);
-        metrics::WEBHOOK_QUEUE
-            .with_label_values(&["dead"])
-            .set(self.dead as i64);
-
-        // Everything due up to `now` was started or is waiting for a permit (a finishing
-        // delivery rescans); what remains is the next future due time.
+        // Everything due up to `now` is started or queued; what remains is the next future
+        // due time (or a cooldown ending).
         let mut wake = now + IDLE_RESCAN_MS;
         match self.shared.store.next_outbox_due_after(now) {
             Ok(Some(d)) => wake = wake.min(d),
@@ -267,12 +283,78 @@ impl NotifierActor {
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
+        self.wake_at = wake;
         let clock = self.shared.clock.clone();
         let sleep = async move { clock.sleep_until(wake).await };
         self.timer = Some(ctx.spawn(sleep.into_actor(self).map(|_, act, ctx| {
             act.timer = None;
             act.request_scan(ctx);
         })));
+    }
+
+    /// Starts queued events while permits last, one merchant at a time in turn, so that
+    /// merchants share the global pool fairly and a merchant at its own limit is simply
+    /// passed over.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = self.shared.clock.now();
+        let mut misses = 0usize;
+        while misses < self.turns.len() {
+            if self.global.available_permits() == 0 {
+                break;
+            }
+            let Some(merchant) = self.turns.pop_front() else {
+                break;
+            };
+            let mine = self.merchant_permits(&merchant);
+            let mut next = None;
+            if mine.available_permits() > 0 {
+                let q = self.waiting.entry(merchant.clone()).or_default();
+                while let Some(id) = q.pop_front() {
+                    self.queued.remove(&id);
+                    if self.busy.contains(&id) {
+                        continue;
+                    }
+                    // Re-read: a replay or a newer attempt may have changed it since the scan.
+                    match self.shared.store.get_outbox(&id) {
+                        Ok(Some(r)) if r.status == OutboxStatus::Pending && r.next_due <= now => {
+                            next = Some(r);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "notifier: reading an event failed"),
+                    }
+                }
+            }
+            let more = self.waiting.get(&merchant).is_some_and(|q| !q.is_empty());
+            if more {
+                self.turns.push_back(merchant.clone());
+            } else {
+                self.waiting.remove(&merchant);
+            }
+            let Some(rec) = next else {
+                // Only a merchant left in the rotation counts as a miss; the loop ends once
+                // every remaining merchant was passed over in a row.
+                misses += usize::from(more);
+                continue;
+            };
+            misses = 0;
+            let (Ok(global), Ok(mine)) = (
+                self.global.clone().try_acquire_owned(),
+                mine.try_acquire_owned(),
+            ) else {
+                unreachable!("permits were checked and only this actor takes them");
+            };
+            self.busy.insert(rec.id.clone());
+            self.spawn_delivery(ctx, rec, [global, mine]);
+        }
+        let gauge = |state: &str, v: usize| {
+            metrics::WEBHOOK_QUEUE
+                .with_label_values(&[state])
+                .set(v as i64)
+        };
+        gauge("pending", self.shared.store.outbox_pending());
+        gauge("in_flight", self.busy.len());
+        gauge("dead", self.dead);
     }
 
     /// Runs one attempt as a detached task that records its own outcome and then reports
@@ -287,16 +369,22 @@ impl NotifierActor {
         let me = ctx.address();
         tokio::spawn(async move {
             let id = rec.id.clone();
-            let became = deliver(&shared, rec).await;
+            let after = deliver(&shared, rec).await;
             drop(permits);
-            me.do_send(Done { id, became });
+            me.do_send(Done {
+                id,
+                became: after.as_ref().map(|r| r.status),
+                next_due: after
+                    .filter(|r| r.status == OutboxStatus::Pending)
+                    .map(|r| r.next_due),
+            });
         });
     }
 }
 
-/// One attempt plus its durable record. Returns the stored status, or None when the
+/// One attempt plus its durable record. Returns the stored record, or None when the
 /// outcome could not be stored (the record stays due as it was).
-async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxStatus> {
+async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxRecord> {
     let attempt_no = rec.attempts + 1;
     let hooks = shared.merchants.get(&rec.merchant_id);
     let at = shared.clock.now();
@@ -344,7 +432,7 @@ async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxStatus> {
         }
     }
     match shared.store.update_outbox(&rec, &next).await {
-        Ok(()) => Some(next.status),
+        Ok(()) => Some(next),
         Err(e) => {
             tracing::error!(event_id = %rec.id, error = %e, "notifier: recording an attempt failed");
             None
@@ -401,6 +489,12 @@ impl Handler<Done> for NotifierActor {
             }
         }
         self.release(msg.id, ctx);
+        // The freed permits go to the queued events; the index is only walked again when
+        // the last scan could not queue everything.
+        self.pump(ctx);
+        if self.truncated || msg.next_due.is_some_and(|d| d < self.wake_at) {
+            self.request_scan(ctx);
+        }
     }
 }
 
@@ -461,6 +555,7 @@ impl NotifierActor {
                         act.dead = act.dead.saturating_sub(1);
                     }
                     act.release(id, ctx);
+                    act.request_scan(ctx);
                     res.map_err(NotifierError::from)
                 }),
         )
@@ -486,6 +581,5 @@ impl NotifierActor {
                 }
             }
         }
-        self.request_scan(ctx);
     }
 }

@@ -84,9 +84,12 @@ impl Store {
     /// scheduler can pass over records it cannot start yet (in flight, merchant at its
     /// concurrency limit) without them hiding the records behind. Index entries that no
     /// longer match their record's due time are skipped.
+    /// `wanted` is asked first, from the index alone, so records the caller already knows
+    /// about cost no read.
     pub fn for_each_due_outbox(
         &self,
         now: Millis,
+        mut wanted: impl FnMut(&EventId) -> bool,
         mut visit: impl FnMut(OutboxRecord) -> bool,
     ) -> Result<(), StoreError> {
         let hi = due_key(now.saturating_add(1), "");
@@ -96,6 +99,9 @@ impl Store {
                 continue;
             };
             let Ok(id) = EventId::parse(id) else { continue };
+            if !wanted(&id) {
+                continue;
+            }
             let Some(r) = self.get_outbox(&id)? else {
                 continue;
             };
