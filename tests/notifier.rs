@@ -596,6 +596,7 @@ async fn throughput_smoke() {
         let m = if i % 2 == 0 { "m1" } else { "m2" };
         ids.push(put_event(&store, m, None, clock.now()).await.id);
     }
+    println!("queued {n_events} events: {:?}", store.flush_stats());
     let started = Instant::now();
     let _n = start(
         &store,
@@ -610,7 +611,8 @@ async fn throughput_smoke() {
     }
     let took = started.elapsed();
     println!(
-        "{n_events} events in {took:?}: {:.0}/s",
-        n_events as f64 / took.as_secs_f64()
+        "{n_events} events in {took:?}: {:.0}/s; (flushes, writes) = {:?}",
+        n_events as f64 / took.as_secs_f64(),
+        store.flush_stats()
     );
 }

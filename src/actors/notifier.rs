@@ -1,51 +1,47 @@
 //! `NotifierActor`: delivers the outbox of merchant webhooks (DESIGN §5), at least once.
 //!
-//! Why an actix actor with detached delivery tasks: the scheduling state (what is in
-//! flight, permits, the wake-up timer, the dead-letter count) has one owner that never
-//! awaits the network, so `Kick`, `Retry` and `QueueStats` are answered at once whatever the
-//! merchants' endpoints do. Each delivery runs as its own tokio task holding one global and
-//! one per-merchant permit, taken with `try_acquire` *before* it is spawned: a merchant whose
-//! endpoint hangs holds at most `per_merchant_concurrency` permits, its other events simply
-//! wait in the store, and the scheduler keeps walking the due index to other merchants'
-//! events. (Keep `global_concurrency` well above `per_merchant_concurrency`, or a handful of
-//! hanging merchants can still fill the global pool.)
+//! Why an actix actor with detached delivery tasks: the scheduling state (what is queued
+//! and in flight, permits, the wake-up timer, the dead-letter count) has one owner that
+//! never awaits the network, so `Kick`, `Retry` and `QueueStats` are answered at once
+//! whatever the merchants' endpoints do. Each delivery runs as its own tokio task holding one
+//! global and one per-merchant permit, both taken *before* it is spawned; due events that
+//! cannot start yet wait in a per-merchant queue (ids only) and merchants take turns at free
+//! permits. So a merchant whose endpoint hangs holds at most `per_merchant_concurrency`
+//! permits while its other events wait in its own queue, and other merchants' events go
+//! out as before. (Keep `global_concurrency` well above `per_merchant_concurrency`, or a
+//! handful of hanging merchants can still fill the global pool.)
 //!
 //! Durability comes from the store, not from memory: a record's attempts, next due time
 //! and last error are written (and flushed) after every attempt, and on start the actor
-//! scans the due index, so everything pending at a `kill -9` is resumed. A delivery in
-//! flight at the crash is sent again — at least once, never lost; the event id lets the
-//! merchant de-duplicate.
+//! walks the whole due index, so everything pending at a `kill -9` is resumed. A delivery
+//! in flight at the crash is sent again — at least once, never lost; the event id lets the
+//! merchant de-duplicate. The in-memory queues are only a cache of the index.
 //!
-//! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), when a
-//! delivery finishes (a permit came free), and at the next due time on the [`Clock`]
-//! (at most [`IDLE_RESCAN_MS`] apart, a safety net for a missed `Kick`).
+//! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), and at
+//! the next due time on the [`Clock`], at most [`IDLE_RESCAN_MS`] apart (a safety net for
+//! a missed `Kick`). A finished delivery hands its permits to the queued events without
+//! reading the index. Scans read only the recent end of the due index, where new events,
+//! replays and retries coming due land, and the whole index every few seconds.
 
 mod delivery;
+mod schedule;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::config::{MerchantConfig, NotifierConfig};
 use crate::domain::{EventId, MerchantId, Millis};
 use crate::store::{OutboxRecord, OutboxStatus, Store, StoreError};
-use crate::telemetry::metrics;
 use crate::webhook;
-use delivery::{Attempt, MerchantHooks};
+use delivery::MerchantHooks;
 
 /// Longest the scheduler sleeps without looking at the due index.
 pub const IDLE_RESCAN_MS: Millis = 1_000;
-/// Due records examined per scan, so a huge backlog of one blocked merchant cannot make a
-/// scan expensive; the rest is reached on the next wake-up.
-const MAX_SCAN: usize = 10_000;
-/// Due events remembered in memory while they wait for a permit (ids only); beyond this
-/// they stay in the store until a later scan.
-const MAX_QUEUED: usize = 200_000;
 /// After the store failed to record an attempt, the event waits this long before it is
 /// tried again, so a failing disk does not turn into a tight resend loop.
 const STORE_FAILURE_COOLDOWN_MS: Millis = 5_000;
@@ -62,6 +58,8 @@ pub enum NotifierError {
 
 /// Look for due events now (reply `()`). Send after committing a transition that wrote
 /// outbox records so the event goes out at once instead of at the next periodic wake-up.
+/// Cheap: it reads only the recent end of the due index, so one per commit is fine; many
+/// Kicks arriving together are served by one scan.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Kick;
@@ -134,6 +132,11 @@ pub struct NotifierActor {
     queued: HashSet<EventId>,
     /// The last scan stopped early; look again when permits come free.
     truncated: bool,
+    full_scan_needed: bool,
+    last_full_scan: Millis,
+    /// `now` of the last scan: the due index up to here has been read.
+    scanned_upto: Millis,
+    gauges_at: Option<Instant>,
     /// Replays asked for while the event was busy; they run when it is released.
     replay_requested: HashSet<EventId>,
     /// Events whose last outcome could not be stored, and when they may be tried again.
@@ -207,6 +210,10 @@ impl NotifierActor {
             turns: VecDeque::new(),
             queued: HashSet::new(),
             truncated: false,
+            full_scan_needed: true,
+            last_full_scan: 0,
+            scanned_upto: 0,
+            gauges_at: None,
             cooldown: HashMap::new(),
             dead: 0,
             scan_queued: false,
@@ -219,223 +226,6 @@ impl NotifierActor {
         if !self.scan_queued {
             self.scan_queued = true;
             ctx.notify(Scan);
-        }
-    }
-
-    fn merchant_permits(&mut self, m: &MerchantId) -> Arc<Semaphore> {
-        let limit = self.per_merchant_limit;
-        self.per_merchant
-            .entry(m.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-            .clone()
-    }
-
-    /// Walks the due index and queues every due event under its merchant, then starts
-    /// what the permits allow. Events already queued, in flight or cooling down are passed
-    /// over from the index alone.
-    fn scan(&mut self, ctx: &mut Context<Self>) {
-        let now = self.shared.clock.now();
-        self.cooldown.retain(|_, until| *until > now);
-        self.truncated = false;
-        let mut examined = 0usize;
-        let store = self.shared.store.clone();
-        let (busy, queued, cooldown) = (&self.busy, &self.queued, &self.cooldown);
-        let mut found = Vec::new();
-        let res = store.for_each_due_outbox(
-            now,
-            |id| !(busy.contains(id) || queued.contains(id) || cooldown.contains_key(id)),
-            |rec| {
-                examined += 1;
-                if examined > MAX_SCAN || queued.len() + found.len() >= MAX_QUEUED {
-                    return false;
-                }
-                found.push((rec.merchant_id, rec.id));
-                true
-            },
-        );
-        if examined > MAX_SCAN || self.queued.len() + found.len() >= MAX_QUEUED {
-            self.truncated = true;
-        }
-        if let Err(e) = res {
-            tracing::error!(error = %e, "notifier: reading the outbox failed");
-        }
-        for (merchant, id) in found {
-            self.queued.insert(id.clone());
-            let q = self.waiting.entry(merchant.clone()).or_default();
-            if q.is_empty() {
-                self.turns.push_back(merchant);
-            }
-            q.push_back(id);
-        }
-        self.pump(ctx);
-
-        // Everything due up to `now` is started or queued; what remains is the next future
-        // due time (or a cooldown ending).
-        let mut wake = now + IDLE_RESCAN_MS;
-        match self.shared.store.next_outbox_due_after(now) {
-            Ok(Some(d)) => wake = wake.min(d),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "notifier: reading the due index failed"),
-        }
-        if let Some(&c) = self.cooldown.values().min() {
-            wake = wake.min(c);
-        }
-        if let Some(h) = self.timer.take() {
-            ctx.cancel_future(h);
-        }
-        self.wake_at = wake;
-        let clock = self.shared.clock.clone();
-        let sleep = async move { clock.sleep_until(wake).await };
-        self.timer = Some(ctx.spawn(sleep.into_actor(self).map(|_, act, ctx| {
-            act.timer = None;
-            act.request_scan(ctx);
-        })));
-    }
-
-    /// Starts queued events while permits last, one merchant at a time in turn, so that
-    /// merchants share the global pool fairly and a merchant at its own limit is simply
-    /// passed over.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        let now = self.shared.clock.now();
-        let mut misses = 0usize;
-        while misses < self.turns.len() {
-            if self.global.available_permits() == 0 {
-                break;
-            }
-            let Some(merchant) = self.turns.pop_front() else {
-                break;
-            };
-            let mine = self.merchant_permits(&merchant);
-            let mut next = None;
-            if mine.available_permits() > 0 {
-                let q = self.waiting.entry(merchant.clone()).or_default();
-                while let Some(id) = q.pop_front() {
-                    self.queued.remove(&id);
-                    if self.busy.contains(&id) {
-                        continue;
-                    }
-                    // Re-read: a replay or a newer attempt may have changed it since the scan.
-                    match self.shared.store.get_outbox(&id) {
-                        Ok(Some(r)) if r.status == OutboxStatus::Pending && r.next_due <= now => {
-                            next = Some(r);
-                            break;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "notifier: reading an event failed"),
-                    }
-                }
-            }
-            let more = self.waiting.get(&merchant).is_some_and(|q| !q.is_empty());
-            if more {
-                self.turns.push_back(merchant.clone());
-            } else {
-                self.waiting.remove(&merchant);
-            }
-            let Some(rec) = next else {
-                // Only a merchant left in the rotation counts as a miss; the loop ends once
-                // every remaining merchant was passed over in a row.
-                misses += usize::from(more);
-                continue;
-            };
-            misses = 0;
-            let (Ok(global), Ok(mine)) = (
-                self.global.clone().try_acquire_owned(),
-                mine.try_acquire_owned(),
-            ) else {
-                unreachable!("permits were checked and only this actor takes them");
-            };
-            self.busy.insert(rec.id.clone());
-            self.spawn_delivery(ctx, rec, [global, mine]);
-        }
-        let gauge = |state: &str, v: usize| {
-            metrics::WEBHOOK_QUEUE
-                .with_label_values(&[state])
-                .set(v as i64)
-        };
-        gauge("pending", self.shared.store.outbox_pending());
-        gauge("in_flight", self.busy.len());
-        gauge("dead", self.dead);
-    }
-
-    /// Runs one attempt as a detached task that records its own outcome and then reports
-    /// `Done`; the permits are released when the task ends.
-    fn spawn_delivery(
-        &mut self,
-        ctx: &mut Context<Self>,
-        rec: OutboxRecord,
-        permits: [OwnedSemaphorePermit; 2],
-    ) {
-        let shared = self.shared.clone();
-        let me = ctx.address();
-        tokio::spawn(async move {
-            let id = rec.id.clone();
-            let after = deliver(&shared, rec).await;
-            drop(permits);
-            me.do_send(Done {
-                id,
-                became: after.as_ref().map(|r| r.status),
-                next_due: after
-                    .filter(|r| r.status == OutboxStatus::Pending)
-                    .map(|r| r.next_due),
-            });
-        });
-    }
-}
-
-/// One attempt plus its durable record. Returns the stored record, or None when the
-/// outcome could not be stored (the record stays due as it was).
-async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxRecord> {
-    let attempt_no = rec.attempts + 1;
-    let hooks = shared.merchants.get(&rec.merchant_id);
-    let at = shared.clock.now();
-    let outcome = delivery::attempt(&shared.client, &rec, hooks, at, shared.timeout).await;
-    let now = shared.clock.now().max(at);
-    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
-    let next = delivery::after_attempt(&rec, &outcome, now, &shared.schedule_ms, jitter);
-    metrics::WEBHOOK_ATTEMPTS
-        .with_label_values(&[outcome.metric_label()])
-        .inc();
-    match &outcome {
-        Attempt::Delivered => {
-            metrics::WEBHOOK_DELIVERY_LAG
-                .with_label_values(&[])
-                .observe((now - rec.created_at).max(0) as f64 / 1000.0);
-            tracing::info!(
-                event_id = %rec.id,
-                merchant = %rec.merchant_id,
-                attempt = attempt_no,
-                outcome = "delivered",
-                "webhook delivered"
-            );
-        }
-        Attempt::Failed { reason, .. } if next.status == OutboxStatus::Dead => {
-            metrics::WEBHOOK_DEAD_LETTERS.with_label_values(&[]).inc();
-            tracing::warn!(
-                event_id = %rec.id,
-                merchant = %rec.merchant_id,
-                attempt = attempt_no,
-                outcome = outcome.metric_label(),
-                reason = %reason,
-                "webhook dead-lettered"
-            );
-        }
-        Attempt::Failed { reason, .. } => {
-            tracing::info!(
-                event_id = %rec.id,
-                merchant = %rec.merchant_id,
-                attempt = attempt_no,
-                outcome = outcome.metric_label(),
-                reason = %reason,
-                next_due = next.next_due,
-                "webhook attempt failed; will retry"
-            );
-        }
-    }
-    match shared.store.update_outbox(&rec, &next).await {
-        Ok(()) => Some(next),
-        Err(e) => {
-            tracing::error!(event_id = %rec.id, error = %e, "notifier: recording an attempt failed");
-            None
         }
     }
 }
@@ -555,6 +345,7 @@ impl NotifierActor {
                         act.dead = act.dead.saturating_sub(1);
                     }
                     act.release(id, ctx);
+                    act.full_scan_needed = true;
                     act.request_scan(ctx);
                     res.map_err(NotifierError::from)
                 }),

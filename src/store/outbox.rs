@@ -79,7 +79,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Visits pending records due at or before `now`, earliest first, until `visit`
+    /// Visits pending records due in `from..=now`, earliest first, until `visit`
     /// returns false. Unlike [`Store::due_outbox`] the caller decides what counts, so a
     /// scheduler can pass over records it cannot start yet (in flight, merchant at its
     /// concurrency limit) without them hiding the records behind. Index entries that no
@@ -88,12 +88,17 @@ impl Store {
     /// about cost no read.
     pub fn for_each_due_outbox(
         &self,
+        from: Millis,
         now: Millis,
         mut wanted: impl FnMut(&EventId) -> bool,
         mut visit: impl FnMut(OutboxRecord) -> bool,
     ) -> Result<(), StoreError> {
+        let lo = due_key(from, "");
         let hi = due_key(now.saturating_add(1), "");
-        for kv in self.inner.outbox_due.range(..hi) {
+        if lo >= hi {
+            return Ok(());
+        }
+        for kv in self.inner.outbox_due.range(lo..hi) {
             let (k, _) = kv?;
             let Some((due, id)) = split_due_key(&k) else {
                 continue;
