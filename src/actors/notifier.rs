@@ -280,9 +280,11 @@ impl Handler<Done> for NotifierActor {
         }
         self.release(msg.id, ctx);
         // The freed permits go to the queued events; the index is only walked again when
-        // the last scan could not queue everything.
+        // the queues ran dry after a scan that could not queue everything, or to move the
+        // timer earlier.
         self.pump(ctx);
-        if self.truncated || msg.next_due.is_some_and(|d| d < self.wake_at) {
+        let starving = self.truncated && self.turns.is_empty();
+        if starving || msg.next_due.is_some_and(|d| d < self.wake_at) {
             self.request_scan(ctx);
         }
     }

@@ -124,15 +124,14 @@ impl NotifierActor {
         let now = self.shared.clock.now();
         let mut misses = 0usize;
         while misses < self.turns.len() {
-            if self.global.available_permits() == 0 {
+            let Ok(global) = self.global.clone().try_acquire_owned() else {
                 break;
-            }
+            };
             let Some(merchant) = self.turns.pop_front() else {
                 break;
             };
-            let mine = self.merchant_permits(&merchant);
             let mut next = None;
-            if mine.available_permits() > 0 {
+            if let Ok(mine) = self.merchant_permits(&merchant).try_acquire_owned() {
                 let q = self.waiting.entry(merchant.clone()).or_default();
                 while let Some(id) = q.pop_front() {
                     self.queued.remove(&id);
@@ -142,7 +141,7 @@ impl NotifierActor {
                     // Re-read: a replay or a newer attempt may have changed it since the scan.
                     match self.shared.store.get_outbox(&id) {
                         Ok(Some(r)) if r.status == OutboxStatus::Pending && r.next_due <= now => {
-                            next = Some(r);
+                            next = Some((r, mine));
                             break;
                         }
                         Ok(_) => {}
@@ -152,23 +151,18 @@ impl NotifierActor {
             }
             let more = self.waiting.get(&merchant).is_some_and(|q| !q.is_empty());
             if more {
-                self.turns.push_back(merchant.clone());
+                self.turns.push_back(merchant);
             } else {
                 self.waiting.remove(&merchant);
             }
-            let Some(rec) = next else {
+            // Unused permits go back when dropped here.
+            let Some((rec, mine)) = next else {
                 // Only a merchant left in the rotation counts as a miss; the loop ends once
                 // every remaining merchant was passed over in a row.
                 misses += usize::from(more);
                 continue;
             };
             misses = 0;
-            let (Ok(global), Ok(mine)) = (
-                self.global.clone().try_acquire_owned(),
-                mine.try_acquire_owned(),
-            ) else {
-                unreachable!("permits were checked and only this actor takes them");
-            };
             self.busy.insert(rec.id.clone());
             self.spawn_delivery(ctx, rec, [global, mine]);
         }
