@@ -52,10 +52,7 @@ impl Clock {
 
     /// Moves a manual clock forward; panics on the system clock (a test bug).
     pub fn advance(&self, by: std::time::Duration) {
-        let m = self
-            .manual
-            .as_ref()
-            .expect("advance() needs a manual clock");
+        let m = self.manual.as_ref().expect("advance() needs a manual clock");
         m.now.fetch_add(by.as_millis() as i64, Ordering::AcqRel);
         m.ticks.send_modify(|t| *t += 1);
     }
