@@ -485,6 +485,13 @@ fn apply_override(
 }
 
 fn parse_scalar(raw: &str) -> toml::Value {
+    if raw.starts_with('[') {
+        if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            if let Some(v) = t.get("v") {
+                return v.clone();
+            }
+        }
+    }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -553,6 +560,7 @@ webhook_secret = "whsec_0123456789abcdef"
         assert_eq!(c.server.bind, "127.0.0.1:9000");
         assert_eq!(c.storage.path, PathBuf::from("./data-dev"));
         assert_eq!(c.actors.idle_timeout_secs, 5);
+        assert_eq!(c.notifier.schedule_secs, vec![1, 2]);
         assert_eq!(
             c.merchants[0].notify_url.as_deref(),
             Some("http://127.0.0.1:1/hook")

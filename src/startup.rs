@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::notifier::{Kick, NotifierActor, NotifierError};
 use crate::actors::{ChannelActor, ChannelHandle, Deps, Engine, Registry, TimerService};
 use crate::api::{self, AppState, Merchants};
 use crate::clock::Clock;
@@ -36,6 +37,8 @@ pub enum StartError {
     },
     #[error("simulator for `{channel}`: {source}")]
     Simulator { channel: String, source: SimError },
+    #[error("webhook notifier: {0}")]
+    Notifier(#[from] NotifierError),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("{0}")]
@@ -126,6 +129,28 @@ impl Application {
             }
         }
 
+        let notifier = NotifierActor::new(
+            store.clone(),
+            clock.clone(),
+            &config.notifier,
+            &config.merchants,
+        )?
+        .start();
+        let outbox_written = Arc::new(tokio::sync::Notify::new());
+        {
+            // Commits that wrote outbox records wake this forwarder; bursts coalesce into
+            // one Kick, so the notifier's mailbox never grows with the commit rate.
+            let (notify, notifier) = (outbox_written.clone(), notifier.clone());
+            actix_rt::spawn(async move {
+                loop {
+                    notify.notified().await;
+                    if notifier.send(Kick).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+
         let arbiters: Vec<Arbiter> = (0..config.actors.arbiter_count())
             .map(|_| Arbiter::new())
             .collect();
@@ -135,7 +160,7 @@ impl Application {
             clock: clock.clone(),
             channels,
             actors: config.actors.clone(),
-            outbox_written: Arc::new(tokio::sync::Notify::new()),
+            outbox_written,
         });
         registry.bind(deps.clone());
         TimerService::spawn(deps.clone(), registry.clone());
@@ -146,6 +171,7 @@ impl Application {
             merchants: Merchants::new(&config.merchants),
             config: config.clone(),
             simulators,
+            notifier,
         });
         let workers = if config.server.workers == 0 {
             std::thread::available_parallelism()

@@ -19,7 +19,12 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
+    start_with(dir, port, &[])
+}
+
+fn start_with(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
         .args([
             "serve",
             "--config",
@@ -164,4 +169,121 @@ fn orders_answered_201_survive_kill_9() {
         "crash test: {} acknowledged orders survived SIGKILL",
         acked.len()
     );
+}
+
+/// A minimal HTTP endpoint (no framework, so it runs on a plain tokio runtime) that answers
+/// 200 and records the `order_id`s of the events it receives.
+async fn webhook_sink(
+    listener: tokio::net::TcpListener,
+    seen: Arc<Mutex<std::collections::HashSet<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let Ok(n) = sock.read(&mut chunk).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                let Some(head_end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if buf.len() < head_end + 4 + len {
+                    continue;
+                }
+                let body: Value = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len])
+                    .unwrap_or(Value::Null);
+                if let Some(id) = body["data"]["object"]["id"].as_str() {
+                    seen.lock().unwrap().insert(id.to_string());
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                return;
+            }
+        });
+    }
+}
+
+#[test]
+fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, hook_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let env = [
+        (
+            "PAYGATE__MERCHANTS__0__NOTIFY_URL",
+            format!("http://127.0.0.1:{hook_port}/hook"),
+        ),
+        (
+            "PAYGATE__NOTIFIER__SCHEDULE_SECS",
+            "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]".to_string(),
+        ),
+    ];
+    let mut child = start_with(dir.path(), port, &env);
+    // The merchant endpoint is down: every delivery fails and stays pending.
+    let paid: Vec<String> = rt.block_on(async {
+        wait_ready(&http, &base).await;
+        let mut ids = vec![];
+        for i in 0..20 {
+            let body = json!({"merchant_order_no": format!("hook-{i}"), "amount": 100, "currency": "CNY",
+                              "channel": "sandbox", "method": "native_qr", "subject": "webhook crash test"});
+            let o: Value = http.post(format!("{base}/v1/orders")).bearer_auth(KEY).json(&body).send().await.unwrap().json().await.unwrap();
+            let id = o["id"].as_str().unwrap().to_string();
+            let p = http.post(format!("{base}/sandbox/pay/{id}")).json(&json!({})).send().await.unwrap();
+            assert_eq!(p.status(), 200);
+            ids.push(id);
+        }
+        ids
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", hook_port))
+            .await
+            .unwrap();
+        tokio::spawn(webhook_sink(listener, seen.clone()));
+    });
+    let mut child = start_with(dir.path(), port, &env);
+    rt.block_on(async {
+        wait_ready(&http, &base).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while paid.iter().any(|id| !seen.lock().unwrap().contains(id)) {
+            assert!(
+                Instant::now() < deadline,
+                "webhooks lost: {} of {} delivered",
+                seen.lock().unwrap().len(),
+                paid.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -3,6 +3,7 @@
 //! wakes orders when their persisted due time comes.
 
 mod channel;
+pub mod notifier;
 mod order;
 mod registry;
 mod timers;

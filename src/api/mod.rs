@@ -4,6 +4,7 @@
 mod auth;
 mod callbacks;
 mod error;
+mod events;
 mod health;
 mod idempotency;
 mod orders;
@@ -29,11 +30,14 @@ pub struct AppState {
     pub merchants: Merchants,
     pub config: Arc<Config>,
     pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
+    pub notifier: actix::Addr<crate::actors::notifier::NotifierActor>,
 }
 
 /// Mounts every route.
 pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
     health::routes(cfg);
+    // Before the `/v1` scope of orders, which would otherwise claim every `/v1/...` path.
+    events::routes(cfg);
     orders::routes(cfg);
     callbacks::routes(cfg);
     if !simulators.is_empty() {

@@ -79,6 +79,57 @@ impl Store {
         Ok(out)
     }
 
+    /// Visits pending records due in `from..=now`, earliest first, until `visit`
+    /// returns false. Unlike [`Store::due_outbox`] the caller decides what counts, so a
+    /// scheduler can pass over records it cannot start yet (in flight, merchant at its
+    /// concurrency limit) without them hiding the records behind. Index entries that no
+    /// longer match their record's due time are skipped.
+    /// `wanted` is asked first, from the index alone, so records the caller already knows
+    /// about cost no read.
+    pub fn for_each_due_outbox(
+        &self,
+        from: Millis,
+        now: Millis,
+        mut wanted: impl FnMut(&EventId) -> bool,
+        mut visit: impl FnMut(OutboxRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        let lo = due_key(from, "");
+        let hi = due_key(now.saturating_add(1), "");
+        if lo >= hi {
+            return Ok(());
+        }
+        for kv in self.inner.outbox_due.range(lo..hi) {
+            let (k, _) = kv?;
+            let Some((due, id)) = split_due_key(&k) else {
+                continue;
+            };
+            let Ok(id) = EventId::parse(id) else { continue };
+            if !wanted(&id) {
+                continue;
+            }
+            let Some(r) = self.get_outbox(&id)? else {
+                continue;
+            };
+            if r.status != OutboxStatus::Pending || r.next_due.max(0) != due {
+                continue;
+            }
+            if !visit(r) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest due time of a pending record strictly after `after`: when a scheduler
+    /// that has handled everything due up to `after` must wake next.
+    pub fn next_outbox_due_after(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
+        let lo = due_key(after.saturating_add(1), "");
+        Ok(match self.inner.outbox_due.range(lo..).next() {
+            Some(kv) => split_due_key(&kv?.0).map(|(d, _)| d),
+            None => None,
+        })
+    }
+
     /// The earliest due time of a pending record.
     pub fn next_outbox_due(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self

@@ -134,6 +134,55 @@ pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `paygate_webhook_attempts_total{outcome}`: merchant webhook attempts; outcome is
+/// `delivered`, `http_status` (answered, not 2xx), `timeout`, `connect`, `refused` (no
+/// usable notify URL; no request made) or `error`.
+pub static WEBHOOK_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_webhook_attempts_total",
+        "Merchant webhook delivery attempts by outcome.",
+        &["outcome"],
+    )
+});
+/// `paygate_webhook_attempt_seconds{}`: one HTTP attempt, request to response.
+pub static WEBHOOK_ATTEMPT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_webhook_attempt_seconds",
+        "Duration of one webhook delivery attempt.",
+        &[],
+        latency_buckets(),
+    )
+});
+/// `paygate_webhook_delivery_lag_seconds{}`: event creation to successful delivery.
+pub static WEBHOOK_DELIVERY_LAG: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_webhook_delivery_lag_seconds",
+        "Time from event creation to its successful delivery.",
+        &[],
+        vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+            21600.0, 86400.0,
+        ],
+    )
+});
+/// `paygate_webhook_queue{state}`: state is `pending` (due or scheduled, including in
+/// flight), `in_flight` or `dead`.
+pub static WEBHOOK_QUEUE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "paygate_webhook_queue",
+        "Webhook events by delivery state.",
+        &["state"],
+    )
+});
+/// `paygate_webhook_dead_letters_total{}`: events that exhausted their retry schedule.
+pub static WEBHOOK_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_webhook_dead_letters_total",
+        "Webhook events dead-lettered.",
+        &[],
+    )
+});
+
 pub fn store_flushed(took: Duration, batch: u64) {
     STORE_FLUSH_SECONDS
         .with_label_values(&[])

@@ -237,3 +237,103 @@ pub fn order_body(merchant_order_no: &str, amount: i64) -> Value {
         "subject": "Green tea",
     })
 }
+
+/// A merchant webhook endpoint on 127.0.0.1:0 that records what it receives and answers
+/// 500 to the first `fail_first` requests.
+pub struct Hook {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    pub fail_first: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub signature: String,
+    pub event_id: String,
+    pub body: Vec<u8>,
+    pub ok: bool,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+pub fn spawn_hook(fail_first: usize) -> Hook {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let fails = Arc::new(AtomicUsize::new(fail_first));
+    let (r, f) = (received.clone(), fails.clone());
+    let server = HttpServer::new(move || {
+        let (r, f) = (r.clone(), f.clone());
+        App::new().route(
+            "/hook",
+            web::post().to(move |req: HttpRequest, body: web::Bytes| {
+                let (r, f) = (r.clone(), f.clone());
+                async move {
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default()
+                    };
+                    let ok = f
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_err();
+                    r.lock().unwrap().push(Received {
+                        signature: h("paygate-signature"),
+                        event_id: h("paygate-event-id"),
+                        body: body.to_vec(),
+                        ok,
+                    });
+                    if ok {
+                        HttpResponse::Ok().finish()
+                    } else {
+                        HttpResponse::InternalServerError().finish()
+                    }
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Hook {
+        url: format!("http://127.0.0.1:{port}/hook"),
+        received,
+        fail_first: fails,
+        handle,
+    }
+}
+
+impl Hook {
+    pub fn deliveries(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` successful deliveries arrived (10 s at most).
+    pub async fn wait_ok(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok: Vec<_> = self.deliveries().into_iter().filter(|d| d.ok).collect();
+            if ok.len() >= n {
+                return ok;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} webhooks delivered: {:?}",
+                ok.len(),
+                self.deliveries().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

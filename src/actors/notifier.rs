@@ -1,0 +1,378 @@
+//! `NotifierActor`: delivers the outbox of merchant webhooks (DESIGN §5), at least once.
+//!
+//! Why an actix actor with detached delivery tasks: the scheduling state (what is queued
+//! and in flight, permits, the wake-up timer, the dead-letter count) has one owner that
+//! never awaits the network, so `Kick`, `Retry` and `QueueStats` are answered at once
+//! whatever the merchants' endpoints do. Each delivery runs as its own tokio task holding one
+//! global and one per-merchant permit, both taken *before* it is spawned; due events that
+//! cannot start yet wait in a per-merchant queue (ids only) and merchants take turns at free
+//! permits. So a merchant whose endpoint hangs holds at most `per_merchant_concurrency`
+//! permits while its other events wait in its own queue, and other merchants' events go
+//! out as before. (Keep `global_concurrency` well above `per_merchant_concurrency`, or a
+//! handful of hanging merchants can still fill the global pool.)
+//!
+//! Durability comes from the store, not from memory: a record's attempts, next due time
+//! and last error are written (and flushed) after every attempt, and on start the actor
+//! walks the whole due index, so everything pending at a `kill -9` is resumed. A delivery
+//! in flight at the crash is sent again — at least once, never lost; the event id lets the
+//! merchant de-duplicate. The in-memory queues are only a cache of the index.
+//!
+//! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), and at
+//! the next due time on the [`Clock`], at most [`IDLE_RESCAN_MS`] apart (a safety net for
+//! a missed `Kick`). A finished delivery hands its permits to the queued events without
+//! reading the index. Scans read only the recent end of the due index, where new events,
+//! replays and retries coming due land, and the whole index every few seconds.
+
+mod delivery;
+mod schedule;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::Semaphore;
+
+use crate::clock::Clock;
+use crate::config::{MerchantConfig, NotifierConfig};
+use crate::domain::{EventId, MerchantId, Millis};
+use crate::store::{OutboxRecord, OutboxStatus, Store, StoreError};
+use crate::webhook;
+use delivery::MerchantHooks;
+
+/// Longest the scheduler sleeps without looking at the due index.
+pub const IDLE_RESCAN_MS: Millis = 1_000;
+/// After the store failed to record an attempt, the event waits this long before it is
+/// tried again, so a failing disk does not turn into a tight resend loop.
+const STORE_FAILURE_COOLDOWN_MS: Millis = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error("no such event")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid notifier setup: {0}")]
+    Setup(String),
+}
+
+/// Look for due events now (reply `()`). Send after committing a transition that wrote
+/// outbox records so the event goes out at once instead of at the next periodic wake-up.
+/// Cheap: it reads only the recent end of the due index, so one per commit is fine; many
+/// Kicks arriving together are served by one scan.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Kick;
+
+/// Replay an event (operator retry, merchant resend): it becomes `Pending` and due now,
+/// whatever its status (`Dead` and `Delivered` included); `attempts` keeps counting, so a
+/// replayed dead event gets one more attempt and is dead again if that fails.
+/// Reply: the record as stored after the replay was recorded, `NotFound`, or `Store` when
+/// it could not be persisted. If an attempt is in flight, the replay is queued behind it
+/// (it runs as soon as that attempt is recorded, whatever its outcome) and the reply is
+/// the record as it is now.
+/// Ownership (a merchant resending only its own events) is the caller's check.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<OutboxRecord, NotifierError>")]
+pub struct Retry {
+    pub id: EventId,
+}
+
+/// Queue depth for operators (reply [`QueueCounts`]; never fails).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "QueueCounts")]
+pub struct QueueStats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Events not yet delivered nor dead (scheduled, due or in flight).
+    pub pending: usize,
+    /// Dead letters waiting for an operator.
+    pub dead: usize,
+    /// Attempts running right now.
+    pub in_flight: usize,
+}
+
+/// A delivery task finished (and recorded its outcome).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Done {
+    id: EventId,
+    became: Option<OutboxStatus>,
+    /// When it is due again, if still pending.
+    next_due: Option<Millis>,
+}
+
+/// Walk the due index and start what can be started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Scan;
+
+/// Immutable pieces shared with delivery tasks.
+struct Shared {
+    store: Store,
+    clock: Clock,
+    client: reqwest::Client,
+    merchants: HashMap<MerchantId, MerchantHooks>,
+    schedule_ms: Vec<u64>,
+    timeout: Duration,
+}
+
+pub struct NotifierActor {
+    shared: Arc<Shared>,
+    global: Arc<Semaphore>,
+    per_merchant: HashMap<MerchantId, Arc<Semaphore>>,
+    per_merchant_limit: usize,
+    /// Events some task or write owns right now; the scheduler leaves them alone.
+    busy: HashSet<EventId>,
+    /// Due events waiting for a permit, per merchant, oldest first; `turns` is the
+    /// round-robin order of merchants with waiting events.
+    waiting: HashMap<MerchantId, VecDeque<EventId>>,
+    turns: VecDeque<MerchantId>,
+    queued: HashSet<EventId>,
+    /// The last scan stopped early; look again when permits come free.
+    truncated: bool,
+    full_scan_needed: bool,
+    last_full_scan: Millis,
+    /// `now` of the last scan: the due index up to here has been read.
+    scanned_upto: Millis,
+    gauges_at: Option<Instant>,
+    /// Replays asked for while the event was busy; they run when it is released.
+    replay_requested: HashSet<EventId>,
+    /// Events whose last outcome could not be stored, and when they may be tried again.
+    cooldown: HashMap<EventId, Millis>,
+    dead: usize,
+    scan_queued: bool,
+    timer: Option<SpawnHandle>,
+    /// When `timer` fires.
+    wake_at: Millis,
+}
+
+impl NotifierActor {
+    /// `merchants` gives each merchant's signing secrets (current, then previous during a
+    /// rotation) and default notify URL. Start with `.start()`, or
+    /// `NotifierActor::start_in_arbiter(..)` to keep signing and I/O off the HTTP workers.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        cfg: &NotifierConfig,
+        merchants: &[MerchantConfig],
+    ) -> Result<NotifierActor, NotifierError> {
+        if cfg.schedule_secs.is_empty()
+            || cfg.timeout_ms == 0
+            || cfg.global_concurrency == 0
+            || cfg.per_merchant_concurrency == 0
+        {
+            return Err(NotifierError::Setup(
+                "schedule, timeout and concurrency limits must be non-empty / > 0".into(),
+            ));
+        }
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let client = reqwest::Client::builder()
+            .user_agent(webhook::USER_AGENT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // A redirect is not an acknowledgement; following one could also carry the
+            // signed body somewhere the merchant did not configure.
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| NotifierError::Setup(format!("HTTP client: {e}")))?;
+        let mut hooks = HashMap::new();
+        for m in merchants {
+            let id = MerchantId::parse(&m.id)
+                .map_err(|_| NotifierError::Setup(format!("bad merchant id `{}`", m.id)))?;
+            let mut secrets = vec![m.webhook_secret.clone()];
+            secrets.extend(m.previous_webhook_secret.clone());
+            hooks.insert(
+                id,
+                MerchantHooks {
+                    secrets,
+                    default_url: m.notify_url.clone(),
+                },
+            );
+        }
+        Ok(NotifierActor {
+            shared: Arc::new(Shared {
+                store,
+                clock,
+                client,
+                merchants: hooks,
+                schedule_ms: cfg.schedule_secs.iter().map(|s| s * 1000).collect(),
+                timeout,
+            }),
+            global: Arc::new(Semaphore::new(cfg.global_concurrency)),
+            per_merchant: HashMap::new(),
+            per_merchant_limit: cfg.per_merchant_concurrency,
+            busy: HashSet::new(),
+            replay_requested: HashSet::new(),
+            waiting: HashMap::new(),
+            turns: VecDeque::new(),
+            queued: HashSet::new(),
+            truncated: false,
+            full_scan_needed: true,
+            last_full_scan: 0,
+            scanned_upto: 0,
+            gauges_at: None,
+            cooldown: HashMap::new(),
+            dead: 0,
+            scan_queued: false,
+            timer: None,
+            wake_at: Millis::MAX,
+        })
+    }
+
+    fn request_scan(&mut self, ctx: &mut Context<Self>) {
+        if !self.scan_queued {
+            self.scan_queued = true;
+            ctx.notify(Scan);
+        }
+    }
+}
+
+impl Actor for NotifierActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // One full pass at start; afterwards the count is kept up to date in memory.
+        match self
+            .shared
+            .store
+            .list_outbox(Some(OutboxStatus::Dead), None, usize::MAX)
+        {
+            Ok(v) => self.dead = v.len(),
+            Err(e) => tracing::error!(error = %e, "notifier: counting dead letters failed"),
+        }
+        tracing::info!(
+            pending = self.shared.store.outbox_pending(),
+            dead = self.dead,
+            "notifier started; resuming pending webhooks"
+        );
+        self.request_scan(ctx);
+    }
+}
+
+impl Handler<Scan> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, _: Scan, ctx: &mut Context<Self>) {
+        self.scan_queued = false;
+        self.scan(ctx);
+    }
+}
+
+impl Handler<Kick> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, _: Kick, ctx: &mut Context<Self>) {
+        self.request_scan(ctx);
+    }
+}
+
+impl Handler<Done> for NotifierActor {
+    type Result = ();
+    fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
+        match msg.became {
+            Some(OutboxStatus::Dead) => self.dead += 1,
+            Some(_) => {}
+            None => {
+                let until = self.shared.clock.now() + STORE_FAILURE_COOLDOWN_MS;
+                self.cooldown.insert(msg.id.clone(), until);
+            }
+        }
+        self.release(msg.id, ctx);
+        // The freed permits go to the queued events; the index is only walked again when
+        // the queues ran dry after a scan that could not queue everything, or to move the
+        // timer earlier.
+        self.pump(ctx);
+        let starving = self.truncated && self.turns.is_empty();
+        if starving || msg.next_due.is_some_and(|d| d < self.wake_at) {
+            self.request_scan(ctx);
+        }
+    }
+}
+
+impl Handler<QueueStats> for NotifierActor {
+    type Result = MessageResult<QueueStats>;
+    fn handle(&mut self, _: QueueStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(QueueCounts {
+            pending: self.shared.store.outbox_pending(),
+            dead: self.dead,
+            in_flight: self.busy.len(),
+        })
+    }
+}
+
+impl Handler<Retry> for NotifierActor {
+    type Result = ResponseActFuture<Self, Result<OutboxRecord, NotifierError>>;
+
+    fn handle(&mut self, msg: Retry, _: &mut Context<Self>) -> Self::Result {
+        let rec = match self.shared.store.get_outbox(&msg.id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Box::pin(fut::ready(Err(NotifierError::NotFound))),
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        tracing::info!(
+            event_id = %rec.id,
+            merchant = %rec.merchant_id,
+            from = rec.status.as_str(),
+            "webhook replay requested"
+        );
+        if self.busy.contains(&rec.id) {
+            self.replay_requested.insert(rec.id.clone());
+            return Box::pin(fut::ready(Ok(rec)));
+        }
+        self.replay(rec)
+    }
+}
+
+impl NotifierActor {
+    /// Makes `rec` due now and durable; the event is owned by this write until then, so no
+    /// scan starts it from its old state.
+    fn replay(
+        &mut self,
+        rec: OutboxRecord,
+    ) -> ResponseActFuture<Self, Result<OutboxRecord, NotifierError>> {
+        let mut next = rec.clone();
+        next.status = OutboxStatus::Pending;
+        next.next_due = self.shared.clock.now();
+        self.busy.insert(rec.id.clone());
+        self.cooldown.remove(&rec.id);
+        let store = self.shared.store.clone();
+        let id = rec.id.clone();
+        let was_dead = rec.status == OutboxStatus::Dead;
+        Box::pin(
+            async move { store.update_outbox(&rec, &next).await.map(|_| next) }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    if res.is_ok() && was_dead {
+                        act.dead = act.dead.saturating_sub(1);
+                    }
+                    act.release(id, ctx);
+                    act.full_scan_needed = true;
+                    act.request_scan(ctx);
+                    res.map_err(NotifierError::from)
+                }),
+        )
+    }
+
+    /// The owner of `id` (a delivery or a replay write) is done with it. A replay asked for
+    /// meanwhile runs now, from the state that owner left.
+    fn release(&mut self, id: EventId, ctx: &mut Context<Self>) {
+        self.busy.remove(&id);
+        if self.replay_requested.remove(&id) {
+            match self.shared.store.get_outbox(&id) {
+                Ok(Some(rec)) => {
+                    let write = self.replay(rec).map(|res, _, _| {
+                        if let Err(e) = res {
+                            tracing::error!(error = %e, "notifier: recording a replay failed");
+                        }
+                    });
+                    ctx.spawn(write);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "notifier: reading an event to replay failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Merchant webhooks end to end: a real order's transitions reach a merchant endpoint,
+//! signed, retried with the same event id, dead-lettered, and replayed by operators and
+//! merchants.
+
+mod common;
+
+use common::*;
+use paygate::webhook;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+const DEMO_SECRET: &str = "whsec_demo_0123456789abcdef";
+
+/// Waits until the (single) pending event has recorded `n` attempts, so advancing the
+/// clock afterwards moves past the due time computed from that attempt.
+async fn wait_attempts(app: &TestApp, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app
+            .request(
+                Method::GET,
+                "/admin/notifications",
+                Some(ADMIN_TOKEN),
+                None,
+                None,
+            )
+            .await;
+        if r.body["data"][0]["attempts"].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attempt {n} not recorded: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn paid_with_hook(app: &TestApp, hook: &Hook, no: &str) -> String {
+    let mut b = order_body(no, 1200);
+    b["notify_url"] = json!(hook.url);
+    let r = app.post("/v1/orders", b).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(app.pay(&id, json!({})).await.status, 200);
+    id
+}
+
+#[actix_web::test]
+async fn order_paid_reaches_the_merchant_signed() {
+    let app = spawn_app().await;
+    let hook = spawn_hook(0);
+    let id = paid_with_hook(&app, &hook, "wh-1").await;
+    let got = hook.wait_ok(1).await;
+    let d = &got[0];
+    let ev = d.json();
+    assert_eq!(ev["type"], "order.paid");
+    assert_eq!(ev["data"]["object"]["id"], id.as_str());
+    assert_eq!(ev["data"]["object"]["status"], "paid");
+    assert_eq!(ev["data"]["order_version"], 3);
+    assert_eq!(ev["id"], d.event_id.as_str());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    webhook::verify(&d.signature, DEMO_SECRET, &d.body, now, 300).expect("signature verifies");
+    assert!(webhook::verify(
+        &d.signature,
+        "whsec_wrong_0123456789abcdef",
+        &d.body,
+        now,
+        300
+    )
+    .is_err());
+
+    // The merchant can read its event; another merchant cannot.
+    let e = app.get(&format!("/v1/events/{}", d.event_id)).await;
+    assert_eq!(e.status, 200, "{}", e.text);
+    assert_eq!(e.body["status"], "delivered");
+    assert_eq!(e.body["attempts"], 1);
+    let other = app
+        .request(
+            Method::GET,
+            &format!("/v1/events/{}", d.event_id),
+            Some(OTHER_KEY),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 404);
+    // Resend delivers the same event again.
+    let rs = app
+        .post(&format!("/v1/events/{}/resend", d.event_id), json!({}))
+        .await;
+    assert_eq!(rs.status, 200, "{}", rs.text);
+    let again = hook.wait_ok(2).await;
+    assert_eq!(again[1].event_id, d.event_id);
+    assert_eq!(again[1].body, d.body);
+}
+
+#[actix_web::test]
+async fn failures_are_retried_on_schedule_with_the_same_event_id() {
+    let app = spawn_app_with(&[("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[10, 20, 40]")]).await;
+    let hook = spawn_hook(2);
+    paid_with_hook(&app, &hook, "wh-2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hook.deliveries().is_empty() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_attempts(&app, 1).await;
+    // Nothing more until the clock reaches the next attempt (10 s ± 10 %).
+    app.clock.advance(Duration::from_secs(8));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hook.deliveries().len(), 1);
+    app.clock.advance(Duration::from_secs(4));
+    wait_attempts(&app, 2).await;
+    app.clock.advance(Duration::from_secs(23));
+    let ok = hook.wait_ok(1).await;
+    let all = hook.deliveries();
+    assert_eq!(all.len(), 3, "two failures then one success");
+    assert!(all.iter().all(|d| d.event_id == ok[0].event_id));
+    let e = app.get(&format!("/v1/events/{}", ok[0].event_id)).await;
+    assert_eq!(e.body["status"], "delivered");
+    assert_eq!(e.body["attempts"], 3);
+}
+
+#[actix_web::test]
+async fn dead_letters_are_listed_and_replayed_by_operators() {
+    let app = spawn_app_with(&[("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[10]")]).await;
+    let hook = spawn_hook(usize::MAX);
+    paid_with_hook(&app, &hook, "wh-3").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hook.deliveries().is_empty() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_attempts(&app, 1).await;
+    app.clock.advance(Duration::from_secs(12));
+    let dead = loop {
+        let r = app
+            .request(
+                Method::GET,
+                "/admin/notifications?status=dead",
+                Some(ADMIN_TOKEN),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if let Some(d) = r.body["data"].as_array().unwrap().first() {
+            break d.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead["attempts"], 2);
+    assert_eq!(dead["last_error"], "http 500");
+    // Operators only.
+    for key in [Some(DEMO_KEY), Some("wrong"), None] {
+        let r = app
+            .request(Method::GET, "/admin/notifications", key, None, None)
+            .await;
+        assert_eq!(r.status, 401, "{key:?}");
+    }
+    hook.fail_first
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let id = dead["id"].as_str().unwrap();
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/admin/notifications/{id}/retry"),
+            Some(ADMIN_TOKEN),
+            Some(json!({})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ok = hook.wait_ok(1).await;
+    assert_eq!(ok[0].event_id, id);
+}
