@@ -143,6 +143,16 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             "1000000".to_string(),
         ),
         ("PAYGATE__LOG__LEVEL".to_string(), "error".to_string()),
+        // Status polling of the create-phase orders (all left pending) would keep waking
+        // actors during the passivation check; push it past the run.
+        (
+            "PAYGATE__ACTORS__POLL_FIRST_SECS".to_string(),
+            "3600".to_string(),
+        ),
+        (
+            "PAYGATE__ACTORS__POLL_MAX_INTERVAL_SECS".to_string(),
+            "3600".to_string(),
+        ),
     ];
     let cfg = Config::load(&opts.config, env).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;
@@ -241,9 +251,14 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             rss_mib(),
             cache_mb
         );
-        tokio::time::sleep(Duration::from_secs(opts.idle_timeout_secs * 2 + 1)).await;
+        // Refund callbacks may still be arriving; then every actor should passivate.
+        let waited = Instant::now();
+        while engine.registry.live() > 0 && waited.elapsed() < Duration::from_secs(opts.idle_timeout_secs * 4 + 10) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         println!(
-            "after the idle timeout ({} s): live order actors {}; resident memory {:.0} MiB",
+            "{:.1} s later (idle timeout {} s): live order actors {}; resident memory {:.0} MiB",
+            waited.elapsed().as_secs_f64(),
             opts.idle_timeout_secs,
             engine.registry.live(),
             rss_mib()

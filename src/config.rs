@@ -553,6 +553,7 @@ webhook_secret = "whsec_0123456789abcdef"
                     "PAYGATE__MERCHANTS__0__NOTIFY_URL",
                     "http://127.0.0.1:1/hook",
                 ),
+                ("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[1, 2]"),
                 ("OTHER", "ignored"),
             ]),
         )

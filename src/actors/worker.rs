@@ -11,7 +11,7 @@ use crate::domain::{
     Applied, CloseReason, EventId, Failure, MerchantNotice, Millis, Order, OrderEvent, OrderId,
     OrderStatus, Refund, RefundStatus,
 };
-use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, Wake};
+use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, StoredEvent, Wake};
 use crate::telemetry::metrics;
 
 pub(super) async fn run(
@@ -174,7 +174,12 @@ impl Worker {
             prev_version: current.version(),
             outbox: self.outbox_for(&order, &notices, now),
             wake: self.next_wake(&order, now),
-            event: Some((event, now)),
+            events: vec![StoredEvent {
+                seq: order.version(),
+                at: now,
+                event,
+                status_after: order.status(),
+            }],
             order: *order,
         };
         self.commit(write).await?;
@@ -230,7 +235,7 @@ impl Worker {
         let write = OrderWrite {
             prev_version: o.version(),
             order: o,
-            event: None,
+            events: Vec::new(),
             outbox: Vec::new(),
             wake,
         };
@@ -245,42 +250,92 @@ impl Worker {
             .ok_or_else(|| EngineError::Conflict(format!("channel `{name}` is not configured")))
     }
 
+    /// Places the order with the provider, then persists its creation and the prepay
+    /// outcome in one transaction. Nothing has been acknowledged before that commit, so a
+    /// crash in between loses nothing anyone was told about (the provider's unseen trade
+    /// simply expires); and one flush per create instead of two is what lets creates keep
+    /// up with the HTTP layer. `merchant_order_no` uniqueness is still enforced by the
+    /// commit; a concurrent duplicate that lost the race closes its provider trade.
     async fn create(&mut self, order: Order) -> Result<Reply, EngineError> {
         let now = self.now();
-        let write = OrderWrite {
-            prev_version: 0,
-            wake: Wake::At(order.spec.expires_at),
-            event: Some((OrderEvent::Created, now)),
-            outbox: Vec::new(),
-            order,
-        };
-        self.commit(write).await?;
-        metrics::ORDERS_CREATED
-            .with_label_values(&[self.order().spec.channel.as_str()])
-            .inc();
-        let ch = self.channel()?;
-        let o = self.order().clone();
-        match ch.call("prepay", ch.connector.prepay(&o)).await {
-            Ok(pay_action) => {
-                self.transition(OrderEvent::PrepayAccepted { pay_action })
-                    .await?;
-            }
+        let ch = self
+            .deps
+            .channel(&order.spec.channel)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::Conflict(format!(
+                    "channel `{}` is not configured",
+                    order.spec.channel
+                ))
+            })?;
+        let mut events = vec![StoredEvent {
+            seq: order.version(),
+            at: now,
+            event: OrderEvent::Created,
+            status_after: order.status(),
+        }];
+        let (outcome, unknown) = match ch.call("prepay", ch.connector.prepay(&order)).await {
+            Ok(pay_action) => (Some(OrderEvent::PrepayAccepted { pay_action }), None),
             Err(
                 e @ (ConnectorError::Rejected { .. }
                 | ConnectorError::InvalidRequest { .. }
                 | ConnectorError::Unsupported(_)),
-            ) => {
-                self.transition(OrderEvent::PrepayRejected {
+            ) => (
+                Some(OrderEvent::PrepayRejected {
                     failure: failure_of(&e),
-                })
-                .await?;
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        let accepted = matches!(outcome, Some(OrderEvent::PrepayAccepted { .. }));
+        let (order, notices) = match outcome {
+            Some(ev) => match order.apply(&ev, now)? {
+                Applied::Changed {
+                    order: next,
+                    notices,
+                    ..
+                } => {
+                    events.push(StoredEvent {
+                        seq: next.version(),
+                        at: now,
+                        event: ev,
+                        status_after: next.status(),
+                    });
+                    (*next, notices)
+                }
+                Applied::Unchanged => (order, Vec::new()),
+            },
+            None => (order, Vec::new()),
+        };
+        let write = OrderWrite {
+            prev_version: 0,
+            wake: self.next_wake(&order, now),
+            outbox: self.outbox_for(&order, &notices, now),
+            events,
+            order,
+        };
+        if let Err(e) = self.commit(write.clone()).await {
+            if accepted && matches!(e, EngineError::DuplicateOrder(_)) {
+                let (ch, o) = (ch.clone(), write.order);
+                actix_rt::spawn(async move {
+                    let _ = ch.call("close", ch.connector.close(&o)).await;
+                });
             }
-            Err(e) => {
-                tracing::warn!(order_id = %o.id, error = %e, "prepay outcome unknown; order stays created until expiry");
-                return Err(EngineError::Provider(e));
-            }
+            return Err(e);
         }
-        Ok(Reply::Order(Box::new(self.order().clone())))
+        let o = self.order();
+        metrics::ORDERS_CREATED
+            .with_label_values(&[o.spec.channel.as_str()])
+            .inc();
+        metrics::ORDER_TRANSITIONS
+            .with_label_values(&[o.spec.channel.as_str(), o.status().as_str()])
+            .inc();
+        if let Some(e) = unknown {
+            tracing::warn!(order_id = %o.id, error = %e, "prepay outcome unknown; order stays created until expiry");
+            return Err(EngineError::Provider(e));
+        }
+        Ok(Reply::Order(Box::new(o.clone())))
     }
 
     /// Applies a provider-reported payment status. Events the current state does not

@@ -51,7 +51,6 @@ mod tree {
     pub const OUTBOX: &str = "outbox";
     pub const OUTBOX_DUE: &str = "outbox_due";
     pub const TIMERS: &str = "timers";
-    pub const ORDER_TIMER: &str = "order_timer";
 }
 
 #[derive(Clone)]
@@ -71,7 +70,6 @@ struct Inner {
     outbox: sled::Tree,
     outbox_due: sled::Tree,
     timers: sled::Tree,
-    order_timer: sled::Tree,
     commit: Arc<GroupCommit>,
 }
 
@@ -95,7 +93,6 @@ impl Store {
             outbox: t(tree::OUTBOX)?,
             outbox_due: t(tree::OUTBOX_DUE)?,
             timers: t(tree::TIMERS)?,
-            order_timer: t(tree::ORDER_TIMER)?,
             commit: GroupCommit::start(db.clone()),
             db,
         };

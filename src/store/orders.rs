@@ -22,6 +22,14 @@ pub struct StoredEvent {
     pub status_after: OrderStatus,
 }
 
+/// The `orders` record: the snapshot plus the order's pending wake-up time, kept together
+/// so moving a timer needs no second per-order record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredOrder {
+    order: Order,
+    wake: Option<Millis>,
+}
+
 /// What to do with the order's wake-up timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
@@ -37,8 +45,9 @@ pub struct OrderWrite {
     pub order: Order,
     /// The version the writer read (0 when creating); a different stored version aborts.
     pub prev_version: u64,
-    /// The event that produced `order` (None for a timer-only update).
-    pub event: Option<(OrderEvent, Millis)>,
+    /// The events that produced `order`, in order, with consecutive `seq` ending at
+    /// `order.version()` (empty for a timer-only update).
+    pub events: Vec<StoredEvent>,
     pub outbox: Vec<OutboxRecord>,
     pub wake: Wake,
 }
@@ -64,22 +73,25 @@ impl Store {
         let order = &w.order;
         let id = order.id.as_str();
         let merchant = order.spec.merchant_id.as_str();
-        let snapshot = encode(order)?;
-        let event = match &w.event {
-            Some((ev, at)) => Some(encode(&StoredEvent {
-                seq: order.version(),
-                at: *at,
-                event: ev.clone(),
-                status_after: order.status(),
-            })?),
-            None => None,
-        };
-        let new_refund = match &w.event {
-            Some((OrderEvent::RefundRequested { refund }, _)) => {
-                Some((refund.id.clone(), refund.merchant_refund_no.clone()))
-            }
-            _ => None,
-        };
+        let events: Vec<(Vec<u8>, Vec<u8>)> = w
+            .events
+            .iter()
+            .map(|e| {
+                let mut k = id.as_bytes().to_vec();
+                k.extend_from_slice(&e.seq.to_be_bytes());
+                Ok((k, encode(e)?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let new_refunds: Vec<(RefundId, MerchantRef)> = w
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                OrderEvent::RefundRequested { refund } => {
+                    Some((refund.id.clone(), refund.merchant_refund_no.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         let outbox: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = w
             .outbox
             .iter()
@@ -102,76 +114,71 @@ impl Store {
             &i.outbox,
             &i.outbox_due,
             &i.timers,
-            &i.order_timer,
         ];
-        let res =
-            trees[..].transaction(|t| {
-                let (
-                    orders,
-                    events,
-                    m_orders,
-                    m_list,
-                    refunds,
-                    m_refunds,
-                    ob,
-                    ob_due,
-                    timers,
-                    o_timer,
-                ) = (
-                    &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8], &t[9],
-                );
-                let found = match orders.get(id)? {
-                    Some(b) => decode::<Order>(&b).map_err(lift)?.version(),
-                    None => 0,
-                };
-                if found != w.prev_version {
-                    return abort(StoreError::VersionConflict {
-                        expected: w.prev_version,
-                        found,
-                    });
+        let res = trees[..].transaction(|t| {
+            let (orders, events_t, m_orders, m_list, refunds, m_refunds, ob, ob_due, timers) = (
+                &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8],
+            );
+            let current = match orders.get(id)? {
+                Some(b) => Some(decode::<StoredOrder>(&b).map_err(lift)?),
+                None => None,
+            };
+            let found = current.as_ref().map_or(0, |c| c.order.version());
+            if found != w.prev_version {
+                return abort(StoreError::VersionConflict {
+                    expected: w.prev_version,
+                    found,
+                });
+            }
+            if w.prev_version == 0 {
+                let k = scoped(merchant, order.spec.merchant_order_no.as_str());
+                if let Some(existing) = m_orders.get(&k)? {
+                    return abort(StoreError::DuplicateMerchantOrderNo(
+                        String::from_utf8_lossy(&existing).into_owned(),
+                    ));
                 }
-                if w.prev_version == 0 {
-                    let k = scoped(merchant, order.spec.merchant_order_no.as_str());
-                    if let Some(existing) = m_orders.get(&k)? {
-                        return abort(StoreError::DuplicateMerchantOrderNo(
-                            String::from_utf8_lossy(&existing).into_owned(),
-                        ));
-                    }
-                    m_orders.insert(k, id.as_bytes())?;
-                    m_list.insert(scoped(merchant, id), &[])?;
+                m_orders.insert(k, id.as_bytes())?;
+                m_list.insert(scoped(merchant, id), &[])?;
+            }
+            for (rid, mref) in &new_refunds {
+                let k = scoped(merchant, mref.as_str());
+                if let Some(existing) = m_refunds.get(&k)? {
+                    return abort(StoreError::DuplicateMerchantRefundNo(
+                        String::from_utf8_lossy(&existing).into_owned(),
+                    ));
                 }
-                if let Some((rid, mref)) = &new_refund {
-                    let k = scoped(merchant, mref.as_str());
-                    if let Some(existing) = m_refunds.get(&k)? {
-                        return abort(StoreError::DuplicateMerchantRefundNo(
-                            String::from_utf8_lossy(&existing).into_owned(),
-                        ));
-                    }
-                    m_refunds.insert(k, rid.as_str().as_bytes())?;
-                    refunds.insert(rid.as_str().as_bytes(), id.as_bytes())?;
+                m_refunds.insert(k, rid.as_str().as_bytes())?;
+                refunds.insert(rid.as_str().as_bytes(), id.as_bytes())?;
+            }
+            let old_wake = current.and_then(|c| c.wake);
+            let wake = match w.wake {
+                Wake::Keep => old_wake,
+                Wake::At(t) => Some(t),
+                Wake::Clear => None,
+            };
+            if wake != old_wake {
+                if let Some(due) = old_wake {
+                    timers.remove(due_key(due, id))?;
                 }
-                orders.insert(id.as_bytes(), snapshot.as_slice())?;
-                if let Some(ev) = &event {
-                    let mut k = id.as_bytes().to_vec();
-                    k.extend_from_slice(&order.version().to_be_bytes());
-                    events.insert(k, ev.as_slice())?;
+                if let Some(due) = wake {
+                    timers.insert(due_key(due, id), &[])?;
                 }
-                for (k, v, due) in &outbox {
-                    ob.insert(k.as_slice(), v.as_slice())?;
-                    ob_due.insert(due.as_slice(), &[])?;
-                }
-                if w.wake != Wake::Keep {
-                    if let Some(old) = o_timer.remove(id.as_bytes())? {
-                        let due = i64::from_be_bytes(old.as_ref().try_into().unwrap_or([0; 8]));
-                        timers.remove(due_key(due, id))?;
-                    }
-                    if let Wake::At(due) = w.wake {
-                        o_timer.insert(id.as_bytes(), &due.to_be_bytes())?;
-                        timers.insert(due_key(due, id), &[])?;
-                    }
-                }
-                Ok(())
-            });
+            }
+            let record = encode(&StoredOrder {
+                order: order.clone(),
+                wake,
+            })
+            .map_err(lift)?;
+            orders.insert(id.as_bytes(), record)?;
+            for (k, v) in &events {
+                events_t.insert(k.as_slice(), v.as_slice())?;
+            }
+            for (k, v, due) in &outbox {
+                ob.insert(k.as_slice(), v.as_slice())?;
+                ob_due.insert(due.as_slice(), &[])?;
+            }
+            Ok(())
+        });
         match res {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -179,12 +186,16 @@ impl Store {
         }
     }
 
-    pub fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+    fn get_record(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
         self.inner
             .orders
             .get(id.as_str())?
             .map(|b| decode(&b))
             .transpose()
+    }
+
+    pub fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.get_record(id)?.map(|r| r.order))
     }
 
     pub fn find_order_by_merchant_ref(
@@ -295,17 +306,21 @@ impl Store {
         until: Millis,
     ) -> Result<bool, StoreError> {
         let i = &self.inner;
-        let res: Result<bool, TransactionError<StoreError>> = [&i.timers, &i.order_timer][..]
+        let res: Result<bool, TransactionError<StoreError>> = [&i.orders, &i.timers][..]
             .transaction(|t| {
-                let cur = t[1]
-                    .get(id.as_str())?
-                    .map(|v| i64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])));
-                if cur != Some(due) {
+                let Some(bytes) = t[0].get(id.as_str())? else {
+                    // A timer whose order is gone: drop it.
+                    t[1].remove(due_key(due, id.as_str()))?;
+                    return Ok(false);
+                };
+                let mut rec: StoredOrder = decode(&bytes).map_err(lift)?;
+                if rec.wake != Some(due) {
                     return Ok(false);
                 }
-                t[0].remove(due_key(due, id.as_str()))?;
-                t[0].insert(due_key(until, id.as_str()), &[])?;
-                t[1].insert(id.as_str().as_bytes(), &until.to_be_bytes())?;
+                rec.wake = Some(until);
+                t[1].remove(due_key(due, id.as_str()))?;
+                t[1].insert(due_key(until, id.as_str()), &[])?;
+                t[0].insert(id.as_str().as_bytes(), encode(&rec).map_err(lift)?)?;
                 Ok(true)
             });
         res.map_err(|e| match e {
@@ -325,11 +340,7 @@ impl Store {
 
     /// The order's pending wake-up time, if any.
     pub fn order_wake(&self, id: &OrderId) -> Result<Option<Millis>, StoreError> {
-        Ok(self
-            .inner
-            .order_timer
-            .get(id.as_str())?
-            .map(|v| i64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+        Ok(self.get_record(id)?.and_then(|r| r.wake))
     }
 
     /// Number of orders stored (a full count; for operators and tests).
@@ -339,10 +350,11 @@ impl Store {
 
     /// Every stored order, in id (creation) order. For statistics and recovery scans.
     pub fn scan_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
-        self.inner
-            .orders
-            .iter()
-            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+        self.inner.orders.iter().map(|kv| {
+            kv.map_err(StoreError::from)
+                .and_then(|(_, v)| decode::<StoredOrder>(&v))
+                .map(|r| r.order)
+        })
     }
 }
 
@@ -377,7 +389,12 @@ mod tests {
         OrderWrite {
             order: o.clone(),
             prev_version: 0,
-            event: Some((OrderEvent::Created, o.created_at)),
+            events: vec![StoredEvent {
+                seq: 1,
+                at: o.created_at,
+                event: OrderEvent::Created,
+                status_after: o.status(),
+            }],
             outbox: vec![],
             wake: Wake::At(o.spec.expires_at),
         }
@@ -440,12 +457,14 @@ mod tests {
         s.commit(&OrderWrite {
             order: *order,
             prev_version: 1,
-            event: Some((
-                OrderEvent::CloseRequested {
+            events: vec![StoredEvent {
+                seq: 2,
+                at: 1500,
+                event: OrderEvent::CloseRequested {
                     reason: CloseReason::Merchant,
                 },
-                1500,
-            )),
+                status_after: OrderStatus::Closed,
+            }],
             outbox: vec![],
             wake: Wake::Clear,
         })
