@@ -83,7 +83,9 @@ impl Application {
             .trim_end_matches('/')
             .to_string();
 
+        // Provider APIs never redirect; following one would send signed requests elsewhere.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(256)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("paygate/", env!("CARGO_PKG_VERSION")))
