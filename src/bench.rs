@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::startup::Application;
@@ -98,6 +101,63 @@ where
     }
 }
 
+/// A minimal merchant webhook endpoint (no framework: it runs on any tokio runtime) that
+/// answers 200 and hands each event's JSON to `on_event`. Shared by the benchmark and the
+/// crash test.
+pub async fn webhook_sink(
+    listener: tokio::net::TcpListener,
+    on_event: Arc<dyn Fn(Value) + Send + Sync>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let on_event = on_event.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                // One request per read loop; keep-alive connections carry several.
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i;
+                    }
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + 4 + len {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body: Value = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len])
+                    .unwrap_or(Value::Null);
+                buf.drain(..head_end + 4 + len);
+                on_event(body);
+                if sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -117,7 +177,20 @@ fn order_body(no: String) -> Value {
 
 pub fn run(opts: BenchOptions) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sink = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let sink_url = format!(
+        "http://{}/hook",
+        sink.local_addr().map_err(|e| e.to_string())?
+    );
     let env = vec![
+        ("PAYGATE__MERCHANTS__0__NOTIFY_URL".to_string(), sink_url),
         (
             "PAYGATE__SERVER__BIND".to_string(),
             "127.0.0.1:0".to_string(),
@@ -172,11 +245,26 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     });
     let (port, engine, handle) = rx.recv().map_err(|e| e.to_string())??;
     let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    // Webhooks: when each order's payment became durable (the sandbox payer returns after
+    // the gateway acknowledged the callback), and when its `order.paid` event arrived.
+    let paid_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let lag = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let delivered = Arc::new(AtomicU64::new(0));
+    {
+        let (paid_at, lag, delivered) = (paid_at.clone(), lag.clone(), delivered.clone());
+        let on_event: Arc<dyn Fn(Value) + Send + Sync> = Arc::new(move |ev: Value| {
+            delivered.fetch_add(1, Ordering::Relaxed);
+            if ev["type"] == "order.paid" {
+                if let Some(t) = ev["data"]["object"]["id"]
+                    .as_str()
+                    .and_then(|id| paid_at.lock().remove(id))
+                {
+                    let _ = lag.lock().record(t.elapsed().as_micros() as u64);
+                }
+            }
+        });
+        rt.spawn(webhook_sink(sink, on_event));
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.clients * 2)
         .build()
@@ -212,9 +300,10 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         create.print();
         let flushes_after = engine.deps.store.flush_stats();
 
-        let (h, b) = (http.clone(), base.clone());
+        let (h, b, pa) = (http.clone(), base.clone(), paid_at.clone());
+        let delivered_before = delivered.load(Ordering::Relaxed);
         let lifecycle = drive("lifecycle (create+pay+refund)", opts.clients, opts.seconds, move |n| {
-            let (h, b) = (h.clone(), b.clone());
+            let (h, b, pa) = (h.clone(), b.clone(), pa.clone());
             async move {
                 let Ok(r) = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("l-{n}"))).send().await else { return false };
                 let Ok(o) = r.json::<Value>().await else { return false };
@@ -223,6 +312,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
                 if !matches!(paid, Ok(r) if r.status() == 200) {
                     return false;
                 }
+                pa.lock().insert(id.to_string(), Instant::now());
                 let refund = h
                     .post(format!("{b}/v1/orders/{id}/refunds"))
                     .bearer_auth(KEY)
@@ -235,6 +325,27 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         .await;
         lifecycle.print();
 
+        // Let the webhook queue drain, then report delivery throughput and lag.
+        let expected = 3 * lifecycle.ops; // order.paid + refund.succeeded per order, + create phase none
+        let drain = Instant::now();
+        while delivered.load(Ordering::Relaxed) - delivered_before < expected * 2 / 3
+            && drain.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let n = delivered.load(Ordering::Relaxed) - delivered_before;
+        let span = lifecycle.elapsed + drain.elapsed();
+        let l = lag.lock();
+        println!(
+            "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} events in {:.1} s)",
+            "webhooks delivered",
+            n as f64 / span.as_secs_f64(),
+            l.value_at_quantile(0.5) as f64 / 1000.0,
+            l.value_at_quantile(0.99) as f64 / 1000.0,
+            n,
+            span.as_secs_f64()
+        );
+        drop(l);
         let writes = flushes_after.1 - flushes_before.1;
         let flushes = (flushes_after.0 - flushes_before.0).max(1);
         println!(
