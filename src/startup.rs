@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::connectors::{self, ConnectorEnv, ConnectorError};
 use crate::domain::ChannelName;
+use crate::risk::RiskEngine;
 use crate::simulator::{self, SimEnv, SimError, Simulator};
 use crate::store::{Store, StoreError};
 use crate::telemetry::request_id;
@@ -36,6 +37,8 @@ pub enum StartError {
     },
     #[error("simulator for `{channel}`: {source}")]
     Simulator { channel: String, source: SimError },
+    #[error(transparent)]
+    Risk(#[from] crate::risk::RiskError),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("{0}")]
@@ -65,6 +68,10 @@ impl Application {
                 "released idempotency keys of requests cut off by the last stop"
             );
         }
+        let risk = Arc::new(RiskEngine::load(
+            config.risk.path().as_deref(),
+            clock.clone(),
+        )?);
         let listener =
             TcpListener::bind(&config.server.bind).map_err(|source| StartError::Bind {
                 addr: config.server.bind.clone(),
@@ -146,6 +153,7 @@ impl Application {
             merchants: Merchants::new(&config.merchants),
             config: config.clone(),
             simulators,
+            risk,
         });
         let workers = if config.server.workers == 0 {
             std::thread::available_parallelism()

@@ -69,7 +69,16 @@ async fn callback(
     };
     let notification = match connector.parse_notification(&raw) {
         Ok(n) => n,
-        Err(e) => return reject(connector, name, e.kind(), &e.to_string()),
+        Err(e) => {
+            // Bulk verification failures from one source are an operator signal (probing,
+            // a misconfigured key, a replay attack); the peer address is the source.
+            if let Some(peer) = req.peer_addr() {
+                state
+                    .risk
+                    .callback_rejected(&state.engine.deps.store, name, &peer.ip().to_string());
+            }
+            return reject(connector, name, e.kind(), &e.to_string());
+        }
     };
     let store = &state.engine.deps.store;
     let order_id = match &notification {

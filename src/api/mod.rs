@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::actors::Engine;
 use crate::config::Config;
 use crate::domain::ChannelName;
+use crate::risk::RiskEngine;
 use crate::simulator::Simulator;
 
 /// Shared by every handler.
@@ -29,6 +30,7 @@ pub struct AppState {
     pub merchants: Merchants,
     pub config: Arc<Config>,
     pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
+    pub risk: Arc<RiskEngine>,
 }
 
 /// Mounts every route.

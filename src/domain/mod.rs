@@ -5,6 +5,7 @@ mod ids;
 mod machine;
 mod money;
 mod order;
+mod risk;
 
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ mod tests;
 pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
 pub use machine::{Applied, MerchantNotice, OrderEvent};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
+pub use risk::{RiskDecision, RiskOutcome};
 pub use order::{
     Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
     PayAction, Payer, Refund, RefundStatus,

@@ -10,6 +10,7 @@ use super::outbox::{outbox_due_key, OutboxRecord};
 use super::{Store, StoreError};
 use crate::domain::{
     MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundId,
+    RiskDecision,
 };
 
 /// One entry of an order's audit trail.
@@ -20,6 +21,8 @@ pub struct StoredEvent {
     pub at: Millis,
     pub event: OrderEvent,
     pub status_after: OrderStatus,
+    /// The risk decision, on the `created` event of an order that went through the check.
+    pub risk: Option<RiskDecision>,
 }
 
 /// What to do with the order's wake-up timer.
@@ -71,6 +74,10 @@ impl Store {
                 at: *at,
                 event: ev.clone(),
                 status_after: order.status(),
+                risk: match ev {
+                    OrderEvent::Created => order.risk().cloned(),
+                    _ => None,
+                },
             })?),
             None => None,
         };
