@@ -9,7 +9,7 @@ use crate::domain::{RiskDecision, Anomaly, EventId, MerchantNotice, Millis, Orde
 
 pub const API_VERSION: &str = "2026-11-01";
 
-fn secs(ms: Millis) -> i64 {
+pub fn secs(ms: Millis) -> i64 {
     ms.div_euclid(1000)
 }
 

@@ -1,6 +1,7 @@
 //! The REST facade (DESIGN §5): thin handlers that parse, authorise, send a message to an
 //! order actor and map the reply. One route group per file.
 
+mod admin;
 mod auth;
 mod callbacks;
 mod error;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Ar
     health::routes(cfg);
     orders::routes(cfg);
     callbacks::routes(cfg);
+    admin::routes(cfg);
     if !simulators.is_empty() {
         sandbox::routes(cfg, simulators);
     }

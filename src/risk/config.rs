@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::net::IpMatcher;
 use crate::domain::{ChannelName, Currency, MerchantId, Method};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulesFile {
     /// Applies to every merchant, field by field, where its own section says nothing.
@@ -21,7 +21,7 @@ pub struct RulesFile {
 }
 
 /// Amount bounds for one currency, in minor units.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRule {
     pub min: Option<i64>,
@@ -30,7 +30,7 @@ pub struct AmountRule {
     pub review_above: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MerchantRules {
     /// By currency code.
@@ -41,7 +41,7 @@ pub struct MerchantRules {
     pub daily_max_amount: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChannelRules {
     /// Allowed currencies; absent = any the connector takes.
@@ -51,7 +51,7 @@ pub struct ChannelRules {
     pub amounts: BTreeMap<String, AmountRule>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     #[default]
@@ -60,7 +60,7 @@ pub enum Action {
 }
 
 /// At most `limit` orders per `window_secs` (a token bucket: the budget refills evenly).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Velocity {
     pub limit: u32,
@@ -69,7 +69,7 @@ pub struct Velocity {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VelocityRules {
     /// Per payer (`openid`, else `user_id`, else `device_id`) within one merchant.
@@ -80,7 +80,7 @@ pub struct VelocityRules {
     pub merchant: Option<Velocity>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlockRules {
     /// Matched against `openid`, `user_id` and `device_id`.
@@ -91,7 +91,7 @@ pub struct BlockRules {
 
 /// Callbacks failing verification from one source address: more than `max_failures` in
 /// `window_secs` raises an operator alert.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackRules {
     pub max_failures: u32,
@@ -108,7 +108,7 @@ impl Default for CallbackRules {
 }
 
 /// What makes a refund "larger than expected" (an operator alert, the refund still runs).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RefundRules {
     /// One refund above this many minor units, by currency.

@@ -61,7 +61,7 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// The first key an order created at `ms` can have (ids start with their creation time).
 fn order_key_at(ms: Millis) -> Vec<u8> {
-    let ts = ms.max(0) as u64;
+    let ts = (ms.max(0) as u64).min((1 << 50) - 1);
     let mut k = OrderId::PREFIX.as_bytes().to_vec();
     for i in (0..10).rev() {
         k.push(CROCKFORD[((ts >> (i * 5)) & 31) as usize]);
