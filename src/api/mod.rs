@@ -37,9 +37,10 @@ pub struct AppState {
 /// Mounts every route.
 pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
     health::routes(cfg);
+    // Before `orders`: its `/v1` scope would otherwise swallow `/v1/stats`.
+    admin::routes(cfg);
     orders::routes(cfg);
     callbacks::routes(cfg);
-    admin::routes(cfg);
     if !simulators.is_empty() {
         sandbox::routes(cfg, simulators);
     }

@@ -196,8 +196,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Orders created in `[from, to)` (unix ms), oldest first: a range scan, since order
-    /// ids begin with their creation time.
+    /// Orders created in `[from, to)` (unix ms), in id order. Ids begin with their creation
+    /// time, or later if the clock stepped back, never earlier: so the scan starts at
+    /// `from` and filters on `created_at` (it reads past `to` only orders newer than that).
     pub fn orders_between(
         &self,
         from: Millis,
@@ -205,8 +206,13 @@ impl Store {
     ) -> impl DoubleEndedIterator<Item = Result<Order, StoreError>> + '_ {
         self.inner
             .orders
-            .range(order_key_at(from)..order_key_at(to))
-            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode(&v)))
+            .range(order_key_at(from)..)
+            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode::<Order>(&v)))
+            .filter(move |o| {
+                o.as_ref()
+                    .map(|o| o.created_at >= from && o.created_at < to)
+                    .unwrap_or(true)
+            })
     }
 }
 
