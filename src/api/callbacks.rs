@@ -33,7 +33,7 @@ fn reject(connector: &dyn Connector, channel: &str, outcome: &str, reason: &str)
     ack_response(connector.ack(Err(reason)))
 }
 
-#[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id))]
+#[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id, merchant_id))]
 async fn callback(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -103,7 +103,9 @@ async fn callback(
             "no such order on this channel",
         );
     };
-    tracing::Span::current().record("order_id", order.id.as_str());
+    tracing::Span::current()
+        .record("order_id", order.id.as_str())
+        .record("merchant_id", order.spec.merchant_id.as_str());
     match state
         .engine
         .send(&order.id, Command::Notify(Box::new(notification)))
