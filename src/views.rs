@@ -5,7 +5,9 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::domain::{RiskDecision, Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId};
+use crate::domain::{
+    Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId, RiskDecision,
+};
 
 pub const API_VERSION: &str = "2026-11-01";
 

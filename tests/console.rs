@@ -12,15 +12,20 @@ fn chromium() -> Option<String> {
     if let Ok(p) = std::env::var("CHROMIUM") {
         return Some(p);
     }
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new("which")
-                .arg(b)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(str::to_string)
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .into_iter()
+    .find(|b| {
+        std::process::Command::new("which")
+            .arg(b)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .map(str::to_string)
 }
 
 async fn dump_dom(browser: &str, url: &str) -> String {
@@ -64,14 +69,32 @@ async fn console_renders_channels_actors_and_orders_in_a_headless_browser() {
     let mismatch = app.pending_order("console-3", 500).await;
     app.pay(&mismatch, serde_json::json!({"amount": 7})).await;
 
-    let page = app.http.get(format!("{}/admin/console", app.base)).send().await.unwrap();
+    let page = app
+        .http
+        .get(format!("{}/admin/console", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external assets");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external assets"
+    );
 
-    let dom = dump_dom(&browser, &format!("{}/admin/console#token={ADMIN_TOKEN}", app.base)).await;
-    assert!(dom.contains(r#"data-loaded="true""#), "the script did not finish loading:\n{dom}");
+    let dom = dump_dom(
+        &browser,
+        &format!("{}/admin/console#token={ADMIN_TOKEN}", app.base),
+    )
+    .await;
+    assert!(
+        dom.contains(r#"data-loaded="true""#),
+        "the script did not finish loading:\n{dom}"
+    );
     for needle in [
         "<td>sandbox</td>",
         "<td>alipay</td>",

@@ -22,15 +22,19 @@ fn start(dir: &Path, port: u16, env: &[(&str, String)], log: &Path) -> Child {
         .open(log)
         .unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_paygate"));
-    c.args(["serve", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
-        .env_remove("RUST_LOG")
-        .env("PAYGATE__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("PAYGATE__STORAGE__PATH", dir)
-        .env("PAYGATE__STORAGE__CACHE_CAPACITY_MB", "16")
-        .env("PAYGATE__SERVER__WORKERS", "2")
-        .env("PAYGATE__ACTORS__ARBITERS", "2")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out));
+    c.args([
+        "serve",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+    ])
+    .env_remove("RUST_LOG")
+    .env("PAYGATE__SERVER__BIND", format!("127.0.0.1:{port}"))
+    .env("PAYGATE__STORAGE__PATH", dir)
+    .env("PAYGATE__STORAGE__CACHE_CAPACITY_MB", "16")
+    .env("PAYGATE__SERVER__WORKERS", "2")
+    .env("PAYGATE__ACTORS__ARBITERS", "2")
+    .stdout(Stdio::from(out.try_clone().unwrap()))
+    .stderr(Stdio::from(out));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -45,7 +49,13 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     }
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, key: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut r = http.request(method, url).bearer_auth(key);
     if let Some(b) = body {
         r = r.json(&b);
@@ -65,7 +75,11 @@ fn order(no: &str, extra: Value) -> Value {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -86,11 +100,29 @@ fn daily_caps_survive_a_kill_and_restart() {
     rt.block_on(async {
         wait_ready(&http, &base).await;
         for no in ["cap-1", "cap-2"] {
-            let (s, b) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), "sk_test_paygate_demo", Some(order(no, json!({})))).await;
+            let (s, b) = call(
+                &http,
+                reqwest::Method::POST,
+                format!("{base}/v1/orders"),
+                "sk_test_paygate_demo",
+                Some(order(no, json!({}))),
+            )
+            .await;
             assert_eq!(s, 201, "{b}");
         }
-        let (s, b) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), "sk_test_paygate_demo", Some(order("cap-3", json!({})))).await;
-        assert_eq!((s, b["error"]["code"].as_str()), (402, Some("daily_count_cap")), "{b}");
+        let (s, b) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/orders"),
+            "sk_test_paygate_demo",
+            Some(order("cap-3", json!({}))),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (402, Some("daily_count_cap")),
+            "{b}"
+        );
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -99,9 +131,27 @@ fn daily_caps_survive_a_kill_and_restart() {
     let mut child = start(&data, port, &env, &log);
     rt.block_on(async {
         wait_ready(&http, &base).await;
-        let (s, b) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), "sk_test_paygate_demo", Some(order("cap-4", json!({})))).await;
-        assert_eq!((s, b["error"]["code"].as_str()), (402, Some("daily_count_cap")), "the cap survived: {b}");
-        let (s, _) = call(&http, reqwest::Method::POST, format!("{base}/v1/orders"), "sk_test_paygate_other", Some(order("cap-4", json!({})))).await;
+        let (s, b) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/orders"),
+            "sk_test_paygate_demo",
+            Some(order("cap-4", json!({}))),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (402, Some("daily_count_cap")),
+            "the cap survived: {b}"
+        );
+        let (s, _) = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/orders"),
+            "sk_test_paygate_other",
+            Some(order("cap-4", json!({}))),
+        )
+        .await;
         assert!(s == 401 || s == 201, "other merchants are not capped");
     });
     child.kill().unwrap();
@@ -121,9 +171,18 @@ fn logs_carry_order_fields_and_no_secrets() {
     let env = [
         ("PAYGATE__LOG__FORMAT", "json".to_string()),
         ("PAYGATE__LOG__LEVEL", "debug".to_string()),
-        ("PAYGATE__MERCHANTS__0__API_KEY_SHA256", paygate::config::sha256_hex(API_KEY)),
-        ("PAYGATE__MERCHANTS__0__WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),
-        ("PAYGATE__MERCHANTS__0__NOTIFY_URL", "http://127.0.0.1:9/hooks".to_string()),
+        (
+            "PAYGATE__MERCHANTS__0__API_KEY_SHA256",
+            paygate::config::sha256_hex(API_KEY),
+        ),
+        (
+            "PAYGATE__MERCHANTS__0__WEBHOOK_SECRET",
+            WEBHOOK_SECRET.to_string(),
+        ),
+        (
+            "PAYGATE__MERCHANTS__0__NOTIFY_URL",
+            "http://127.0.0.1:9/hooks".to_string(),
+        ),
     ];
     let http = reqwest::Client::new();
     let port = free_port();
@@ -132,38 +191,101 @@ fn logs_carry_order_fields_and_no_secrets() {
     let order_id = rt.block_on(async {
         wait_ready(&http, &base).await;
         let post = reqwest::Method::POST;
-        let (s, o) = call(&http, post.clone(), format!("{base}/v1/orders"), API_KEY,
-            Some(order("log-1", json!({"payer": {"openid": OPENID, "ip": "10.20.30.40", "user_id": OPENID}})))).await;
+        let (s, o) = call(
+            &http,
+            post.clone(),
+            format!("{base}/v1/orders"),
+            API_KEY,
+            Some(order(
+                "log-1",
+                json!({"payer": {"openid": OPENID, "ip": "10.20.30.40", "user_id": OPENID}}),
+            )),
+        )
+        .await;
         assert_eq!(s, 201, "{o}");
         let id = o["id"].as_str().unwrap().to_string();
-        let p = http.post(format!("{base}/sandbox/pay/{id}")).json(&json!({})).send().await.unwrap();
+        let p = http
+            .post(format!("{base}/sandbox/pay/{id}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(p.status(), 200);
         // A forged callback: its (wrong) signature must not be logged either.
-        let forged = http.post(format!("{base}/callbacks/sandbox")).header("Content-Type", "application/json")
-            .header("X-Sandbox-Signature", "deadbeef".repeat(8)).body(r#"{"out_trade_no":"X","status":"paid"}"#).send().await.unwrap();
+        let forged = http
+            .post(format!("{base}/callbacks/sandbox"))
+            .header("Content-Type", "application/json")
+            .header("X-Sandbox-Signature", "deadbeef".repeat(8))
+            .body(r#"{"out_trade_no":"X","status":"paid"}"#)
+            .send()
+            .await
+            .unwrap();
         assert_ne!(forged.status(), 200);
-        let (s, _) = call(&http, post.clone(), format!("{base}/v1/orders/{id}/refunds"), API_KEY,
-            Some(json!({"merchant_refund_no": "lr-1", "amount": 234}))).await;
+        let (s, _) = call(
+            &http,
+            post.clone(),
+            format!("{base}/v1/orders/{id}/refunds"),
+            API_KEY,
+            Some(json!({"merchant_refund_no": "lr-1", "amount": 234})),
+        )
+        .await;
         assert_eq!(s, 201);
-        let (s, _) = call(&http, post.clone(), format!("{base}/v1/orders/{id}/verify"), API_KEY, None).await;
+        let (s, _) = call(
+            &http,
+            post.clone(),
+            format!("{base}/v1/orders/{id}/verify"),
+            API_KEY,
+            None,
+        )
+        .await;
         assert_eq!(s, 200);
-        let (s, _) = call(&http, reqwest::Method::GET, format!("{base}/admin/orders/{id}"), ADMIN_TOKEN, None).await;
+        let (s, _) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/admin/orders/{id}"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await;
         assert_eq!(s, 200);
-        let (s, _) = call(&http, post, format!("{base}/v1/orders"), "sk_wrong_TOPSECRET_key", Some(order("log-2", json!({})))).await;
+        let (s, _) = call(
+            &http,
+            post,
+            format!("{base}/v1/orders"),
+            "sk_wrong_TOPSECRET_key",
+            Some(order("log-2", json!({}))),
+        )
+        .await;
         assert_eq!(s, 401);
         id
     });
     child.kill().unwrap();
     child.wait().unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     assert!(lines.len() > 10, "JSON log lines expected:\n{text}");
     let carries_all = lines.iter().any(|l| {
         let s = &l["span"];
-        s["order_id"] == order_id.as_str() && s["merchant_id"] == "demo" && s["channel"] == "sandbox"
+        s["order_id"] == order_id.as_str()
+            && s["merchant_id"] == "demo"
+            && s["channel"] == "sandbox"
     });
-    assert!(carries_all, "no log line inside order work carries order_id, merchant_id and channel");
-    for secret in [API_KEY, WEBHOOK_SECRET, OPENID, SANDBOX_KEY, ADMIN_TOKEN, "TOPSECRET", &"deadbeef".repeat(8)] {
+    assert!(
+        carries_all,
+        "no log line inside order work carries order_id, merchant_id and channel"
+    );
+    for secret in [
+        API_KEY,
+        WEBHOOK_SECRET,
+        OPENID,
+        SANDBOX_KEY,
+        ADMIN_TOKEN,
+        "TOPSECRET",
+        &"deadbeef".repeat(8),
+    ] {
         assert!(!text.contains(secret), "`{secret}` appears in the logs");
     }
     // No signature- or key-like hex strings (HMAC-SHA256 hex is 64 characters).
@@ -172,5 +294,8 @@ fn logs_carry_order_fields_and_no_secrets() {
         .map(str::len)
         .max()
         .unwrap_or(0);
-    assert!(longest_hex < 40, "a long hex string (a signature or digest?) appears in the logs");
+    assert!(
+        longest_hex < 40,
+        "a long hex string (a signature or digest?) appears in the logs"
+    );
 }

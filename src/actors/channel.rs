@@ -179,7 +179,8 @@ impl ChannelHandle {
         if transport_failure {
             h.consecutive_transport_failures += 1;
             let reopen = h.trial_in_flight;
-            if reopen || (h.opened_at.is_none() && h.consecutive_transport_failures >= BREAKER_THRESHOLD)
+            if reopen
+                || (h.opened_at.is_none() && h.consecutive_transport_failures >= BREAKER_THRESHOLD)
             {
                 h.opened_at = Some(Instant::now());
                 h.trial_in_flight = false;
@@ -206,7 +207,10 @@ impl ChannelHandle {
             .filter(|(at, _, _)| at.elapsed() <= RECENT_AGE)
             .collect();
         let n = recent.len();
-        let mut lat: Vec<f64> = recent.iter().map(|(_, _, d)| d.as_secs_f64() * 1000.0).collect();
+        let mut lat: Vec<f64> = recent
+            .iter()
+            .map(|(_, _, d)| d.as_secs_f64() * 1000.0)
+            .collect();
         lat.sort_by(|a, b| a.total_cmp(b));
         let pct = |p: f64| (n > 0).then(|| lat[((n as f64 * p).ceil() as usize).clamp(1, n) - 1]);
         ChannelHealth {

@@ -10,10 +10,10 @@
 
 use actix::prelude::*;
 use futures::FutureExt;
-use tracing::Instrument;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use super::channel::ChannelHandle;
 use super::registry::Registry;
@@ -158,7 +158,8 @@ impl Handler<Command> for OrderActor {
         let state = self.state.take();
         let deps = self.deps.clone();
         let id = self.id.clone();
-        let fut = AssertUnwindSafe(worker::run(deps, id, state, cmd).instrument(span)).catch_unwind();
+        let fut =
+            AssertUnwindSafe(worker::run(deps, id, state, cmd).instrument(span)).catch_unwind();
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| {
             act.last_active = Instant::now();
             match res {

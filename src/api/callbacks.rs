@@ -73,9 +73,11 @@ async fn callback(
             // Bulk verification failures from one source are an operator signal (probing,
             // a misconfigured key, a replay attack); the peer address is the source.
             if let Some(peer) = req.peer_addr() {
-                state
-                    .risk
-                    .callback_rejected(&state.engine.deps.store, name, &peer.ip().to_string());
+                state.risk.callback_rejected(
+                    &state.engine.deps.store,
+                    name,
+                    &peer.ip().to_string(),
+                );
             }
             return reject(connector, name, e.kind(), &e.to_string());
         }

@@ -263,10 +263,7 @@ async fn create_order(
         ch.connector.validate(&order)?;
         // Risk runs before the channel limiter and before any provider call; a denial
         // creates nothing. Its daily-cap reservation is given back if no order results.
-        let assessment = state
-            .risk
-            .assess(&order.spec, store)
-            .map_err(risk_denied)?;
+        let assessment = state.risk.assess(&order.spec, store).map_err(risk_denied)?;
         let spec = order.spec.clone();
         let release = || state.risk.release(&spec, &assessment, store);
         if let Err(e) = admit(&state, &order.spec.channel) {

@@ -13,11 +13,11 @@ mod tests;
 pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
 pub use machine::{Applied, MerchantNotice, OrderEvent};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
-pub use risk::{RiskDecision, RiskOutcome};
 pub use order::{
     Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
     PayAction, Payer, Refund, RefundStatus,
 };
+pub use risk::{RiskDecision, RiskOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use super::{ChannelName, RiskDecision, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId};
+use super::{
+    ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId, RiskDecision,
+};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;

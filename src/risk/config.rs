@@ -124,7 +124,8 @@ fn bad(field: impl Into<String>, reason: impl Into<String>) -> String {
 fn check_amounts(field: &str, m: &BTreeMap<String, AmountRule>) -> Result<(), String> {
     for (cur, r) in m {
         let f = format!("{field}.{cur}");
-        cur.parse::<Currency>().map_err(|e| bad(&f, e.to_string()))?;
+        cur.parse::<Currency>()
+            .map_err(|e| bad(&f, e.to_string()))?;
         for v in [r.min, r.max, r.review_above].into_iter().flatten() {
             if v <= 0 {
                 return Err(bad(&f, "amounts must be positive minor units"));
@@ -146,7 +147,8 @@ fn check_merchant(field: &str, m: &MerchantRules) -> Result<(), String> {
     }
     for (cur, v) in &m.daily_max_amount {
         let f = format!("{field}.daily_max_amount.{cur}");
-        cur.parse::<Currency>().map_err(|e| bad(&f, e.to_string()))?;
+        cur.parse::<Currency>()
+            .map_err(|e| bad(&f, e.to_string()))?;
         if *v <= 0 {
             return Err(bad(&f, "must be > 0"));
         }
@@ -198,7 +200,8 @@ impl RulesFile {
         }
         for (cur, v) in &self.refunds.alert_above {
             let f = format!("refunds.alert_above.{cur}");
-            cur.parse::<Currency>().map_err(|e| bad(&f, e.to_string()))?;
+            cur.parse::<Currency>()
+                .map_err(|e| bad(&f, e.to_string()))?;
             if *v <= 0 {
                 return Err(bad(&f, "must be > 0"));
             }
@@ -245,13 +248,28 @@ mod tests {
     #[test]
     fn errors_name_the_bad_rule() {
         for (text, needle) in [
-            ("[merchant_defaults.amounts.cny]\nmax = 1", "merchant_defaults.amounts.cny"),
-            ("[channels.sandbox]\nmethods = [\"fax\"]", "channels.sandbox.methods"),
-            ("[velocity]\npayer = { limit = 0, window_secs = 60 }", "velocity.payer"),
+            (
+                "[merchant_defaults.amounts.cny]\nmax = 1",
+                "merchant_defaults.amounts.cny",
+            ),
+            (
+                "[channels.sandbox]\nmethods = [\"fax\"]",
+                "channels.sandbox.methods",
+            ),
+            (
+                "[velocity]\npayer = { limit = 0, window_secs = 60 }",
+                "velocity.payer",
+            ),
             ("[block]\nips = [\"10.0.0.0/33\"]", "block.ips"),
-            ("[merchants.demo.amounts.CNY]\nmin = 10\nmax = 5", "min 10 is above max 5"),
+            (
+                "[merchants.demo.amounts.CNY]\nmin = 10\nmax = 5",
+                "min 10 is above max 5",
+            ),
             ("bogus = 1", "bogus"),
-            ("[velocity]\nip = { limit = 1, window_secs = 1, action = \"maybe\" }", "maybe"),
+            (
+                "[velocity]\nip = { limit = 1, window_secs = 1, action = \"maybe\" }",
+                "maybe",
+            ),
         ] {
             let e = RulesFile::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -212,7 +212,10 @@ impl RiskEngine {
             Ok(Ok(_)) => None,
             Ok(Err(CapExceeded::Count)) => Some(Denial {
                 rule: Rule::DailyCountCap,
-                message: format!("the daily limit of {} orders is reached", max_count.unwrap_or(0)),
+                message: format!(
+                    "the daily limit of {} orders is reached",
+                    max_count.unwrap_or(0)
+                ),
             }),
             Ok(Err(CapExceeded::Amount)) => Some(Denial {
                 rule: Rule::DailyAmountCap,
@@ -234,18 +237,26 @@ impl RiskEngine {
             return Err(self.denied(spec, d));
         }
         let outcome = if verdict.review.is_empty() {
-            metrics::RISK_DECISIONS.with_label_values(&["allow", "none"]).inc();
+            metrics::RISK_DECISIONS
+                .with_label_values(&["allow", "none"])
+                .inc();
             RiskOutcome::Allow
         } else {
             for r in &verdict.review {
-                metrics::RISK_DECISIONS.with_label_values(&["review", r.code()]).inc();
+                metrics::RISK_DECISIONS
+                    .with_label_values(&["review", r.code()])
+                    .inc();
             }
             RiskOutcome::Review
         };
         Ok(Assessment {
             decision: RiskDecision {
                 outcome,
-                reasons: verdict.review.iter().map(|r| r.code().to_string()).collect(),
+                reasons: verdict
+                    .review
+                    .iter()
+                    .map(|r| r.code().to_string())
+                    .collect(),
             },
             day,
         })
@@ -263,7 +274,14 @@ impl RiskEngine {
         }
     }
 
-    fn alert(&self, store: &Store, kind: &str, detail: String, source: Option<String>, order: Option<&Order>) {
+    fn alert(
+        &self,
+        store: &Store,
+        kind: &str,
+        detail: String,
+        source: Option<String>,
+        order: Option<&Order>,
+    ) {
         let a = Alert {
             id: alert_id(self.clock.now()),
             kind: kind.to_string(),
@@ -330,7 +348,11 @@ impl RiskEngine {
     pub fn refund_requested(&self, store: &Store, order: &Order, refund: &Refund) {
         let rules = self.rules.read().file.refunds.clone();
         let currency = refund.amount.currency().code();
-        if let Some(limit) = rules.alert_above.get(currency).filter(|l| refund.amount.minor() > **l) {
+        if let Some(limit) = rules
+            .alert_above
+            .get(currency)
+            .filter(|l| refund.amount.minor() > **l)
+        {
             self.alert(
                 store,
                 "refund_larger_than_expected",

@@ -43,12 +43,17 @@ struct Limiter {
 impl Limiter {
     fn new(v: &Velocity, clock: &Clock) -> Limiter {
         let limit = NonZeroU32::new(v.limit).unwrap_or(NonZeroU32::MIN);
-        let period = (Duration::from_secs(v.window_secs) / v.limit.max(1)).max(Duration::from_nanos(1));
+        let period =
+            (Duration::from_secs(v.window_secs) / v.limit.max(1)).max(Duration::from_nanos(1));
         let quota = Quota::with_period(period)
             .expect("non-zero period")
             .allow_burst(limit);
         Limiter {
-            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), GovClock(clock.clone())),
+            limiter: RateLimiter::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                GovClock(clock.clone()),
+            ),
             action: v.action,
         }
     }
@@ -65,7 +70,13 @@ pub struct Compiled {
 }
 
 /// Applies one amount rule; true when it denied.
-fn amount_rule(rule: Option<AmountRule>, amount: i64, below: Rule, above: Rule, v: &mut Verdict) -> bool {
+fn amount_rule(
+    rule: Option<AmountRule>,
+    amount: i64,
+    below: Rule,
+    above: Rule,
+    v: &mut Verdict,
+) -> bool {
     let Some(r) = rule else {
         return false;
     };
@@ -103,19 +114,29 @@ impl Compiled {
         let mut v = Verdict::default();
         let p = &spec.payer;
         let ids = [&p.openid, &p.user_id, &p.device_id];
-        if ids.iter().any(|id| id.as_ref().is_some_and(|id| self.blocked_payers.contains(id))) {
+        if ids.iter().any(|id| {
+            id.as_ref()
+                .is_some_and(|id| self.blocked_payers.contains(id))
+        }) {
             v.deny(Rule::BlockedPayer, "the payer is on the block list".into());
             return v;
         }
         let ip = p.ip.as_deref().and_then(|s| s.parse().ok());
         if ip.is_some_and(|ip| self.blocked_ips.contains(ip)) {
-            v.deny(Rule::BlockedIp, "the payer's IP address is on the block list".into());
+            v.deny(
+                Rule::BlockedIp,
+                "the payer's IP address is on the block list".into(),
+            );
             return v;
         }
         let currency = spec.amount.currency().code();
         let amount = spec.amount.minor();
         if let Some(ch) = self.file.channels.get(spec.channel.as_str()) {
-            if ch.currencies.as_ref().is_some_and(|c| !c.iter().any(|c| c == currency)) {
+            if ch
+                .currencies
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == currency))
+            {
                 v.deny(
                     Rule::CurrencyNotAllowed,
                     format!("channel {} does not take {currency}", spec.channel),
@@ -123,7 +144,11 @@ impl Compiled {
                 return v;
             }
             let method = spec.method.as_str();
-            if ch.methods.as_ref().is_some_and(|m| !m.iter().any(|m| m == method)) {
+            if ch
+                .methods
+                .as_ref()
+                .is_some_and(|m| !m.iter().any(|m| m == method))
+            {
                 v.deny(
                     Rule::MethodNotAllowed,
                     format!("channel {} does not allow method {method}", spec.channel),
@@ -151,15 +176,29 @@ impl Compiled {
             return v;
         }
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
-            for l in [&self.payer, &self.ip, &self.merchant].into_iter().flatten() {
+            for l in [&self.payer, &self.ip, &self.merchant]
+                .into_iter()
+                .flatten()
+            {
                 l.limiter.retain_recent();
             }
         }
-        let payer_key = ids.iter().find_map(|id| id.as_ref()).map(|id| format!("{merchant}\u{0}{id}"));
+        let payer_key = ids
+            .iter()
+            .find_map(|id| id.as_ref())
+            .map(|id| format!("{merchant}\u{0}{id}"));
         let checks = [
             (&self.payer, payer_key, Rule::VelocityPayer),
-            (&self.ip, ip.map(|ip: std::net::IpAddr| ip.to_string()), Rule::VelocityIp),
-            (&self.merchant, Some(merchant.to_string()), Rule::VelocityMerchant),
+            (
+                &self.ip,
+                ip.map(|ip: std::net::IpAddr| ip.to_string()),
+                Rule::VelocityIp,
+            ),
+            (
+                &self.merchant,
+                Some(merchant.to_string()),
+                Rule::VelocityMerchant,
+            ),
         ];
         for (limiter, key, rule) in checks {
             let (Some(l), Some(key)) = (limiter, key) else {

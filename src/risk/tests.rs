@@ -55,11 +55,23 @@ ips = ["203.0.113.0/24"]
 "#,
     );
     assert_eq!(code(e.assess(&spec(100, Currency::Cny), &s)), "allow");
-    assert_eq!(code(e.assess(&spec(99, Currency::Cny), &s)), "merchant_amount_below_min");
-    assert_eq!(code(e.assess(&spec(10001, Currency::Cny), &s)), "merchant_amount_above_max");
+    assert_eq!(
+        code(e.assess(&spec(99, Currency::Cny), &s)),
+        "merchant_amount_below_min"
+    );
+    assert_eq!(
+        code(e.assess(&spec(10001, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
     assert_eq!(code(e.assess(&spec(6000, Currency::Cny), &s)), "review");
-    assert_eq!(code(e.assess(&spec(51, Currency::Usd), &s)), "channel_amount_above_max");
-    assert_eq!(code(e.assess(&spec(100, Currency::Jpy), &s)), "currency_not_allowed");
+    assert_eq!(
+        code(e.assess(&spec(51, Currency::Usd), &s)),
+        "channel_amount_above_max"
+    );
+    assert_eq!(
+        code(e.assess(&spec(100, Currency::Jpy), &s)),
+        "currency_not_allowed"
+    );
     let mut h5 = spec(100, Currency::Cny);
     h5.method = Method::H5;
     assert_eq!(code(e.assess(&h5, &s)), "method_not_allowed");
@@ -93,7 +105,11 @@ ip = { limit = 1, window_secs = 60, action = "review" }
     assert_eq!(code(e.assess(&p, &s)), "review");
     p.payer.openid = Some("o1".into());
     p.payer.ip = None;
-    assert_eq!(code(e.assess(&p, &s)), "allow", "one token back after half the window");
+    assert_eq!(
+        code(e.assess(&p, &s)),
+        "allow",
+        "one token back after half the window"
+    );
 }
 
 #[test]
@@ -108,9 +124,15 @@ daily_max_amount = { CNY = 250 }
     let a = e.assess(&spec(100, Currency::Cny), &s).unwrap();
     e.release(&spec(100, Currency::Cny), &a, &s);
     assert_eq!(code(e.assess(&spec(200, Currency::Cny), &s)), "allow");
-    assert_eq!(code(e.assess(&spec(100, Currency::Cny), &s)), "daily_amount_cap");
+    assert_eq!(
+        code(e.assess(&spec(100, Currency::Cny), &s)),
+        "daily_amount_cap"
+    );
     assert_eq!(code(e.assess(&spec(50, Currency::Cny), &s)), "allow");
-    assert_eq!(code(e.assess(&spec(1, Currency::Usd), &s)), "daily_count_cap");
+    assert_eq!(
+        code(e.assess(&spec(1, Currency::Usd), &s)),
+        "daily_count_cap"
+    );
     clock.advance(Duration::from_secs(86_400));
     assert_eq!(code(e.assess(&spec(200, Currency::Cny), &s)), "allow");
 }
@@ -118,11 +140,21 @@ daily_max_amount = { CNY = 250 }
 #[test]
 fn reload_refuses_a_broken_file_and_keeps_the_rules() {
     let (d, e, s, _) = engine("[merchant_defaults.amounts.CNY]\nmax = 10\n");
-    assert_eq!(code(e.assess(&spec(11, Currency::Cny), &s)), "merchant_amount_above_max");
-    std::fs::write(d.path().join("risk.toml"), "[merchant_defaults.amounts.CNY]\nmax = -1\n").unwrap();
+    assert_eq!(
+        code(e.assess(&spec(11, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
+    std::fs::write(
+        d.path().join("risk.toml"),
+        "[merchant_defaults.amounts.CNY]\nmax = -1\n",
+    )
+    .unwrap();
     let err = e.reload().unwrap_err().to_string();
     assert!(err.contains("merchant_defaults.amounts.CNY"), "{err}");
-    assert_eq!(code(e.assess(&spec(11, Currency::Cny), &s)), "merchant_amount_above_max");
+    assert_eq!(
+        code(e.assess(&spec(11, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
     std::fs::write(d.path().join("risk.toml"), "").unwrap();
     e.reload().unwrap();
     assert_eq!(code(e.assess(&spec(11, Currency::Cny), &s)), "allow");

@@ -168,19 +168,19 @@ impl Store {
         at: Millis,
     ) -> Result<Millis, StoreError> {
         let key = scoped(order.as_str(), &index.to_string());
-        let cur = self
-            .inner
-            .anomaly_acks
-            .fetch_and_update(&key, |old| {
-                Some(old.map(|o| o.to_vec()).unwrap_or(at.to_be_bytes().to_vec()))
-            })?;
+        let cur = self.inner.anomaly_acks.fetch_and_update(&key, |old| {
+            Some(old.map(|o| o.to_vec()).unwrap_or(at.to_be_bytes().to_vec()))
+        })?;
         Ok(cur
             .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
             .unwrap_or(at))
     }
 
     /// When each acknowledged anomaly of an order was acknowledged, by index.
-    pub fn order_anomaly_acks(&self, order: &OrderId) -> Result<BTreeMap<usize, Millis>, StoreError> {
+    pub fn order_anomaly_acks(
+        &self,
+        order: &OrderId,
+    ) -> Result<BTreeMap<usize, Millis>, StoreError> {
         let mut out = BTreeMap::new();
         let prefix = scoped(order.as_str(), "");
         for kv in self.inner.anomaly_acks.scan_prefix(&prefix) {
@@ -207,7 +207,10 @@ impl Store {
         self.inner
             .orders
             .range(order_key_at(from)..)
-            .map(|kv| kv.map_err(StoreError::from).and_then(|(_, v)| decode::<Order>(&v)))
+            .map(|kv| {
+                kv.map_err(StoreError::from)
+                    .and_then(|(_, v)| decode::<Order>(&v))
+            })
             .filter(move |o| {
                 o.as_ref()
                     .map(|o| o.created_at >= from && o.created_at < to)
@@ -221,7 +224,11 @@ mod tests {
     use super::*;
     use crate::store::temp_store;
 
-    fn res(amount: i64, max_count: Option<u64>, max_amount: Option<i64>) -> DailyReservation<'static> {
+    fn res(
+        amount: i64,
+        max_count: Option<u64>,
+        max_amount: Option<i64>,
+    ) -> DailyReservation<'static> {
         DailyReservation {
             merchant: "demo",
             day: 20_000,
@@ -235,12 +242,18 @@ mod tests {
     #[test]
     fn caps_are_enforced_and_released() {
         let (_d, s) = temp_store();
-        assert!(s.risk_reserve_daily(&res(60, Some(2), Some(100))).unwrap().is_ok());
+        assert!(s
+            .risk_reserve_daily(&res(60, Some(2), Some(100)))
+            .unwrap()
+            .is_ok());
         assert_eq!(
             s.risk_reserve_daily(&res(50, Some(2), Some(100))).unwrap(),
             Err(CapExceeded::Amount)
         );
-        assert!(s.risk_reserve_daily(&res(40, Some(2), Some(100))).unwrap().is_ok());
+        assert!(s
+            .risk_reserve_daily(&res(40, Some(2), Some(100)))
+            .unwrap()
+            .is_ok());
         assert_eq!(
             s.risk_reserve_daily(&res(1, Some(2), None)).unwrap(),
             Err(CapExceeded::Count)
@@ -259,7 +272,11 @@ mod tests {
                 .map(|_| {
                     sc.spawn(|| {
                         (0..50)
-                            .filter(|_| s.risk_reserve_daily(&res(1, Some(100), None)).unwrap().is_ok())
+                            .filter(|_| {
+                                s.risk_reserve_daily(&res(1, Some(100), None))
+                                    .unwrap()
+                                    .is_ok()
+                            })
                             .count()
                     })
                 })

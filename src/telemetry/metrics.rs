@@ -207,3 +207,26 @@ pub fn render() -> String {
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The shipped Grafana dashboard only queries metrics defined here (the webhook panels
+    /// use the notifier's own metrics).
+    #[test]
+    fn dashboard_uses_only_defined_metrics() {
+        let dash = include_str!("../../docs/grafana-dashboard.json");
+        let src = include_str!("metrics.rs");
+        let names: Vec<&str> = dash
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("paygate_") && !w.starts_with("paygate_webhook_"))
+            .collect();
+        assert!(names.len() > 15);
+        for name in names {
+            let base = name.trim_end_matches("_bucket");
+            assert!(
+                src.contains(&format!("\"{base}\"")),
+                "{name} is not defined"
+            );
+        }
+    }
+}

@@ -119,8 +119,12 @@ pub async fn recent(
     let mut data = Vec::with_capacity(limit);
     for o in state.engine.deps.store.orders_between(0, i64::MAX).rev() {
         let o = o?;
-        if q.merchant.as_deref().is_some_and(|m| m != o.spec.merchant_id.as_str())
-            || q.status.as_deref().is_some_and(|s| s != o.status().as_str())
+        if q.merchant
+            .as_deref()
+            .is_some_and(|m| m != o.spec.merchant_id.as_str())
+            || q.status
+                .as_deref()
+                .is_some_and(|s| s != o.status().as_str())
         {
             continue;
         }
@@ -132,7 +136,10 @@ pub async fn recent(
             break;
         }
     }
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "data": data })))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -176,8 +183,11 @@ pub async fn anomalies(
     if !q.all.unwrap_or(false) {
         rows.retain(|r| r.acked_at.is_none());
     }
-    rows.sort_by(|a, b| b.at.cmp(&a.at));
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "data": rows })))
+    rows.sort_by_key(|r| std::cmp::Reverse(r.at));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "data": rows }),
+    ))
 }
 
 fn ack_order(state: &AppState, order_id: &str, index: &str) -> Result<HttpResponse, ApiError> {
