@@ -263,7 +263,10 @@ async fn create_order(
         ch.connector.validate(&order)?;
         // Risk runs before the channel limiter and before any provider call; a denial
         // creates nothing. Its daily-cap reservation is given back if no order results.
-        let assessment = state.risk.assess(&order.spec, store).map_err(risk_denied)?;
+        let assessment = state
+            .risk
+            .assess(&order.spec, store)
+            .map_err(ApiError::from)?;
         let spec = order.spec.clone();
         let release = || state.risk.release(&spec, &assessment, store);
         if let Err(e) = admit(&state, &order.spec.channel) {
@@ -289,15 +292,6 @@ async fn create_order(
         }
     })
     .await
-}
-
-fn risk_denied(d: crate::risk::Denial) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYMENT_REQUIRED,
-        "risk_error",
-        d.rule.code(),
-        d.message,
-    )
 }
 
 /// Loads an order the merchant owns; another merchant's order is "not found".
