@@ -47,6 +47,7 @@ fn main() {
                             at: now,
                             event: OrderEvent::Created,
                             status_after: OrderStatus::Created,
+                            risk: None,
                         }],
                         outbox: vec![],
                         wake: Wake::At(now + 900_000),

@@ -335,17 +335,19 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         }
         let n = delivered.load(Ordering::Relaxed) - delivered_before;
         let span = lifecycle.elapsed + drain.elapsed();
-        let l = lag.lock();
+        let (lag_p50, lag_p99) = {
+            let l = lag.lock();
+            (l.value_at_quantile(0.5), l.value_at_quantile(0.99))
+        };
         println!(
             "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} events in {:.1} s)",
             "webhooks delivered",
             n as f64 / span.as_secs_f64(),
-            l.value_at_quantile(0.5) as f64 / 1000.0,
-            l.value_at_quantile(0.99) as f64 / 1000.0,
+            lag_p50 as f64 / 1000.0,
+            lag_p99 as f64 / 1000.0,
             n,
             span.as_secs_f64()
         );
-        drop(l);
         let writes = flushes_after.1 - flushes_before.1;
         let flushes = (flushes_after.0 - flushes_before.0).max(1);
         println!(

@@ -66,6 +66,8 @@ pub struct Config {
     #[serde(default)]
     pub notifier: NotifierConfig,
     #[serde(default)]
+    pub risk: RiskConfig,
+    #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
     #[serde(default)]
     pub merchants: Vec<MerchantConfig>,
@@ -187,6 +189,28 @@ impl Default for LogConfig {
 pub struct AdminConfig {
     /// Hex SHA-256 of the operator token; admin routes are off when empty.
     pub token_sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// The risk rules file (TOML, see `risk.toml`), relative to the working directory;
+    /// empty = no rules. Re-read by `POST /admin/risk/reload`.
+    pub rules_file: String,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            rules_file: "risk.toml".into(),
+        }
+    }
+}
+
+impl RiskConfig {
+    pub fn path(&self) -> Option<PathBuf> {
+        (!self.rules_file.trim().is_empty()).then(|| PathBuf::from(self.rules_file.trim()))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

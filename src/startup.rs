@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::connectors::{self, ConnectorEnv, ConnectorError};
 use crate::domain::ChannelName;
+use crate::risk::RiskEngine;
 use crate::simulator::{self, SimEnv, SimError, Simulator};
 use crate::store::{Store, StoreError};
 use crate::telemetry::request_id;
@@ -39,6 +40,8 @@ pub enum StartError {
     Simulator { channel: String, source: SimError },
     #[error("webhook notifier: {0}")]
     Notifier(#[from] NotifierError),
+    #[error(transparent)]
+    Risk(#[from] crate::risk::RiskError),
     #[error("HTTP client: {0}")]
     Http(String),
     #[error("{0}")]
@@ -68,6 +71,10 @@ impl Application {
                 "released idempotency keys of requests cut off by the last stop"
             );
         }
+        let risk = Arc::new(RiskEngine::load(
+            config.risk.path().as_deref(),
+            clock.clone(),
+        )?);
         let listener =
             TcpListener::bind(&config.server.bind).map_err(|source| StartError::Bind {
                 addr: config.server.bind.clone(),
@@ -174,6 +181,7 @@ impl Application {
             config: config.clone(),
             simulators,
             notifier,
+            risk,
         });
         let workers = if config.server.workers == 0 {
             std::thread::available_parallelism()

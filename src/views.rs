@@ -5,11 +5,13 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::domain::{Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId};
+use crate::domain::{
+    Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId, RiskDecision,
+};
 
 pub const API_VERSION: &str = "2026-11-01";
 
-fn secs(ms: Millis) -> i64 {
+pub fn secs(ms: Millis) -> i64 {
     ms.div_euclid(1000)
 }
 
@@ -105,6 +107,23 @@ pub struct OrderView {
     pub anomalies: Vec<AnomalyView>,
     /// Increases with every change; merchants drop webhook events older than what they hold.
     pub version: u64,
+    /// The risk decision at creation (`review` orders are flagged for operators).
+    pub risk: Option<RiskView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RiskView {
+    pub decision: &'static str,
+    pub reasons: Vec<String>,
+}
+
+impl From<&RiskDecision> for RiskView {
+    fn from(d: &RiskDecision) -> Self {
+        RiskView {
+            decision: d.outcome.as_str(),
+            reasons: d.reasons.clone(),
+        }
+    }
 }
 
 impl From<&Order> for OrderView {
@@ -137,6 +156,7 @@ impl From<&Order> for OrderView {
             refunds: o.refunds().iter().map(|r| RefundView::new(o, r)).collect(),
             anomalies: o.anomalies().iter().map(AnomalyView::from).collect(),
             version: o.version(),
+            risk: o.risk().map(RiskView::from),
         }
     }
 }

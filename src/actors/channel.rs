@@ -38,6 +38,34 @@ pub struct ChannelHandle {
     pub rate_limited: AtomicU64,
     pub calls: AtomicU64,
     pub call_errors: AtomicU64,
+    health: parking_lot::Mutex<Health>,
+}
+
+/// Recent calls kept for the operator view (success rate, latency).
+const RECENT_CALLS: usize = 200;
+const RECENT_AGE: Duration = Duration::from_secs(300);
+/// Consecutive transport failures (no answer, connection refused, timeout) that open the
+/// breaker, and how long it stays open before one trial call is let through.
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Health {
+    recent: std::collections::VecDeque<(Instant, bool, Duration)>,
+    consecutive_transport_failures: u32,
+    opened_at: Option<Instant>,
+    trial_in_flight: bool,
+}
+
+impl Health {
+    fn state(&self) -> &'static str {
+        match self.opened_at {
+            None => "closed",
+            Some(_) if self.trial_in_flight => "half_open",
+            Some(t) if t.elapsed() >= BREAKER_COOLDOWN => "half_open",
+            Some(_) => "open",
+        }
+    }
 }
 
 impl ChannelHandle {
@@ -58,6 +86,7 @@ impl ChannelHandle {
             rate_limited: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             call_errors: AtomicU64::new(0),
+            health: parking_lot::Mutex::new(Health::default()),
         }
     }
 
@@ -83,6 +112,12 @@ impl ChannelHandle {
         operation: &'static str,
         fut: impl Future<Output = Result<T, ConnectorError>>,
     ) -> Result<T, ConnectorError> {
+        if let Err(e) = self.breaker_admit() {
+            metrics::PROVIDER_ERRORS
+                .with_label_values(&[self.name.as_str(), operation, e.kind()])
+                .inc();
+            return Err(e);
+        }
         let started = Instant::now();
         let res = match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
@@ -96,6 +131,11 @@ impl ChannelHandle {
             .with_label_values(&labels)
             .observe(started.elapsed().as_secs_f64());
         self.calls.fetch_add(1, Ordering::Relaxed);
+        self.record(
+            res.is_ok(),
+            matches!(res, Err(ConnectorError::Transport(_))),
+            started.elapsed(),
+        );
         if let Err(e) = &res {
             self.call_errors.fetch_add(1, Ordering::Relaxed);
             metrics::PROVIDER_ERRORS
@@ -103,6 +143,86 @@ impl ChannelHandle {
                 .inc();
         }
         res
+    }
+
+    /// The circuit breaker: closed lets everything through; open refuses at once (the
+    /// provider is not reachable, so waiting for timeouts only piles up actors); after the
+    /// cooldown one trial call decides whether it closes again.
+    fn breaker_admit(&self) -> Result<(), ConnectorError> {
+        let mut h = self.health.lock();
+        let Some(opened) = h.opened_at else {
+            return Ok(());
+        };
+        if opened.elapsed() < BREAKER_COOLDOWN || h.trial_in_flight {
+            return Err(ConnectorError::Transport(format!(
+                "circuit breaker open for channel {} after {} consecutive transport failures",
+                self.name, h.consecutive_transport_failures
+            )));
+        }
+        h.trial_in_flight = true;
+        self.set_breaker_gauge(2);
+        Ok(())
+    }
+
+    fn set_breaker_gauge(&self, v: i64) {
+        metrics::CHANNEL_BREAKER_STATE
+            .with_label_values(&[self.name.as_str()])
+            .set(v);
+    }
+
+    fn record(&self, ok: bool, transport_failure: bool, took: Duration) {
+        let mut h = self.health.lock();
+        if h.recent.len() == RECENT_CALLS {
+            h.recent.pop_front();
+        }
+        h.recent.push_back((Instant::now(), ok, took));
+        if transport_failure {
+            h.consecutive_transport_failures += 1;
+            let reopen = h.trial_in_flight;
+            if reopen
+                || (h.opened_at.is_none() && h.consecutive_transport_failures >= BREAKER_THRESHOLD)
+            {
+                h.opened_at = Some(Instant::now());
+                h.trial_in_flight = false;
+                self.set_breaker_gauge(1);
+                tracing::warn!(channel = %self.name, failures = h.consecutive_transport_failures, "circuit breaker opened");
+            }
+        } else {
+            if h.opened_at.is_some() {
+                tracing::info!(channel = %self.name, "circuit breaker closed");
+                self.set_breaker_gauge(0);
+            }
+            h.consecutive_transport_failures = 0;
+            h.opened_at = None;
+            h.trial_in_flight = false;
+        }
+    }
+
+    /// The breaker state and recent calls (last 200, at most 5 minutes old).
+    pub fn health(&self) -> ChannelHealth {
+        let h = self.health.lock();
+        let recent: Vec<_> = h
+            .recent
+            .iter()
+            .filter(|(at, _, _)| at.elapsed() <= RECENT_AGE)
+            .collect();
+        let n = recent.len();
+        let mut lat: Vec<f64> = recent
+            .iter()
+            .map(|(_, _, d)| d.as_secs_f64() * 1000.0)
+            .collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| (n > 0).then(|| lat[((n as f64 * p).ceil() as usize).clamp(1, n) - 1]);
+        ChannelHealth {
+            breaker: h.state(),
+            consecutive_transport_failures: h.consecutive_transport_failures,
+            recent_calls: n,
+            recent_success_rate: (n > 0)
+                .then(|| recent.iter().filter(|(_, ok, _)| *ok).count() as f64 / n as f64),
+            recent_latency_ms_p50: pct(0.5),
+            recent_latency_ms_p95: pct(0.95),
+            timeout_ms: self.timeout.as_millis() as u64,
+        }
     }
 
     pub(crate) fn actor_started(&self) {
@@ -160,6 +280,20 @@ pub struct ChannelStats {
     pub rate_limited: u64,
     pub provider_calls: u64,
     pub provider_errors: u64,
+}
+
+/// A channel's provider health for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelHealth {
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    pub consecutive_transport_failures: u32,
+    pub recent_calls: usize,
+    /// Share of recent provider calls that succeeded (None without calls).
+    pub recent_success_rate: Option<f64>,
+    pub recent_latency_ms_p50: Option<f64>,
+    pub recent_latency_ms_p95: Option<f64>,
+    pub timeout_ms: u64,
 }
 
 /// Supervisor-side view of one channel.

@@ -13,6 +13,7 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use super::channel::ChannelHandle;
 use super::registry::Registry;
@@ -137,13 +138,28 @@ impl Actor for OrderActor {
 impl Handler<Command> for OrderActor {
     type Result = AtomicResponse<Self, Result<Reply, EngineError>>;
 
-    #[tracing::instrument(name = "order_command", skip_all, fields(order_id = %self.id))]
     fn handle(&mut self, cmd: Command, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
+        // The span wraps the whole command (provider calls included), not just this call;
+        // merchant and channel are filled in as soon as the order is known.
+        let span = tracing::info_span!(
+            "order_command",
+            order_id = %self.id,
+            merchant_id = tracing::field::Empty,
+            channel = tracing::field::Empty,
+        );
+        let known = self.state.as_ref().or(match &cmd {
+            Command::Create(o) => Some(&**o),
+            _ => None,
+        });
+        if let Some(o) = known {
+            worker::record_span(&span, o);
+        }
         let state = self.state.take();
         let deps = self.deps.clone();
         let id = self.id.clone();
-        let fut = AssertUnwindSafe(worker::run(deps, id, state, cmd)).catch_unwind();
+        let fut =
+            AssertUnwindSafe(worker::run(deps, id, state, cmd).instrument(span)).catch_unwind();
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| {
             act.last_active = Instant::now();
             match res {

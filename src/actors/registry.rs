@@ -6,7 +6,7 @@ use actix::prelude::*;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::order::{Command, OrderActor, Reply};
@@ -31,6 +31,32 @@ struct Inner {
     next_arbiter: AtomicUsize,
     generation: AtomicU64,
     deps: OnceLock<Arc<Deps>>,
+    /// Commands sent and not yet answered: the mailbox backlog (actix exposes no queue
+    /// length, so it is counted around `send`).
+    inflight: AtomicI64,
+}
+
+/// Counts one command in flight for as long as it lives (also when the caller's future is
+/// dropped mid-way).
+struct Inflight<'a>(&'a AtomicI64);
+
+impl<'a> Inflight<'a> {
+    fn enter(n: &'a AtomicI64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metrics::ORDER_COMMANDS_INFLIGHT
+            .with_label_values(&[])
+            .inc();
+        Inflight(n)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::telemetry::metrics::ORDER_COMMANDS_INFLIGHT
+            .with_label_values(&[])
+            .dec();
+    }
 }
 
 impl Registry {
@@ -44,6 +70,7 @@ impl Registry {
                 next_arbiter: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
                 deps: OnceLock::new(),
+                inflight: AtomicI64::new(0),
             }),
         }
     }
@@ -101,6 +128,7 @@ impl Registry {
     /// Sends a command to the order's actor. A command that reached an actor which stopped
     /// before handling it was not processed, so it is re-sent to a fresh activation.
     pub async fn send(&self, id: &OrderId, cmd: Command) -> Result<Reply, EngineError> {
+        let _inflight = Inflight::enter(&self.inner.inflight);
         for _ in 0..3 {
             let addr = self.activate(id);
             match addr.send(cmd.clone()).await {
@@ -124,6 +152,11 @@ impl Registry {
     /// Number of live order actors (all channels).
     pub fn live(&self) -> usize {
         self.inner.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Commands queued in or running on order actors right now.
+    pub fn inflight(&self) -> u64 {
+        self.inner.inflight.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Whether `id` has a live actor right now.

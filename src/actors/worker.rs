@@ -14,6 +14,12 @@ use crate::domain::{
 use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, StoredEvent, Wake};
 use crate::telemetry::metrics;
 
+/// Fills the order's `merchant_id` and `channel` into its command span.
+pub(super) fn record_span(span: &tracing::Span, o: &Order) {
+    span.record("merchant_id", o.spec.merchant_id.as_str());
+    span.record("channel", o.spec.channel.as_str());
+}
+
 pub(super) async fn run(
     deps: Arc<Deps>,
     id: OrderId,
@@ -82,12 +88,13 @@ impl Worker {
             return self.create(*order).await;
         }
         if self.order.is_none() {
-            self.order = Some(
-                self.deps
-                    .store
-                    .get_order(&self.id)?
-                    .ok_or(EngineError::NotFound)?,
-            );
+            let o = self
+                .deps
+                .store
+                .get_order(&self.id)?
+                .ok_or(EngineError::NotFound)?;
+            record_span(&tracing::Span::current(), &o);
+            self.order = Some(o);
         }
         match cmd {
             Command::Create(_) => unreachable!(),
@@ -170,6 +177,7 @@ impl Worker {
         else {
             return Ok(false);
         };
+        let event_name = event.name();
         let write = OrderWrite {
             prev_version: current.version(),
             outbox: self.outbox_for(&order, &notices, now),
@@ -179,12 +187,19 @@ impl Worker {
                 at: now,
                 event,
                 status_after: order.status(),
+                risk: None,
             }],
             order: *order,
         };
         self.commit(write).await?;
         let o = self.order();
         let channel = o.spec.channel.as_str();
+        tracing::info!(
+            event = event_name,
+            status = o.status().as_str(),
+            version = o.version(),
+            "order transition"
+        );
         if let Some(a) = anomaly {
             metrics::ANOMALIES
                 .with_label_values(&[a.kind.as_str()])
@@ -273,6 +288,7 @@ impl Worker {
             at: now,
             event: OrderEvent::Created,
             status_after: order.status(),
+            risk: order.risk().cloned(),
         }];
         let (outcome, unknown) = match ch.call("prepay", ch.connector.prepay(&order)).await {
             Ok(pay_action) => (Some(OrderEvent::PrepayAccepted { pay_action }), None),
@@ -301,6 +317,7 @@ impl Worker {
                         at: now,
                         event: ev,
                         status_after: next.status(),
+                        risk: None,
                     });
                     (*next, notices)
                 }

@@ -33,7 +33,7 @@ fn reject(connector: &dyn Connector, channel: &str, outcome: &str, reason: &str)
     ack_response(connector.ack(Err(reason)))
 }
 
-#[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id))]
+#[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id, merchant_id))]
 async fn callback(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -69,7 +69,18 @@ async fn callback(
     };
     let notification = match connector.parse_notification(&raw) {
         Ok(n) => n,
-        Err(e) => return reject(connector, name, e.kind(), &e.to_string()),
+        Err(e) => {
+            // Bulk verification failures from one source are an operator signal (probing,
+            // a misconfigured key, a replay attack); the peer address is the source.
+            if let Some(peer) = req.peer_addr() {
+                state.risk.callback_rejected(
+                    &state.engine.deps.store,
+                    name,
+                    &peer.ip().to_string(),
+                );
+            }
+            return reject(connector, name, e.kind(), &e.to_string());
+        }
     };
     let store = &state.engine.deps.store;
     let order_id = match &notification {
@@ -94,7 +105,9 @@ async fn callback(
             "no such order on this channel",
         );
     };
-    tracing::Span::current().record("order_id", order.id.as_str());
+    tracing::Span::current()
+        .record("order_id", order.id.as_str())
+        .record("merchant_id", order.spec.merchant_id.as_str());
     match state
         .engine
         .send(&order.id, Command::Notify(Box::new(notification)))

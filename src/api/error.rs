@@ -108,6 +108,18 @@ impl ApiError {
     }
 }
 
+/// A risk denial: 402 `risk_error` with the rule's stable code.
+impl From<crate::risk::Denial> for ApiError {
+    fn from(d: crate::risk::Denial) -> Self {
+        ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "risk_error",
+            d.rule.code(),
+            d.message,
+        )
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -1,6 +1,7 @@
 //! The REST facade (DESIGN §5): thin handlers that parse, authorise, send a message to an
 //! order actor and map the reply. One route group per file.
 
+mod admin;
 mod auth;
 mod callbacks;
 mod error;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use crate::actors::Engine;
 use crate::config::Config;
 use crate::domain::ChannelName;
+use crate::risk::RiskEngine;
 use crate::simulator::Simulator;
 
 /// Shared by every handler.
@@ -31,6 +33,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
     pub notifier: actix::Addr<crate::actors::notifier::NotifierActor>,
+    pub risk: Arc<RiskEngine>,
 }
 
 /// Mounts every route.
@@ -38,6 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Ar
     health::routes(cfg);
     // Before the `/v1` scope of orders, which would otherwise claim every `/v1/...` path.
     events::routes(cfg);
+    // Before `orders`: its `/v1` scope would otherwise swallow `/v1/stats`.
+    admin::routes(cfg);
     orders::routes(cfg);
     callbacks::routes(cfg);
     if !simulators.is_empty() {

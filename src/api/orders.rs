@@ -261,15 +261,34 @@ async fn create_order(
             .channel(&order.spec.channel)
             .ok_or_else(ApiError::internal)?;
         ch.connector.validate(&order)?;
-        admit(&state, &order.spec.channel)?;
+        // Risk runs before the channel limiter and before any provider call; a denial
+        // creates nothing. Its daily-cap reservation is given back if no order results.
+        let assessment = state
+            .risk
+            .assess(&order.spec, store)
+            .map_err(ApiError::from)?;
+        let spec = order.spec.clone();
+        let release = || state.risk.release(&spec, &assessment, store);
+        if let Err(e) = admit(&state, &order.spec.channel) {
+            release();
+            return Err(e);
+        }
+        let order = order.with_risk(assessment.decision.clone());
         let id = order.id.clone();
         match state
             .engine
             .send(&id, Command::Create(Box::new(order)))
-            .await?
+            .await
         {
-            Reply::Order(o) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
-            _ => Err(ApiError::internal()),
+            Ok(Reply::Order(o)) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
+            Ok(_) => Err(ApiError::internal()),
+            Err(e @ (EngineError::DuplicateOrder(_) | EngineError::Unavailable(_))) => {
+                if store.get_order(&id)?.is_none() {
+                    release();
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
         }
     })
     .await
@@ -449,6 +468,7 @@ async fn create_refund(
         {
             Reply::Refund { order, refund_id } => {
                 let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
+                state.risk.refund_requested(store, &order, r);
                 to_body(StatusCode::CREATED, &RefundView::new(&order, r))
             }
             _ => Err(ApiError::internal()),

@@ -5,6 +5,7 @@ mod ids;
 mod machine;
 mod money;
 mod order;
+mod risk;
 
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ pub use order::{
     Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
     PayAction, Payer, Refund, RefundStatus,
 };
+pub use risk::{RiskDecision, RiskOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use super::{ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId};
+use super::{
+    ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId, RiskDecision,
+};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -276,6 +278,10 @@ pub struct Order {
     pub(super) failure: Option<Failure>,
     pub(super) refunds: Vec<Refund>,
     pub(super) anomalies: Vec<Anomaly>,
+    /// The pre-payment risk decision (None for orders created without a risk check).
+    /// Appended last: bincode is positional, so stores written before this field existed
+    /// are not readable (there were none).
+    pub(super) risk: Option<RiskDecision>,
 }
 
 impl Order {
@@ -294,7 +300,19 @@ impl Order {
             failure: None,
             refunds: Vec::new(),
             anomalies: Vec::new(),
+            risk: None,
         }
+    }
+
+    /// Attaches the risk decision to a new order, before it is first persisted. The state
+    /// machine never touches it.
+    pub fn with_risk(mut self, decision: RiskDecision) -> Self {
+        self.risk = Some(decision);
+        self
+    }
+
+    pub fn risk(&self) -> Option<&RiskDecision> {
+        self.risk.as_ref()
     }
 
     pub fn status(&self) -> OrderStatus {

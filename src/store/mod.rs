@@ -7,6 +7,7 @@ mod group_commit;
 mod idempotency;
 mod orders;
 mod outbox;
+mod risk;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub use idempotency::{IdemBegin, StoredResponse};
 pub use orders::{OrderWrite, StoredEvent, Wake};
 pub use outbox::{OutboxRecord, OutboxStatus};
+pub use risk::{Alert, CapExceeded, DailyReservation, DailyUsage};
 
 use group_commit::GroupCommit;
 
@@ -51,6 +53,9 @@ mod tree {
     pub const OUTBOX: &str = "outbox";
     pub const OUTBOX_DUE: &str = "outbox_due";
     pub const TIMERS: &str = "timers";
+    pub const RISK_DAILY: &str = "risk_daily";
+    pub const ALERTS: &str = "alerts";
+    pub const ANOMALY_ACKS: &str = "anomaly_acks";
 }
 
 #[derive(Clone)]
@@ -70,6 +75,9 @@ struct Inner {
     outbox: sled::Tree,
     outbox_due: sled::Tree,
     timers: sled::Tree,
+    risk_daily: sled::Tree,
+    alerts: sled::Tree,
+    anomaly_acks: sled::Tree,
     commit: Arc<GroupCommit>,
 }
 
@@ -93,6 +101,9 @@ impl Store {
             outbox: t(tree::OUTBOX)?,
             outbox_due: t(tree::OUTBOX_DUE)?,
             timers: t(tree::TIMERS)?,
+            risk_daily: t(tree::RISK_DAILY)?,
+            alerts: t(tree::ALERTS)?,
+            anomaly_acks: t(tree::ANOMALY_ACKS)?,
             commit: GroupCommit::start(db.clone()),
             db,
         };

@@ -10,6 +10,7 @@ use super::outbox::{outbox_due_key, OutboxRecord};
 use super::{Store, StoreError};
 use crate::domain::{
     MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundId,
+    RiskDecision,
 };
 
 /// One entry of an order's audit trail.
@@ -20,6 +21,8 @@ pub struct StoredEvent {
     pub at: Millis,
     pub event: OrderEvent,
     pub status_after: OrderStatus,
+    /// The risk decision, on the `created` event of an order that went through the check.
+    pub risk: Option<RiskDecision>,
 }
 
 /// The `orders` record: the snapshot plus the order's pending wake-up time, kept together
@@ -394,6 +397,7 @@ mod tests {
                 at: o.created_at,
                 event: OrderEvent::Created,
                 status_after: o.status(),
+                risk: None,
             }],
             outbox: vec![],
             wake: Wake::At(o.spec.expires_at),
@@ -464,6 +468,7 @@ mod tests {
                     reason: CloseReason::Merchant,
                 },
                 status_after: OrderStatus::Closed,
+                risk: None,
             }],
             outbox: vec![],
             wake: Wake::Clear,

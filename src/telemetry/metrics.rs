@@ -125,7 +125,9 @@ pub static ACTOR_PASSIVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel"],
     )
 });
-/// `paygate_anomalies_total{kind}`.
+/// `paygate_anomalies_total{kind}`: order anomalies (`amount_mismatch`, `paid_after_close`,
+/// `duplicate_payment`, `refund_mismatch`) and operator alerts
+/// (`callback_verification_failures`, `refund_larger_than_expected`).
 pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "paygate_anomalies_total",
@@ -182,6 +184,61 @@ pub static WEBHOOK_DEAD_LETTERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &[],
     )
 });
+/// `paygate_http_requests_total{method, route, status}`: `route` is the matched route
+/// pattern (`/v1/orders/{id}`), `unmatched` for 404s outside any route, so raw paths never
+/// become labels.
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_http_requests_total",
+        "HTTP requests by route pattern and status.",
+        &["method", "route", "status"],
+    )
+});
+/// `paygate_http_request_seconds{method, route}`: handling time, same `route` as above.
+pub static HTTP_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_http_request_seconds",
+        "HTTP request latency by route pattern.",
+        &["method", "route"],
+        latency_buckets(),
+    )
+});
+/// `paygate_risk_decisions_total{decision, rule}`: `decision` is allow/review/deny; `rule`
+/// the rule code (`velocity_ip`, `daily_amount_cap`, ...), `none` for a plain allow. A
+/// review flagged by two rules counts once per rule.
+pub static RISK_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_risk_decisions_total",
+        "Risk decisions by outcome and rule.",
+        &["decision", "rule"],
+    )
+});
+/// `paygate_risk_reloads_total{outcome}`: `ok` or `refused` (invalid file; old rules kept).
+pub static RISK_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_risk_reloads_total",
+        "Risk rule reloads.",
+        &["outcome"],
+    )
+});
+/// `paygate_order_commands_inflight{}`: commands sent to order actors and not yet answered
+/// (queued in a mailbox or running): the actor layer's mailbox backlog. actix does not
+/// expose a mailbox's length, so the registry counts around `send`.
+pub static ORDER_COMMANDS_INFLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "paygate_order_commands_inflight",
+        "Order actor commands queued or running.",
+        &[],
+    )
+});
+/// `paygate_channel_breaker_state{channel}`: 0 closed, 1 open, 2 half-open.
+pub static CHANNEL_BREAKER_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "paygate_channel_breaker_state",
+        "Channel circuit breaker: 0 closed, 1 open, 2 half-open.",
+        &["channel"],
+    )
+});
 
 pub fn store_flushed(took: Duration, batch: u64) {
     STORE_FLUSH_SECONDS
@@ -197,4 +254,27 @@ pub fn render() -> String {
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shipped Grafana dashboard only queries metrics defined here (the webhook panels
+    /// use the notifier's own metrics).
+    #[test]
+    fn dashboard_uses_only_defined_metrics() {
+        let dash = include_str!("../../docs/grafana-dashboard.json");
+        let src = include_str!("metrics.rs");
+        let names: Vec<&str> = dash
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("paygate_") && !w.starts_with("paygate_webhook_"))
+            .collect();
+        assert!(names.len() > 15);
+        for name in names {
+            let base = name.trim_end_matches("_bucket");
+            assert!(
+                src.contains(&format!("\"{base}\"")),
+                "{name} is not defined"
+            );
+        }
+    }
 }

@@ -24,7 +24,8 @@ pub fn init(cfg: &LogConfig) {
     };
 }
 
-/// Gives every request an id (the caller's `X-Request-Id` if sane, else a new one), runs
+/// Counts every request by route pattern and status (`paygate_http_requests_total`,
+/// `paygate_http_request_seconds`), and gives every request an id (the caller's `X-Request-Id` if sane, else a new one), runs
 /// the request inside a span carrying it, and returns it in the `X-Request-Id` header.
 pub async fn request_id(
     req: actix_web::dev::ServiceRequest,
@@ -48,6 +49,17 @@ pub async fn request_id(
     let started = std::time::Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = res.request().method().as_str().to_string();
+    metrics::HTTP_REQUESTS
+        .with_label_values(&[&method, &route, &status.to_string()])
+        .inc();
+    metrics::HTTP_REQUEST_SECONDS
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::debug!(
             status,

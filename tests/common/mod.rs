@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
+
 use paygate::actors::Engine;
 use paygate::clock::Clock;
 use paygate::config::Config;

@@ -1,0 +1,136 @@
+//! `/admin`: the operator's view (admin token only; merchant keys are refused). Live actors,
+//! channel health, one order's actor state and history, anomalies with acknowledgement,
+//! statistics, risk rules, and a small read-only HTML console over the same JSON.
+
+mod console;
+mod orders;
+mod stats;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::{json_response, Admin, ApiError, AppState};
+use crate::actors::{ChannelHealth, ChannelStats};
+use crate::telemetry::metrics;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/stats", web::get().to(stats::merchant_stats));
+    cfg.service(
+        web::scope("/admin")
+            .route("/console", web::get().to(console::page))
+            .route("/actors", web::get().to(actors))
+            .route("/channels", web::get().to(channels))
+            .route("/stats", web::get().to(stats::admin_stats))
+            .route("/risk", web::get().to(risk_rules))
+            .route("/risk/reload", web::post().to(risk_reload))
+            .route("/orders", web::get().to(orders::recent))
+            .route("/orders/{id}", web::get().to(orders::detail))
+            .route("/anomalies", web::get().to(orders::anomalies))
+            .route("/anomalies/{id}/ack", web::post().to(orders::ack))
+            .route(
+                "/anomalies/{order_id}/{index}/ack",
+                web::post().to(orders::ack_indexed),
+            ),
+    );
+}
+
+#[derive(Serialize)]
+struct ChannelActors {
+    channel: String,
+    live_actors: u64,
+    passivations: u64,
+    restarts: u64,
+}
+
+#[derive(Serialize)]
+struct ActorsView {
+    live_actors: usize,
+    /// Commands queued in or running on order actors (the mailbox backlog).
+    mailbox_backlog: u64,
+    idle_timeout_secs: u64,
+    channels: Vec<ChannelActors>,
+}
+
+fn channel_stats(state: &AppState) -> Vec<(ChannelStats, ChannelHealth)> {
+    let mut v: Vec<_> = state
+        .engine
+        .deps
+        .channels
+        .values()
+        .map(|c| (c.stats(), c.health()))
+        .collect();
+    v.sort_by(|a, b| a.0.channel.cmp(&b.0.channel));
+    v
+}
+
+async fn actors(state: web::Data<AppState>, _: Admin) -> HttpResponse {
+    let e = &state.engine;
+    json_response(
+        StatusCode::OK,
+        &ActorsView {
+            live_actors: e.registry.live(),
+            mailbox_backlog: e.registry.inflight(),
+            idle_timeout_secs: e.deps.actors.idle_timeout_secs,
+            channels: channel_stats(&state)
+                .into_iter()
+                .map(|(s, _)| ChannelActors {
+                    channel: s.channel,
+                    live_actors: s.live_actors,
+                    passivations: s.passivations,
+                    restarts: s.restarts,
+                })
+                .collect(),
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct ChannelView {
+    #[serde(flatten)]
+    stats: ChannelStats,
+    #[serde(flatten)]
+    health: ChannelHealth,
+}
+
+async fn channels(state: web::Data<AppState>, _: Admin) -> HttpResponse {
+    let data: Vec<ChannelView> = channel_stats(&state)
+        .into_iter()
+        .map(|(stats, health)| ChannelView { stats, health })
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "data": data }))
+}
+
+async fn risk_rules(state: web::Data<AppState>, _: Admin) -> HttpResponse {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "rules_file": state.risk.path().map(|p| p.display().to_string()),
+            "rules": state.risk.rules(),
+        }),
+    )
+}
+
+/// Re-reads the rules file; an invalid one is refused (400, with the reason) and the
+/// rules in force stay.
+async fn risk_reload(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
+    match state.risk.reload() {
+        Ok(()) => {
+            metrics::RISK_RELOADS.with_label_values(&["ok"]).inc();
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "reloaded" }),
+            ))
+        }
+        Err(e) => {
+            metrics::RISK_RELOADS.with_label_values(&["refused"]).inc();
+            tracing::warn!(error = %e, "risk rules reload refused; the old rules stay");
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_risk_rules",
+                format!("{e}; the rules in force are unchanged"),
+            ))
+        }
+    }
+}

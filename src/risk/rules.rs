@@ -1,0 +1,219 @@
+//! Rules compiled from the file: the static checks and the velocity limiters. Evaluation
+//! order is cheapest and most certain first (block lists, allow-lists, amounts), velocity
+//! last, because a velocity check spends budget.
+
+use governor::clock::Clock as GovClockTrait;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::config::{Action, AmountRule, RulesFile, Velocity};
+use super::net::IpMatcher;
+use super::{Rule, Verdict};
+use crate::clock::Clock;
+use crate::domain::OrderSpec;
+
+/// governor on paygate's clock, so tests move velocity windows with the manual clock.
+#[derive(Clone)]
+pub struct GovClock(pub Clock);
+
+impl GovClockTrait for GovClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        Nanos::from(self.0.now().max(0) as u64 * 1_000_000)
+    }
+}
+
+type Keyed = RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    GovClock,
+    governor::middleware::NoOpMiddleware<Nanos>,
+>;
+
+struct Limiter {
+    limiter: Keyed,
+    action: Action,
+}
+
+impl Limiter {
+    fn new(v: &Velocity, clock: &Clock) -> Limiter {
+        let limit = NonZeroU32::new(v.limit).unwrap_or(NonZeroU32::MIN);
+        let period =
+            (Duration::from_secs(v.window_secs) / v.limit.max(1)).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .expect("non-zero period")
+            .allow_burst(limit);
+        Limiter {
+            limiter: RateLimiter::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                GovClock(clock.clone()),
+            ),
+            action: v.action,
+        }
+    }
+}
+
+pub struct Compiled {
+    pub file: RulesFile,
+    blocked_ips: IpMatcher,
+    blocked_payers: HashSet<String>,
+    payer: Option<Limiter>,
+    ip: Option<Limiter>,
+    merchant: Option<Limiter>,
+    checks: AtomicU64,
+}
+
+/// Applies one amount rule; true when it denied.
+fn amount_rule(
+    rule: Option<AmountRule>,
+    amount: i64,
+    below: Rule,
+    above: Rule,
+    v: &mut Verdict,
+) -> bool {
+    let Some(r) = rule else {
+        return false;
+    };
+    if let Some(min) = r.min.filter(|m| amount < *m) {
+        v.deny(below, format!("amount {amount} is below the minimum {min}"));
+        return true;
+    }
+    if let Some(max) = r.max.filter(|m| amount > *m) {
+        v.deny(above, format!("amount {amount} is above the maximum {max}"));
+        return true;
+    }
+    if r.review_above.is_some_and(|m| amount > m) {
+        v.review(Rule::AmountReview);
+    }
+    false
+}
+
+impl Compiled {
+    pub fn new(file: RulesFile, clock: &Clock) -> Compiled {
+        let blocked_ips = IpMatcher::parse(&file.block.ips).unwrap_or_default();
+        let v = &file.velocity;
+        Compiled {
+            blocked_payers: file.block.payers.iter().cloned().collect(),
+            payer: v.payer.as_ref().map(|v| Limiter::new(v, clock)),
+            ip: v.ip.as_ref().map(|v| Limiter::new(v, clock)),
+            merchant: v.merchant.as_ref().map(|v| Limiter::new(v, clock)),
+            blocked_ips,
+            file,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Every rule except the daily caps (those need the store).
+    pub fn evaluate(&self, spec: &OrderSpec) -> Verdict {
+        let mut v = Verdict::default();
+        let p = &spec.payer;
+        let ids = [&p.openid, &p.user_id, &p.device_id];
+        if ids.iter().any(|id| {
+            id.as_ref()
+                .is_some_and(|id| self.blocked_payers.contains(id))
+        }) {
+            v.deny(Rule::BlockedPayer, "the payer is on the block list".into());
+            return v;
+        }
+        let ip = p.ip.as_deref().and_then(|s| s.parse().ok());
+        if ip.is_some_and(|ip| self.blocked_ips.contains(ip)) {
+            v.deny(
+                Rule::BlockedIp,
+                "the payer's IP address is on the block list".into(),
+            );
+            return v;
+        }
+        let currency = spec.amount.currency().code();
+        let amount = spec.amount.minor();
+        if let Some(ch) = self.file.channels.get(spec.channel.as_str()) {
+            if ch
+                .currencies
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == currency))
+            {
+                v.deny(
+                    Rule::CurrencyNotAllowed,
+                    format!("channel {} does not take {currency}", spec.channel),
+                );
+                return v;
+            }
+            let method = spec.method.as_str();
+            if ch
+                .methods
+                .as_ref()
+                .is_some_and(|m| !m.iter().any(|m| m == method))
+            {
+                v.deny(
+                    Rule::MethodNotAllowed,
+                    format!("channel {} does not allow method {method}", spec.channel),
+                );
+                return v;
+            }
+            if amount_rule(
+                ch.amounts.get(currency).copied(),
+                amount,
+                Rule::ChannelAmountBelowMin,
+                Rule::ChannelAmountAboveMax,
+                &mut v,
+            ) {
+                return v;
+            }
+        }
+        let merchant = spec.merchant_id.as_str();
+        if amount_rule(
+            self.file.merchant_amount(merchant, currency),
+            amount,
+            Rule::MerchantAmountBelowMin,
+            Rule::MerchantAmountAboveMax,
+            &mut v,
+        ) {
+            return v;
+        }
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
+            for l in [&self.payer, &self.ip, &self.merchant]
+                .into_iter()
+                .flatten()
+            {
+                l.limiter.retain_recent();
+            }
+        }
+        let payer_key = ids
+            .iter()
+            .find_map(|id| id.as_ref())
+            .map(|id| format!("{merchant}\u{0}{id}"));
+        let checks = [
+            (&self.payer, payer_key, Rule::VelocityPayer),
+            (
+                &self.ip,
+                ip.map(|ip: std::net::IpAddr| ip.to_string()),
+                Rule::VelocityIp,
+            ),
+            (
+                &self.merchant,
+                Some(merchant.to_string()),
+                Rule::VelocityMerchant,
+            ),
+        ];
+        for (limiter, key, rule) in checks {
+            let (Some(l), Some(key)) = (limiter, key) else {
+                continue;
+            };
+            if l.limiter.check_key(&key).is_err() {
+                match l.action {
+                    Action::Deny => {
+                        v.deny(rule, "too many orders in the velocity window".into());
+                        return v;
+                    }
+                    Action::Review => v.review(rule),
+                }
+            }
+        }
+        v
+    }
+}

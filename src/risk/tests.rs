@@ -1,0 +1,179 @@
+use super::*;
+use crate::domain::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn spec(amount: i64, currency: Currency) -> OrderSpec {
+    OrderSpec {
+        merchant_id: MerchantId::parse("demo").unwrap(),
+        merchant_order_no: MerchantRef::parse("A1").unwrap(),
+        amount: Money::new(amount, currency).unwrap(),
+        channel: ChannelName::parse("sandbox").unwrap(),
+        method: Method::NativeQr,
+        subject: "s".into(),
+        notify_url: None,
+        return_url: None,
+        expires_at: 0,
+        payer: Payer::default(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+fn engine(rules: &str) -> (tempfile::TempDir, RiskEngine, Store, Clock) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("risk.toml");
+    std::fs::write(&path, rules).unwrap();
+    let clock = Clock::manual(1_700_000_000_000);
+    let store = Store::open(&dir.path().join("db"), 16).unwrap();
+    let e = RiskEngine::load(Some(&path), clock.clone()).unwrap();
+    (dir, e, store, clock)
+}
+
+fn code(r: Result<Assessment, Denial>) -> &'static str {
+    match r {
+        Ok(a) if a.decision.outcome == RiskOutcome::Review => "review",
+        Ok(_) => "allow",
+        Err(d) => d.rule.code(),
+    }
+}
+
+#[test]
+fn static_rules() {
+    let (_d, e, s, _) = engine(
+        r#"
+[merchant_defaults.amounts.CNY]
+min = 100
+max = 10000
+review_above = 5000
+[channels.sandbox]
+currencies = ["CNY", "USD"]
+methods = ["native_qr"]
+amounts.USD = { max = 50 }
+[block]
+payers = ["bad_openid"]
+ips = ["203.0.113.0/24"]
+"#,
+    );
+    assert_eq!(code(e.assess(&spec(100, Currency::Cny), &s)), "allow");
+    assert_eq!(
+        code(e.assess(&spec(99, Currency::Cny), &s)),
+        "merchant_amount_below_min"
+    );
+    assert_eq!(
+        code(e.assess(&spec(10001, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
+    assert_eq!(code(e.assess(&spec(6000, Currency::Cny), &s)), "review");
+    assert_eq!(
+        code(e.assess(&spec(51, Currency::Usd), &s)),
+        "channel_amount_above_max"
+    );
+    assert_eq!(
+        code(e.assess(&spec(100, Currency::Jpy), &s)),
+        "currency_not_allowed"
+    );
+    let mut h5 = spec(100, Currency::Cny);
+    h5.method = Method::H5;
+    assert_eq!(code(e.assess(&h5, &s)), "method_not_allowed");
+    let mut p = spec(100, Currency::Cny);
+    p.payer.openid = Some("bad_openid".into());
+    assert_eq!(code(e.assess(&p, &s)), "blocked_payer");
+    let mut p = spec(100, Currency::Cny);
+    p.payer.ip = Some("203.0.113.9".into());
+    assert_eq!(code(e.assess(&p, &s)), "blocked_ip");
+}
+
+#[test]
+fn velocity_refills_with_the_clock() {
+    let (_d, e, s, clock) = engine(
+        r#"
+[velocity]
+payer = { limit = 2, window_secs = 60 }
+ip = { limit = 1, window_secs = 60, action = "review" }
+"#,
+    );
+    let mut p = spec(100, Currency::Cny);
+    p.payer.openid = Some("o1".into());
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    assert_eq!(code(e.assess(&p, &s)), "velocity_payer");
+    p.payer.openid = Some("o2".into());
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    p.payer.ip = Some("10.0.0.1".into());
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(code(e.assess(&p, &s)), "review");
+    p.payer.openid = Some("o1".into());
+    p.payer.ip = None;
+    assert_eq!(
+        code(e.assess(&p, &s)),
+        "allow",
+        "one token back after half the window"
+    );
+}
+
+#[test]
+fn daily_caps_and_release() {
+    let (_d, e, s, clock) = engine(
+        r#"
+[merchant_defaults]
+daily_max_count = 2
+daily_max_amount = { CNY = 250 }
+"#,
+    );
+    let a = e.assess(&spec(100, Currency::Cny), &s).unwrap();
+    e.release(&spec(100, Currency::Cny), &a, &s);
+    assert_eq!(code(e.assess(&spec(200, Currency::Cny), &s)), "allow");
+    assert_eq!(
+        code(e.assess(&spec(100, Currency::Cny), &s)),
+        "daily_amount_cap"
+    );
+    assert_eq!(code(e.assess(&spec(50, Currency::Cny), &s)), "allow");
+    assert_eq!(
+        code(e.assess(&spec(1, Currency::Usd), &s)),
+        "daily_count_cap"
+    );
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(code(e.assess(&spec(200, Currency::Cny), &s)), "allow");
+}
+
+#[test]
+fn reload_refuses_a_broken_file_and_keeps_the_rules() {
+    let (d, e, s, _) = engine("[merchant_defaults.amounts.CNY]\nmax = 10\n");
+    assert_eq!(
+        code(e.assess(&spec(11, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
+    std::fs::write(
+        d.path().join("risk.toml"),
+        "[merchant_defaults.amounts.CNY]\nmax = -1\n",
+    )
+    .unwrap();
+    let err = e.reload().unwrap_err().to_string();
+    assert!(err.contains("merchant_defaults.amounts.CNY"), "{err}");
+    assert_eq!(
+        code(e.assess(&spec(11, Currency::Cny), &s)),
+        "merchant_amount_above_max"
+    );
+    std::fs::write(d.path().join("risk.toml"), "").unwrap();
+    e.reload().unwrap();
+    assert_eq!(code(e.assess(&spec(11, Currency::Cny), &s)), "allow");
+}
+
+#[test]
+fn bulk_callback_failures_raise_one_alert_per_window() {
+    let (_d, e, s, clock) = engine("[callbacks]\nmax_failures = 3\nwindow_secs = 10\n");
+    for _ in 0..5 {
+        e.callback_rejected(&s, "sandbox", "10.1.1.1");
+    }
+    e.callback_rejected(&s, "sandbox", "10.1.1.2");
+    assert_eq!(s.alerts().unwrap().len(), 1);
+    clock.advance(Duration::from_secs(11));
+    for _ in 0..3 {
+        e.callback_rejected(&s, "sandbox", "10.1.1.1");
+    }
+    let alerts = s.alerts().unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts[0].source.as_deref(), Some("10.1.1.1"));
+    assert_eq!(alerts[0].kind, "callback_verification_failures");
+}

@@ -1,0 +1,311 @@
+//! Risk and operator bookkeeping that must survive a restart: per-merchant daily caps,
+//! operator alerts that belong to no single order, and acknowledgements of anomalies.
+//! Values are JSON (small, rarely read, easy to inspect); keys are merchant-scoped.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::codec::{decode, scoped};
+use super::{Store, StoreError};
+use crate::domain::{Millis, Order, OrderId};
+
+/// What one merchant has created on one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyUsage {
+    pub count: u64,
+    /// Minor units per currency code; never summed across currencies.
+    pub amounts: BTreeMap<String, i64>,
+}
+
+/// Which daily cap a reservation would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapExceeded {
+    Count,
+    Amount,
+}
+
+/// One reservation against the daily caps.
+#[derive(Debug, Clone)]
+pub struct DailyReservation<'a> {
+    pub merchant: &'a str,
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub currency: &'a str,
+    pub amount: i64,
+    pub max_count: Option<u64>,
+    pub max_amount: Option<i64>,
+}
+
+/// An operator alert that is not tied to one order's anomalies (e.g. a source sending
+/// callbacks that fail verification in bulk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub kind: String,
+    pub detail: String,
+    pub source: Option<String>,
+    pub order_id: Option<String>,
+    pub at: Millis,
+    pub acked_at: Option<Millis>,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// The first key an order created at `ms` can have (ids start with their creation time).
+fn order_key_at(ms: Millis) -> Vec<u8> {
+    let ts = (ms.max(0) as u64).min((1 << 50) - 1);
+    let mut k = OrderId::PREFIX.as_bytes().to_vec();
+    for i in (0..10).rev() {
+        k.push(CROCKFORD[((ts >> (i * 5)) & 31) as usize]);
+    }
+    k
+}
+
+impl Store {
+    /// Counts one order against the merchant's caps for `day`, atomically: concurrent
+    /// reservations never overshoot a cap. Nothing is written when a cap would be broken.
+    /// The write is made durable by the order commit that follows it (the same flush).
+    pub fn risk_reserve_daily(
+        &self,
+        r: &DailyReservation<'_>,
+    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+        let key = scoped(r.merchant, &r.day.to_string());
+        let tree = &self.inner.risk_daily;
+        loop {
+            let old = tree.get(&key)?;
+            let mut usage: DailyUsage = match &old {
+                Some(b) => from_json(b)?,
+                None => DailyUsage::default(),
+            };
+            if r.max_count.is_some_and(|m| usage.count + 1 > m) {
+                return Ok(Err(CapExceeded::Count));
+            }
+            let spent = usage.amounts.entry(r.currency.to_string()).or_insert(0);
+            if r.max_amount.is_some_and(|m| *spent + r.amount > m) {
+                return Ok(Err(CapExceeded::Amount));
+            }
+            *spent += r.amount;
+            usage.count += 1;
+            let new = json(&usage)?;
+            if tree.compare_and_swap(&key, old, Some(new))?.is_ok() {
+                return Ok(Ok(usage));
+            }
+        }
+    }
+
+    /// Gives back a reservation whose order was not created after all.
+    pub fn risk_release_daily(
+        &self,
+        merchant: &str,
+        day: i64,
+        currency: &str,
+        amount: i64,
+    ) -> Result<(), StoreError> {
+        let key = scoped(merchant, &day.to_string());
+        self.inner.risk_daily.update_and_fetch(&key, |old| {
+            let mut u: DailyUsage = old.and_then(|b| serde_json::from_slice(b).ok())?;
+            u.count = u.count.saturating_sub(1);
+            if let Some(a) = u.amounts.get_mut(currency) {
+                *a = (*a - amount).max(0);
+            }
+            serde_json::to_vec(&u).ok()
+        })?;
+        Ok(())
+    }
+
+    pub fn risk_daily_usage(&self, merchant: &str, day: i64) -> Result<DailyUsage, StoreError> {
+        match self
+            .inner
+            .risk_daily
+            .get(scoped(merchant, &day.to_string()))?
+        {
+            Some(b) => from_json(&b),
+            None => Ok(DailyUsage::default()),
+        }
+    }
+
+    /// Stores a new alert (its `id` must be unique and should sort by time).
+    pub fn record_alert(&self, a: &Alert) -> Result<(), StoreError> {
+        self.inner.alerts.insert(a.id.as_bytes(), json(a)?)?;
+        Ok(())
+    }
+
+    /// All alerts, oldest first.
+    pub fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        self.inner
+            .alerts
+            .iter()
+            .map(|kv| from_json(&kv?.1))
+            .collect()
+    }
+
+    /// Marks an alert acknowledged (once); false if there is no such alert.
+    pub fn ack_alert(&self, id: &str, at: Millis) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.inner.alerts.update_and_fetch(id.as_bytes(), |old| {
+            let mut a: Alert = serde_json::from_slice(old?).ok()?;
+            found = true;
+            a.acked_at.get_or_insert(at);
+            serde_json::to_vec(&a).ok()
+        })?;
+        Ok(found)
+    }
+
+    /// Acknowledges the `index`-th anomaly of an order (anomalies are append-only, so the
+    /// index is stable). Keeps the first acknowledgement time.
+    pub fn ack_order_anomaly(
+        &self,
+        order: &OrderId,
+        index: usize,
+        at: Millis,
+    ) -> Result<Millis, StoreError> {
+        let key = scoped(order.as_str(), &index.to_string());
+        let cur = self.inner.anomaly_acks.fetch_and_update(&key, |old| {
+            Some(old.map(|o| o.to_vec()).unwrap_or(at.to_be_bytes().to_vec()))
+        })?;
+        Ok(cur
+            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
+            .unwrap_or(at))
+    }
+
+    /// When each acknowledged anomaly of an order was acknowledged, by index.
+    pub fn order_anomaly_acks(
+        &self,
+        order: &OrderId,
+    ) -> Result<BTreeMap<usize, Millis>, StoreError> {
+        let mut out = BTreeMap::new();
+        let prefix = scoped(order.as_str(), "");
+        for kv in self.inner.anomaly_acks.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let idx = std::str::from_utf8(&k[prefix.len()..])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            let at = v.as_ref().try_into().ok().map(i64::from_be_bytes);
+            if let (Some(i), Some(at)) = (idx, at) {
+                out.insert(i, at);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Orders created in `[from, to)` (unix ms), in id order. Ids begin with their creation
+    /// time, or later if the clock stepped back, never earlier: so the scan starts at
+    /// `from` and filters on `created_at` (it reads past `to` only orders newer than that).
+    pub fn orders_between(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> impl DoubleEndedIterator<Item = Result<Order, StoreError>> + '_ {
+        self.inner
+            .orders
+            .range(order_key_at(from)..)
+            .map(|kv| {
+                kv.map_err(StoreError::from)
+                    .and_then(|(_, v)| decode::<Order>(&v))
+            })
+            .filter(move |o| {
+                o.as_ref()
+                    .map(|o| o.created_at >= from && o.created_at < to)
+                    .unwrap_or(true)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::temp_store;
+
+    fn res(
+        amount: i64,
+        max_count: Option<u64>,
+        max_amount: Option<i64>,
+    ) -> DailyReservation<'static> {
+        DailyReservation {
+            merchant: "demo",
+            day: 20_000,
+            currency: "CNY",
+            amount,
+            max_count,
+            max_amount,
+        }
+    }
+
+    #[test]
+    fn caps_are_enforced_and_released() {
+        let (_d, s) = temp_store();
+        assert!(s
+            .risk_reserve_daily(&res(60, Some(2), Some(100)))
+            .unwrap()
+            .is_ok());
+        assert_eq!(
+            s.risk_reserve_daily(&res(50, Some(2), Some(100))).unwrap(),
+            Err(CapExceeded::Amount)
+        );
+        assert!(s
+            .risk_reserve_daily(&res(40, Some(2), Some(100)))
+            .unwrap()
+            .is_ok());
+        assert_eq!(
+            s.risk_reserve_daily(&res(1, Some(2), None)).unwrap(),
+            Err(CapExceeded::Count)
+        );
+        s.risk_release_daily("demo", 20_000, "CNY", 40).unwrap();
+        let u = s.risk_daily_usage("demo", 20_000).unwrap();
+        assert_eq!((u.count, u.amounts["CNY"]), (1, 60));
+        assert_eq!(s.risk_daily_usage("demo", 20_001).unwrap().count, 0);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_overshoot() {
+        let (_d, s) = temp_store();
+        let ok: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    sc.spawn(|| {
+                        (0..50)
+                            .filter(|_| {
+                                s.risk_reserve_daily(&res(1, Some(100), None))
+                                    .unwrap()
+                                    .is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(ok, 100);
+    }
+
+    #[test]
+    fn alerts_and_acks_persist() {
+        let (_d, s) = temp_store();
+        let a = Alert {
+            id: "alr_1".into(),
+            kind: "callback_verification_failures".into(),
+            detail: "x".into(),
+            source: Some("10.0.0.1".into()),
+            order_id: None,
+            at: 5,
+            acked_at: None,
+        };
+        s.record_alert(&a).unwrap();
+        assert!(s.ack_alert("alr_1", 9).unwrap());
+        assert!(s.ack_alert("alr_1", 12).unwrap());
+        assert_eq!(s.alerts().unwrap()[0].acked_at, Some(9));
+        assert!(!s.ack_alert("alr_2", 9).unwrap());
+        let id = OrderId::generate(1000);
+        assert_eq!(s.ack_order_anomaly(&id, 0, 7).unwrap(), 7);
+        assert_eq!(s.ack_order_anomaly(&id, 0, 8).unwrap(), 7);
+        assert_eq!(s.order_anomaly_acks(&id).unwrap()[&0], 7);
+    }
+}
