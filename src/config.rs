@@ -100,6 +100,14 @@ pub struct StorageConfig {
     /// sled page cache in MiB; bounds resident memory.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: u64,
+    /// Group commit: how long the flusher waits for more writers to join a flush. Adds at
+    /// most this much latency to a durable write; 0 flushes as soon as anyone waits.
+    #[serde(default = "default_group_commit_delay")]
+    pub group_commit_delay_us: u64,
+}
+
+fn default_group_commit_delay() -> u64 {
+    500
 }
 
 fn default_cache_mb() -> u64 {
@@ -331,6 +339,12 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.storage.group_commit_delay_us > 20_000 {
+            return Err(invalid(
+                "storage.group_commit_delay_us",
+                "must be at most 20000 (20 ms)",
+            ));
         }
         if self.storage.cache_capacity_mb == 0 {
             return Err(invalid("storage.cache_capacity_mb", "must be > 0"));

@@ -63,7 +63,11 @@ impl Application {
     /// returned server handle is spawned).
     pub fn build(config: Config, clock: Clock) -> Result<Application, StartError> {
         let config = Arc::new(config);
-        let store = Store::open(&config.storage.path, config.storage.cache_capacity_mb)?;
+        let store = Store::open_with(
+            &config.storage.path,
+            config.storage.cache_capacity_mb,
+            Duration::from_micros(config.storage.group_commit_delay_us),
+        )?;
         let released = store.idem_release_in_progress()?;
         if released > 0 {
             tracing::info!(

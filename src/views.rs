@@ -9,7 +9,7 @@ use crate::domain::{
     Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId, RiskDecision,
 };
 
-pub const API_VERSION: &str = "2026-11-01";
+pub const API_VERSION: &str = "2025-01-01";
 
 pub fn secs(ms: Millis) -> i64 {
     ms.div_euclid(1000)

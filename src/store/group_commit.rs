@@ -19,6 +19,7 @@ struct Flushed {
 }
 
 pub struct GroupCommit {
+    delay: std::time::Duration,
     tickets: AtomicU64,
     wake: Notify,
     flushed: watch::Sender<Flushed>,
@@ -29,9 +30,10 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher on the current tokio runtime. It runs until the process ends.
-    pub fn start(db: sled::Db) -> Arc<GroupCommit> {
+    pub fn start(db: sled::Db, delay: std::time::Duration) -> Arc<GroupCommit> {
         let (tx, _) = watch::channel(Flushed::default());
         let gc = Arc::new(GroupCommit {
+            delay,
             tickets: AtomicU64::new(0),
             wake: Notify::new(),
             flushed: tx,
@@ -57,6 +59,12 @@ impl GroupCommit {
             let mut done = 0u64;
             loop {
                 self.wake.notified().await;
+                // Let concurrent writers join this flush: a few hundred microseconds of
+                // waiting turns many tiny flushes (each a log write sled's I/O threads must
+                // do) into fewer, larger ones.
+                if !self.delay.is_zero() {
+                    std::thread::sleep(self.delay);
+                }
                 let target = self.tickets.load(Ordering::Acquire);
                 if target <= done {
                     continue;

@@ -84,6 +84,15 @@ struct Inner {
 impl Store {
     /// Opens (or creates) the database. `cache_mb` bounds sled's page cache.
     pub fn open(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+        Self::open_with(path, cache_mb, std::time::Duration::ZERO)
+    }
+
+    /// As [`Store::open`], with a group-commit gathering delay (see `[storage]` config).
+    pub fn open_with(
+        path: &Path,
+        cache_mb: u64,
+        group_commit_delay: std::time::Duration,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_mb * 1024 * 1024)
@@ -104,7 +113,7 @@ impl Store {
             risk_daily: t(tree::RISK_DAILY)?,
             alerts: t(tree::ALERTS)?,
             anomaly_acks: t(tree::ANOMALY_ACKS)?,
-            commit: GroupCommit::start(db.clone()),
+            commit: GroupCommit::start(db.clone(), group_commit_delay),
             db,
         };
         Ok(Store {
