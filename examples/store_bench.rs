@@ -11,9 +11,17 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 64).unwrap();
-    let n_tasks = 64;
-    let per = 300;
+    let delay_us: u64 = std::env::var("DELAY_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let store =
+        Store::open_with(dir.path(), 64, std::time::Duration::from_micros(delay_us)).unwrap();
+    let n_tasks: usize = std::env::var("TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let per = 19200 / n_tasks;
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = vec![];
@@ -21,7 +29,7 @@ fn main() {
             let s = store.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..per {
-                    let now = 1_700_000_000_000 + i;
+                    let now = 1_700_000_000_000 + i as i64;
                     let o = Order::new(
                         OrderId::generate(now),
                         OrderSpec {

@@ -64,7 +64,14 @@ async fn console_renders_channels_actors_and_orders_in_a_headless_browser() {
         return;
     };
     let app = spawn_app().await;
-    let paid = app.paid_order("console-1", 4321).await;
+    // Its webhook goes to an endpoint that refuses connections, so it waits in the queue.
+    let mut body = order_body("console-1", 4321);
+    body["notify_url"] = serde_json::json!("http://127.0.0.1:9/hook");
+    let paid = app.post("/v1/orders", body).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.pay(&paid, serde_json::json!({})).await.status, 200);
     let pending = app.pending_order("console-2", 100).await;
     let mismatch = app.pending_order("console-3", 500).await;
     app.pay(&mismatch, serde_json::json!({"amount": 7})).await;
@@ -106,6 +113,8 @@ async fn console_renders_channels_actors_and_orders_in_a_headless_browser() {
         "live: ",
         "mailbox backlog: ",
         "Webhook queue",
+        "id=\"webhook-counts\"",
+        "<td>order.paid</td>",
     ] {
         assert!(dom.contains(needle), "console DOM lacks `{needle}`:\n{dom}");
     }
