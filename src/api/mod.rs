@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod idempotency;
 mod orders;
+mod refunds;
 mod sandbox;
 
 pub use auth::{Admin, Authed, Merchant, Merchants};

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use super::{idempotency, json_response, parse_json, read_body, ApiError, AppState, Authed};
 use crate::actors::{Command, EngineError, Reply};
 use crate::domain::{
-    ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer, Refund,
-    RefundId,
+    ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer,
 };
-use crate::views::{OrderView, RefundView};
+use crate::views::OrderView;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -21,8 +20,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders/{id}", web::get().to(get_order))
             .route("/orders/{id}/verify", web::post().to(verify_order))
             .route("/orders/{id}/close", web::post().to(close_order))
-            .route("/orders/{id}/refunds", web::post().to(create_refund))
-            .route("/refunds/{id}", web::get().to(get_refund)),
+            .route(
+                "/orders/{id}/refunds",
+                web::post().to(super::refunds::create_refund),
+            )
+            .route("/refunds/{id}", web::get().to(super::refunds::get_refund)),
     );
 }
 
@@ -62,15 +64,6 @@ struct PayerRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateRefundRequest {
-    merchant_refund_no: String,
-    amount: i64,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListQuery {
     #[serde(default)]
     merchant_order_no: Option<String>,
@@ -95,7 +88,7 @@ fn check_url(param: &str, u: &str) -> Result<String, ApiError> {
     }
 }
 
-fn check_text(param: &str, s: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_text(param: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             param,
@@ -210,14 +203,17 @@ impl CreateOrderRequest {
     }
 }
 
-fn to_body<T: Serialize>(status: StatusCode, v: &T) -> Result<(StatusCode, Vec<u8>), ApiError> {
+pub(super) fn to_body<T: Serialize>(
+    status: StatusCode,
+    v: &T,
+) -> Result<(StatusCode, Vec<u8>), ApiError> {
     Ok((
         status,
         serde_json::to_vec(v).map_err(|_| ApiError::internal())?,
     ))
 }
 
-fn admit(state: &AppState, channel: &ChannelName) -> Result<(), ApiError> {
+pub(super) fn admit(state: &AppState, channel: &ChannelName) -> Result<(), ApiError> {
     let ch = state
         .engine
         .deps
@@ -295,7 +291,7 @@ async fn create_order(
 }
 
 /// Loads an order the merchant owns; another merchant's order is "not found".
-fn owned_order(state: &AppState, auth: &Authed, id: &str) -> Result<Order, ApiError> {
+pub(super) fn owned_order(state: &AppState, auth: &Authed, id: &str) -> Result<Order, ApiError> {
     let id = OrderId::parse(id).map_err(|_| ApiError::not_found("order"))?;
     match state.engine.deps.store.get_order(&id)? {
         Some(o) if o.spec.merchant_id == auth.0.id => Ok(o),
@@ -427,74 +423,4 @@ async fn close_order(
         }
     })
     .await
-}
-
-async fn create_refund(
-    state: web::Data<AppState>,
-    auth: Authed,
-    req: HttpRequest,
-    id: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
-    let o = owned_order(&state, &auth, &id)?;
-    idempotency::run(&state, &auth.0.id, &req, &body, || async {
-        let input: CreateRefundRequest = parse_json(&body)?;
-        let no = MerchantRef::parse(&input.merchant_refund_no).map_err(|e| {
-            ApiError::invalid("merchant_refund_no", "invalid_reference", e.to_string())
-        })?;
-        let amount = Money::new(input.amount, o.spec.amount.currency())?;
-        if let Some(r) = &input.reason {
-            check_text("reason", r, 256)?;
-        }
-        let store = &state.engine.deps.store;
-        if let Some(existing) = store.find_refund_by_merchant_ref(&auth.0.id, &no)? {
-            return Err(EngineError::DuplicateRefund(existing.to_string()).into());
-        }
-        if amount.minor() > o.refundable() && o.status().is_paid() {
-            return Err(crate::domain::DomainError::RefundExceedsPaid {
-                requested: amount.minor(),
-                available: o.refundable(),
-            }
-            .into());
-        }
-        admit(&state, &o.spec.channel)?;
-        let now = state.engine.deps.clock.now();
-        let refund = Refund::new(RefundId::generate(now), no, amount, input.reason, now);
-        match state
-            .engine
-            .send(&o.id, Command::Refund(Box::new(refund)))
-            .await?
-        {
-            Reply::Refund { order, refund_id } => {
-                let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
-                state.risk.refund_requested(store, &order, r);
-                to_body(StatusCode::CREATED, &RefundView::new(&order, r))
-            }
-            _ => Err(ApiError::internal()),
-        }
-    })
-    .await
-}
-
-async fn get_refund(
-    state: web::Data<AppState>,
-    auth: Authed,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let rid = RefundId::parse(&id).map_err(|_| ApiError::not_found("refund"))?;
-    let store = &state.engine.deps.store;
-    let order = match store.order_of_refund(&rid)? {
-        Some(oid) => store.get_order(&oid)?,
-        None => None,
-    };
-    match order {
-        Some(o) if o.spec.merchant_id == auth.0.id => {
-            let r = o
-                .refund(&rid)
-                .ok_or_else(|| ApiError::not_found("refund"))?;
-            Ok(json_response(StatusCode::OK, &RefundView::new(&o, r)))
-        }
-        _ => Err(ApiError::not_found("refund")),
-    }
 }

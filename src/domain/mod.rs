@@ -1,6 +1,7 @@
 //! Pure domain types and rules: money, identifiers, the order aggregate and its state
 //! machine. Nothing here does I/O, so all of it is tested without a runtime.
 
+pub mod calendar;
 mod ids;
 mod machine;
 mod money;

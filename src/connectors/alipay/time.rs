@@ -1,6 +1,7 @@
 //! Alipay writes every time as `yyyy-MM-dd HH:mm:ss` in Beijing time (UTC+8, no DST).
 //! Civil-date arithmetic after Howard Hinnant's `days_from_civil`, so no date crate is needed.
 
+use crate::domain::calendar::{civil_from_days, days_from_civil};
 use crate::domain::Millis;
 
 const OFFSET_MS: i64 = 8 * 3600 * 1000;
@@ -49,36 +50,6 @@ pub fn parse_gmt8(s: &str) -> Option<Millis> {
         return None; // 2023-02-30 and the like
     }
     Some((days * 86_400 + h * 3600 + mi * 60 + se) * 1000 - OFFSET_MS)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 /// Now, in Unix milliseconds.

@@ -1,45 +1,15 @@
-//! What an order actor does with each command, as plain async code over an owned order:
-//! load → decide (the state machine) → persist (one transaction, flushed) → follow up
-//! (provider call) → persist again. The actor runs one of these at a time per order.
+//! The order commands themselves: each reads as validate → provider call → persist, with
+//! the persistence primitives (`transition`, `commit`, `reschedule`) in `mod.rs`.
 
-use std::sync::Arc;
-
-use super::order::{Command, Reply};
-use super::{Deps, EngineError};
+use super::super::order::Reply;
+use super::super::EngineError;
+use super::Worker;
 use crate::connectors::{ConnectorError, Notification, ProviderPayment, ProviderRefund};
 use crate::domain::{
-    Applied, CloseReason, EventId, Failure, MerchantNotice, Millis, Order, OrderEvent, OrderId,
-    OrderStatus, Refund, RefundStatus,
+    Applied, CloseReason, Failure, Order, OrderEvent, OrderStatus, Refund, RefundStatus,
 };
-use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, StoredEvent, Wake};
+use crate::store::{OrderWrite, StoredEvent};
 use crate::telemetry::metrics;
-
-/// Fills the order's `merchant_id` and `channel` into its command span.
-pub(super) fn record_span(span: &tracing::Span, o: &Order) {
-    span.record("merchant_id", o.spec.merchant_id.as_str());
-    span.record("channel", o.spec.channel.as_str());
-}
-
-pub(super) async fn run(
-    deps: Arc<Deps>,
-    id: OrderId,
-    state: Option<Order>,
-    cmd: Command,
-) -> (Option<Order>, Result<Reply, EngineError>) {
-    let mut w = Worker {
-        deps,
-        id,
-        order: state,
-    };
-    let reply = w.handle(cmd).await;
-    (w.order, reply)
-}
-
-struct Worker {
-    deps: Arc<Deps>,
-    id: OrderId,
-    order: Option<Order>,
-}
 
 fn failure_of(e: &ConnectorError) -> Failure {
     match e {
@@ -75,203 +45,13 @@ fn payment_event(p: &ProviderPayment) -> Option<OrderEvent> {
 }
 
 impl Worker {
-    fn now(&self) -> Millis {
-        self.deps.clock.now()
-    }
-
-    fn order(&self) -> &Order {
-        self.order.as_ref().expect("loaded")
-    }
-
-    async fn handle(&mut self, cmd: Command) -> Result<Reply, EngineError> {
-        if let Command::Create(order) = cmd {
-            return self.create(*order).await;
-        }
-        if self.order.is_none() {
-            let o = self
-                .deps
-                .store
-                .get_order(&self.id)?
-                .ok_or(EngineError::NotFound)?;
-            record_span(&tracing::Span::current(), &o);
-            self.order = Some(o);
-        }
-        match cmd {
-            Command::Create(_) => unreachable!(),
-            Command::Verify => self.verify().await,
-            Command::Close => self.close().await,
-            Command::Refund(r) => self.refund(*r).await,
-            Command::Notify(n) => self.notify(*n).await.map(|_| Reply::Done),
-            Command::Wake => self.wake().await.map(|_| Reply::Done),
-            Command::InjectPanic => panic!("injected fault"),
-        }
-    }
-
-    /// When this order next needs attention, derived from its state: polling backs off
-    /// with the order's age (first after `poll_first_secs`, at most every
-    /// `poll_max_interval_secs`) and never passes the expiry.
-    fn next_wake(&self, o: &Order, now: Millis) -> Wake {
-        let a = &self.deps.actors;
-        let interval = (now - o.created_at).clamp(
-            a.poll_first_secs as i64 * 1000,
-            a.poll_max_interval_secs as i64 * 1000,
-        );
-        let wake = match o.status() {
-            OrderStatus::Created => Wake::At(o.spec.expires_at),
-            OrderStatus::Pending => Wake::At((now + interval).min(o.spec.expires_at)),
-            OrderStatus::Paid | OrderStatus::PartiallyRefunded
-                if o.refunds()
-                    .iter()
-                    .any(|r| r.status() == RefundStatus::Pending) =>
-            {
-                Wake::At(now + interval)
-            }
-            _ => Wake::Clear,
-        };
-        // A due time already past (a close at expiry that failed) retries after an
-        // interval instead of spinning.
-        match wake {
-            Wake::At(t) if t <= now => Wake::At(now + interval),
-            w => w,
-        }
-    }
-
-    fn outbox_for(
-        &self,
-        order: &Order,
-        notices: &[MerchantNotice],
-        now: Millis,
-    ) -> Vec<OutboxRecord> {
-        notices
-            .iter()
-            .map(|n| {
-                let id = EventId::generate(now);
-                OutboxRecord {
-                    payload: crate::views::event_payload(&id, n, order, now),
-                    id,
-                    merchant_id: order.spec.merchant_id.clone(),
-                    order_id: order.id.clone(),
-                    event_type: n.event_type().to_string(),
-                    created_at: now,
-                    notify_url: order.spec.notify_url.clone(),
-                    status: OutboxStatus::Pending,
-                    attempts: 0,
-                    next_due: now,
-                    last_error: None,
-                    delivered_at: None,
-                }
-            })
-            .collect()
-    }
-
-    /// Applies `event` through the state machine and persists the result durably.
-    /// Returns whether anything changed.
-    async fn transition(&mut self, event: OrderEvent) -> Result<bool, EngineError> {
-        let now = self.now();
-        let current = self.order();
-        let Applied::Changed {
-            order,
-            notices,
-            anomaly,
-        } = current.apply(&event, now)?
-        else {
-            return Ok(false);
-        };
-        let event_name = event.name();
-        let write = OrderWrite {
-            prev_version: current.version(),
-            outbox: self.outbox_for(&order, &notices, now),
-            wake: self.next_wake(&order, now),
-            events: vec![StoredEvent {
-                seq: order.version(),
-                at: now,
-                event,
-                status_after: order.status(),
-                risk: None,
-            }],
-            order: *order,
-        };
-        self.commit(write).await?;
-        let o = self.order();
-        let channel = o.spec.channel.as_str();
-        tracing::info!(
-            event = event_name,
-            status = o.status().as_str(),
-            version = o.version(),
-            "order transition"
-        );
-        if let Some(a) = anomaly {
-            metrics::ANOMALIES
-                .with_label_values(&[a.kind.as_str()])
-                .inc();
-            tracing::warn!(order_id = %o.id, kind = a.kind.as_str(), detail = %a.detail, "anomaly recorded");
-        }
-        metrics::ORDER_TRANSITIONS
-            .with_label_values(&[channel, o.status().as_str()])
-            .inc();
-        Ok(true)
-    }
-
-    async fn commit(&mut self, write: OrderWrite) -> Result<(), EngineError> {
-        let has_outbox = !write.outbox.is_empty();
-        match self.deps.store.commit(&write).await {
-            Ok(()) => {
-                self.order = Some(write.order);
-                if has_outbox {
-                    self.deps.outbox_written.notify_one();
-                }
-                Ok(())
-            }
-            Err(StoreError::VersionConflict { .. }) => {
-                // Our in-memory copy is stale (cannot happen with one actor per order, but
-                // never overwrite what we did not read): reload and let the caller retry.
-                self.order = self.deps.store.get_order(&self.id)?;
-                Err(EngineError::Unavailable(
-                    "order changed concurrently; retry".into(),
-                ))
-            }
-            Err(StoreError::DuplicateMerchantOrderNo(id)) => Err(EngineError::DuplicateOrder(id)),
-            Err(StoreError::DuplicateMerchantRefundNo(id)) => Err(EngineError::DuplicateRefund(id)),
-            Err(e) => {
-                // The transaction may or may not be on disk; reload the truth.
-                self.order = self.deps.store.get_order(&self.id).ok().flatten();
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Persists only the wake-up time (after a poll that changed nothing).
-    async fn reschedule(&mut self) -> Result<(), EngineError> {
-        let o = self.order().clone();
-        let wake = self.next_wake(&o, self.now());
-        if self.deps.store.order_wake(&o.id)? == wake_time(wake) {
-            return Ok(());
-        }
-        let write = OrderWrite {
-            prev_version: o.version(),
-            order: o,
-            events: Vec::new(),
-            outbox: Vec::new(),
-            wake,
-        };
-        self.commit(write).await
-    }
-
-    fn channel(&self) -> Result<Arc<super::ChannelHandle>, EngineError> {
-        let name = &self.order().spec.channel;
-        self.deps
-            .channel(name)
-            .cloned()
-            .ok_or_else(|| EngineError::Conflict(format!("channel `{name}` is not configured")))
-    }
-
     /// Places the order with the provider, then persists its creation and the prepay
     /// outcome in one transaction. Nothing has been acknowledged before that commit, so a
     /// crash in between loses nothing anyone was told about (the provider's unseen trade
     /// simply expires); and one flush per create instead of two is what lets creates keep
     /// up with the HTTP layer. `merchant_order_no` uniqueness is still enforced by the
     /// commit; a concurrent duplicate that lost the race closes its provider trade.
-    async fn create(&mut self, order: Order) -> Result<Reply, EngineError> {
+    pub(super) async fn create(&mut self, order: Order) -> Result<Reply, EngineError> {
         let now = self.now();
         let ch = self
             .deps
@@ -371,7 +151,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn verify(&mut self) -> Result<Reply, EngineError> {
+    pub(super) async fn verify(&mut self) -> Result<Reply, EngineError> {
         let ch = self.channel()?;
         let o = self.order().clone();
         let q = ch.call("query", ch.connector.query(&o)).await?;
@@ -399,7 +179,7 @@ impl Worker {
         })
     }
 
-    async fn close(&mut self) -> Result<Reply, EngineError> {
+    pub(super) async fn close(&mut self) -> Result<Reply, EngineError> {
         match self.order().status() {
             OrderStatus::Closed => return Ok(Reply::Order(Box::new(self.order().clone()))),
             OrderStatus::Created | OrderStatus::Pending => {}
@@ -446,7 +226,7 @@ impl Worker {
         }
     }
 
-    async fn refund(&mut self, refund: Refund) -> Result<Reply, EngineError> {
+    pub(super) async fn refund(&mut self, refund: Refund) -> Result<Reply, EngineError> {
         let rid = refund.id.clone();
         if self.order().refund(&rid).is_none() {
             self.transition(OrderEvent::RefundRequested { refund })
@@ -493,7 +273,7 @@ impl Worker {
         self.transition(ev).await.map(|_| ())
     }
 
-    async fn notify(&mut self, n: Notification) -> Result<(), EngineError> {
+    pub(super) async fn notify(&mut self, n: Notification) -> Result<(), EngineError> {
         match n {
             Notification::Payment { payment, .. } => self.apply_payment(&payment).await,
             Notification::Refund {
@@ -516,7 +296,7 @@ impl Worker {
     }
 
     /// The order's due time came: poll the provider, expire, or poll pending refunds.
-    async fn wake(&mut self) -> Result<(), EngineError> {
+    pub(super) async fn wake(&mut self) -> Result<(), EngineError> {
         let now = self.now();
         let status = self.order().status();
         let ch = self.channel()?;
@@ -567,12 +347,5 @@ impl Worker {
             }
         }
         self.reschedule().await
-    }
-}
-
-fn wake_time(w: Wake) -> Option<Millis> {
-    match w {
-        Wake::At(t) => Some(t),
-        _ => None,
     }
 }

@@ -1,0 +1,241 @@
+//! What an order actor does with each command, as plain async code over an owned order:
+//! load → decide (the state machine) → persist (one transaction, flushed) → follow up
+//! (provider call) → persist again. The actor runs one of these at a time per order.
+
+use std::sync::Arc;
+
+use super::order::{Command, Reply};
+use super::{Deps, EngineError};
+use crate::domain::{
+    Applied, EventId, MerchantNotice, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundStatus,
+};
+use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, StoredEvent, Wake};
+use crate::telemetry::metrics;
+
+/// Fills the order's `merchant_id` and `channel` into its command span.
+pub(super) fn record_span(span: &tracing::Span, o: &Order) {
+    span.record("merchant_id", o.spec.merchant_id.as_str());
+    span.record("channel", o.spec.channel.as_str());
+}
+
+pub(super) async fn run(
+    deps: Arc<Deps>,
+    id: OrderId,
+    state: Option<Order>,
+    cmd: Command,
+) -> (Option<Order>, Result<Reply, EngineError>) {
+    let mut w = Worker {
+        deps,
+        id,
+        order: state,
+    };
+    let reply = w.handle(cmd).await;
+    (w.order, reply)
+}
+
+mod commands;
+
+struct Worker {
+    deps: Arc<Deps>,
+    id: OrderId,
+    order: Option<Order>,
+}
+
+impl Worker {
+    fn now(&self) -> Millis {
+        self.deps.clock.now()
+    }
+
+    fn order(&self) -> &Order {
+        self.order.as_ref().expect("loaded")
+    }
+
+    async fn handle(&mut self, cmd: Command) -> Result<Reply, EngineError> {
+        if let Command::Create(order) = cmd {
+            return self.create(*order).await;
+        }
+        if self.order.is_none() {
+            let o = self
+                .deps
+                .store
+                .get_order(&self.id)?
+                .ok_or(EngineError::NotFound)?;
+            record_span(&tracing::Span::current(), &o);
+            self.order = Some(o);
+        }
+        match cmd {
+            Command::Create(_) => unreachable!(),
+            Command::Verify => self.verify().await,
+            Command::Close => self.close().await,
+            Command::Refund(r) => self.refund(*r).await,
+            Command::Notify(n) => self.notify(*n).await.map(|_| Reply::Done),
+            Command::Wake => self.wake().await.map(|_| Reply::Done),
+            Command::InjectPanic => panic!("injected fault"),
+        }
+    }
+
+    /// When this order next needs attention, derived from its state: polling backs off
+    /// with the order's age (first after `poll_first_secs`, at most every
+    /// `poll_max_interval_secs`) and never passes the expiry.
+    fn next_wake(&self, o: &Order, now: Millis) -> Wake {
+        let a = &self.deps.actors;
+        let interval = (now - o.created_at).clamp(
+            a.poll_first_secs as i64 * 1000,
+            a.poll_max_interval_secs as i64 * 1000,
+        );
+        let wake = match o.status() {
+            OrderStatus::Created => Wake::At(o.spec.expires_at),
+            OrderStatus::Pending => Wake::At((now + interval).min(o.spec.expires_at)),
+            OrderStatus::Paid | OrderStatus::PartiallyRefunded
+                if o.refunds()
+                    .iter()
+                    .any(|r| r.status() == RefundStatus::Pending) =>
+            {
+                Wake::At(now + interval)
+            }
+            _ => Wake::Clear,
+        };
+        // A due time already past (a close at expiry that failed) retries after an
+        // interval instead of spinning.
+        match wake {
+            Wake::At(t) if t <= now => Wake::At(now + interval),
+            w => w,
+        }
+    }
+
+    fn outbox_for(
+        &self,
+        order: &Order,
+        notices: &[MerchantNotice],
+        now: Millis,
+    ) -> Vec<OutboxRecord> {
+        notices
+            .iter()
+            .map(|n| {
+                let id = EventId::generate(now);
+                OutboxRecord {
+                    payload: crate::views::event_payload(&id, n, order, now),
+                    id,
+                    merchant_id: order.spec.merchant_id.clone(),
+                    order_id: order.id.clone(),
+                    event_type: n.event_type().to_string(),
+                    created_at: now,
+                    notify_url: order.spec.notify_url.clone(),
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    next_due: now,
+                    last_error: None,
+                    delivered_at: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Applies `event` through the state machine and persists the result durably.
+    /// Returns whether anything changed.
+    async fn transition(&mut self, event: OrderEvent) -> Result<bool, EngineError> {
+        let now = self.now();
+        let current = self.order();
+        let Applied::Changed {
+            order,
+            notices,
+            anomaly,
+        } = current.apply(&event, now)?
+        else {
+            return Ok(false);
+        };
+        let event_name = event.name();
+        let write = OrderWrite {
+            prev_version: current.version(),
+            outbox: self.outbox_for(&order, &notices, now),
+            wake: self.next_wake(&order, now),
+            events: vec![StoredEvent {
+                seq: order.version(),
+                at: now,
+                event,
+                status_after: order.status(),
+                risk: None,
+            }],
+            order: *order,
+        };
+        self.commit(write).await?;
+        let o = self.order();
+        let channel = o.spec.channel.as_str();
+        tracing::info!(
+            event = event_name,
+            status = o.status().as_str(),
+            version = o.version(),
+            "order transition"
+        );
+        if let Some(a) = anomaly {
+            metrics::ANOMALIES
+                .with_label_values(&[a.kind.as_str()])
+                .inc();
+            tracing::warn!(order_id = %o.id, kind = a.kind.as_str(), detail = %a.detail, "anomaly recorded");
+        }
+        metrics::ORDER_TRANSITIONS
+            .with_label_values(&[channel, o.status().as_str()])
+            .inc();
+        Ok(true)
+    }
+
+    async fn commit(&mut self, write: OrderWrite) -> Result<(), EngineError> {
+        let has_outbox = !write.outbox.is_empty();
+        match self.deps.store.commit(&write).await {
+            Ok(()) => {
+                self.order = Some(write.order);
+                if has_outbox {
+                    self.deps.outbox_written.notify_one();
+                }
+                Ok(())
+            }
+            Err(StoreError::VersionConflict { .. }) => {
+                // Our in-memory copy is stale (cannot happen with one actor per order, but
+                // never overwrite what we did not read): reload and let the caller retry.
+                self.order = self.deps.store.get_order(&self.id)?;
+                Err(EngineError::Unavailable(
+                    "order changed concurrently; retry".into(),
+                ))
+            }
+            Err(StoreError::DuplicateMerchantOrderNo(id)) => Err(EngineError::DuplicateOrder(id)),
+            Err(StoreError::DuplicateMerchantRefundNo(id)) => Err(EngineError::DuplicateRefund(id)),
+            Err(e) => {
+                // The transaction may or may not be on disk; reload the truth.
+                self.order = self.deps.store.get_order(&self.id).ok().flatten();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Persists only the wake-up time (after a poll that changed nothing).
+    async fn reschedule(&mut self) -> Result<(), EngineError> {
+        let o = self.order().clone();
+        let wake = self.next_wake(&o, self.now());
+        if self.deps.store.order_wake(&o.id)? == wake_time(wake) {
+            return Ok(());
+        }
+        let write = OrderWrite {
+            prev_version: o.version(),
+            order: o,
+            events: Vec::new(),
+            outbox: Vec::new(),
+            wake,
+        };
+        self.commit(write).await
+    }
+
+    fn channel(&self) -> Result<Arc<super::ChannelHandle>, EngineError> {
+        let name = &self.order().spec.channel;
+        self.deps
+            .channel(name)
+            .cloned()
+            .ok_or_else(|| EngineError::Conflict(format!("channel `{name}` is not configured")))
+    }
+}
+
+fn wake_time(w: Wake) -> Option<Millis> {
+    match w {
+        Wake::At(t) => Some(t),
+        _ => None,
+    }
+}

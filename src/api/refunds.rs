@@ -1,0 +1,92 @@
+//! `POST /v1/orders/{id}/refunds` and `GET /v1/refunds/{id}` (routes mounted with the
+//! orders' `/v1` scope): partial refunds up to the paid amount, each with the merchant's
+//! own unique `merchant_refund_no`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::orders::{admit, check_text, owned_order, to_body};
+use super::{idempotency, json_response, parse_json, read_body, ApiError, AppState, Authed};
+use crate::actors::{Command, EngineError, Reply};
+use crate::domain::{MerchantRef, Money, Refund, RefundId};
+use crate::views::RefundView;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRefundRequest {
+    merchant_refund_no: String,
+    amount: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub(super) async fn create_refund(
+    state: web::Data<AppState>,
+    auth: Authed,
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
+    let o = owned_order(&state, &auth, &id)?;
+    idempotency::run(&state, &auth.0.id, &req, &body, || async {
+        let input: CreateRefundRequest = parse_json(&body)?;
+        let no = MerchantRef::parse(&input.merchant_refund_no).map_err(|e| {
+            ApiError::invalid("merchant_refund_no", "invalid_reference", e.to_string())
+        })?;
+        let amount = Money::new(input.amount, o.spec.amount.currency())?;
+        if let Some(r) = &input.reason {
+            check_text("reason", r, 256)?;
+        }
+        let store = &state.engine.deps.store;
+        if let Some(existing) = store.find_refund_by_merchant_ref(&auth.0.id, &no)? {
+            return Err(EngineError::DuplicateRefund(existing.to_string()).into());
+        }
+        if amount.minor() > o.refundable() && o.status().is_paid() {
+            return Err(crate::domain::DomainError::RefundExceedsPaid {
+                requested: amount.minor(),
+                available: o.refundable(),
+            }
+            .into());
+        }
+        admit(&state, &o.spec.channel)?;
+        let now = state.engine.deps.clock.now();
+        let refund = Refund::new(RefundId::generate(now), no, amount, input.reason, now);
+        match state
+            .engine
+            .send(&o.id, Command::Refund(Box::new(refund)))
+            .await?
+        {
+            Reply::Refund { order, refund_id } => {
+                let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
+                state.risk.refund_requested(store, &order, r);
+                to_body(StatusCode::CREATED, &RefundView::new(&order, r))
+            }
+            _ => Err(ApiError::internal()),
+        }
+    })
+    .await
+}
+
+pub(super) async fn get_refund(
+    state: web::Data<AppState>,
+    auth: Authed,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let rid = RefundId::parse(&id).map_err(|_| ApiError::not_found("refund"))?;
+    let store = &state.engine.deps.store;
+    let order = match store.order_of_refund(&rid)? {
+        Some(oid) => store.get_order(&oid)?,
+        None => None,
+    };
+    match order {
+        Some(o) if o.spec.merchant_id == auth.0.id => {
+            let r = o
+                .refund(&rid)
+                .ok_or_else(|| ApiError::not_found("refund"))?;
+            Ok(json_response(StatusCode::OK, &RefundView::new(&o, r)))
+        }
+        _ => Err(ApiError::not_found("refund")),
+    }
+}

@@ -1,0 +1,76 @@
+use super::*;
+
+const BASE: &str = r#"
+[server]
+bind = "127.0.0.1:8080"
+[storage]
+path = "data"
+[channels.sandbox]
+kind = "sandbox"
+[[merchants]]
+id = "demo"
+api_key_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+webhook_secret = "whsec_0123456789abcdef"
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn base_config_loads_with_defaults() {
+    let c = Config::from_toml(BASE, vec![]).unwrap();
+    assert!(c.sandbox.enabled);
+    assert_eq!(c.actors.idle_timeout_secs, 60);
+    assert_eq!(c.channels["sandbox"].rate_limit_per_sec, 5000);
+}
+
+#[test]
+fn env_overrides_nested_and_array_fields() {
+    let c = Config::from_toml(
+        BASE,
+        env(&[
+            ("PAYGATE__SERVER__BIND", "127.0.0.1:9000"),
+            ("PAYGATE__STORAGE__PATH", "./data-dev"),
+            ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "5"),
+            (
+                "PAYGATE__MERCHANTS__0__NOTIFY_URL",
+                "http://127.0.0.1:1/hook",
+            ),
+            ("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[1, 2]"),
+            ("OTHER", "ignored"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.server.bind, "127.0.0.1:9000");
+    assert_eq!(c.storage.path, PathBuf::from("./data-dev"));
+    assert_eq!(c.actors.idle_timeout_secs, 5);
+    assert_eq!(c.notifier.schedule_secs, vec![1, 2]);
+    assert_eq!(
+        c.merchants[0].notify_url.as_deref(),
+        Some("http://127.0.0.1:1/hook")
+    );
+}
+
+#[test]
+fn errors_name_the_bad_field() {
+    let e = Config::from_toml(BASE, env(&[("PAYGATE__SERVER__BIND", "nope")])).unwrap_err();
+    assert!(e.to_string().contains("server.bind"), "{e}");
+    let e =
+        Config::from_toml(&BASE.replace("\"sandbox\"\n[[", "\"paypal\"\n[["), vec![]).unwrap_err();
+    assert!(e.to_string().contains("channels.sandbox.kind"), "{e}");
+    let e = Config::from_toml(&format!("{BASE}\nbogus = 1\n"), vec![]).unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+    let e =
+        Config::from_toml(&BASE.replace("whsec_0123456789abcdef", "short"), vec![]).unwrap_err();
+    assert!(e.to_string().contains("merchants[0].webhook_secret"), "{e}");
+}
+
+#[test]
+fn secrets_do_not_debug_print() {
+    let c = Config::from_toml(BASE, vec![]).unwrap();
+    assert!(!format!("{c:?}").contains("whsec_0123456789abcdef"));
+}

@@ -1,0 +1,158 @@
+use super::*;
+use crate::domain::*;
+use crate::store::temp_store;
+use std::collections::BTreeMap;
+
+fn new_order(no: &str, now: Millis) -> Order {
+    Order::new(
+        OrderId::generate(now),
+        OrderSpec {
+            merchant_id: MerchantId::parse("demo").unwrap(),
+            merchant_order_no: MerchantRef::parse(no).unwrap(),
+            amount: Money::new(100, Currency::Cny).unwrap(),
+            channel: ChannelName::parse("sandbox").unwrap(),
+            method: Method::NativeQr,
+            subject: "s".into(),
+            notify_url: None,
+            return_url: None,
+            expires_at: now + 1000,
+            payer: Payer::default(),
+            metadata: BTreeMap::new(),
+        },
+        now,
+    )
+}
+
+fn create(o: &Order) -> OrderWrite {
+    OrderWrite {
+        order: o.clone(),
+        prev_version: 0,
+        events: vec![StoredEvent {
+            seq: 1,
+            at: o.created_at,
+            event: OrderEvent::Created,
+            status_after: o.status(),
+            risk: None,
+        }],
+        outbox: vec![],
+        wake: Wake::At(o.spec.expires_at),
+    }
+}
+
+#[tokio::test]
+async fn create_read_and_unique_merchant_order_no() {
+    let (_d, s) = temp_store();
+    let o = new_order("A1", 1000);
+    s.commit(&create(&o)).await.unwrap();
+    assert_eq!(s.get_order(&o.id).unwrap().unwrap(), o);
+    assert_eq!(
+        s.find_order_by_merchant_ref(&o.spec.merchant_id, &o.spec.merchant_order_no)
+            .unwrap(),
+        Some(o.id.clone())
+    );
+    let dup = new_order("A1", 1001);
+    assert!(matches!(
+        s.commit(&create(&dup)).await,
+        Err(StoreError::DuplicateMerchantOrderNo(_))
+    ));
+    assert!(s.get_order(&dup.id).unwrap().is_none());
+    assert_eq!(s.events(&o.id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn stale_version_is_refused() {
+    let (_d, s) = temp_store();
+    let o = new_order("A1", 1000);
+    s.commit(&create(&o)).await.unwrap();
+    let mut w = create(&o);
+    w.prev_version = 7;
+    assert!(matches!(
+        s.commit(&w).await,
+        Err(StoreError::VersionConflict {
+            expected: 7,
+            found: 1
+        })
+    ));
+}
+
+#[tokio::test]
+async fn timers_move_with_the_order() {
+    let (_d, s) = temp_store();
+    let o = new_order("A1", 1000);
+    s.commit(&create(&o)).await.unwrap();
+    assert_eq!(s.due_timers(1999, 10).unwrap().len(), 0);
+    assert_eq!(s.due_timers(2000, 10).unwrap(), vec![(2000, o.id.clone())]);
+    let Applied::Changed { order, .. } = o
+        .apply(
+            &OrderEvent::CloseRequested {
+                reason: CloseReason::Merchant,
+            },
+            1500,
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    s.commit(&OrderWrite {
+        order: *order,
+        prev_version: 1,
+        events: vec![StoredEvent {
+            seq: 2,
+            at: 1500,
+            event: OrderEvent::CloseRequested {
+                reason: CloseReason::Merchant,
+            },
+            status_after: OrderStatus::Closed,
+            risk: None,
+        }],
+        outbox: vec![],
+        wake: Wake::Clear,
+    })
+    .await
+    .unwrap();
+    assert!(s.due_timers(i64::MAX - 1, 10).unwrap().is_empty());
+    assert_eq!(s.next_timer().unwrap(), None);
+}
+
+#[tokio::test]
+async fn list_is_newest_first_with_cursor() {
+    let (_d, s) = temp_store();
+    let mut ids = vec![];
+    for i in 0..5 {
+        let o = new_order(&format!("N{i}"), 1000 + i);
+        s.commit(&create(&o)).await.unwrap();
+        ids.push(o.id);
+    }
+    let m = MerchantId::parse("demo").unwrap();
+    let (p1, more) = s.list_orders(&m, None, 2).unwrap();
+    assert!(more);
+    assert_eq!(
+        p1.iter().map(|o| &o.id).collect::<Vec<_>>(),
+        vec![&ids[4], &ids[3]]
+    );
+    let (p2, _) = s.list_orders(&m, Some(&ids[3]), 10).unwrap();
+    assert_eq!(p2.len(), 3);
+    assert_eq!(p2[0].id, ids[2]);
+    let other = MerchantId::parse("other").unwrap();
+    assert!(s.list_orders(&other, None, 10).unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_writers_share_flushes() {
+    let (_d, s) = temp_store();
+    let mut tasks = vec![];
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = new_order(&format!("C{i}"), 1000 + i);
+            s.commit(&create(&o)).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (flushes, writes) = s.flush_stats();
+    assert_eq!(writes, 200);
+    assert!(flushes < 200, "{flushes} flushes for 200 writes");
+    assert_eq!(s.order_count(), 200);
+}
