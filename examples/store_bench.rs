@@ -1,4 +1,6 @@
-//! Micro-benchmark of the store alone: 64 concurrent writers committing order creations.
+//! Micro-benchmark of the store alone: concurrent writers committing order creations.
+//! Environment: TASKS (writers, default 64), TOTAL (commits, default 19200), DELAY_US
+//! (group-commit gathering delay, default 0).
 use paygate::domain::*;
 use paygate::store::{OrderWrite, Store, StoredEvent, Wake};
 use std::collections::BTreeMap;
@@ -21,7 +23,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let per = 19200 / n_tasks;
+    let total: usize = std::env::var("TOTAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(19200);
+    let per = total / n_tasks;
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = vec![];
