@@ -12,7 +12,7 @@ RUN useradd --system --home /var/lib/paygate paygate \
  && mkdir -p /var/lib/paygate/data && chown -R paygate /var/lib/paygate
 WORKDIR /var/lib/paygate
 COPY --from=build /src/target/release/paygate /usr/local/bin/paygate
-COPY config.toml ./config.toml
+COPY config.toml risk.toml ./
 # Simulator test keys only; mount real keys and point the channel settings at them.
 COPY fixtures ./fixtures
 USER paygate

@@ -483,3 +483,35 @@ async fn health_and_readiness() {
     assert_eq!(r.status, 404);
     assert_eq!(r.body["error"]["code"], "route_not_found");
 }
+
+#[actix_web::test]
+async fn concurrent_commands_for_one_order_activate_exactly_one_actor() {
+    let app = spawn_app_with(&[("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "1")]).await;
+    let id = app.pending_order("one-actor", 100).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.engine.registry.live() > 0 {
+        assert!(Instant::now() < deadline, "actor did not passivate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 50 requests for the passivated order at once: all load it through one actor.
+    let mut tasks = vec![];
+    for _ in 0..50 {
+        let (http, base, id) = (app.http.clone(), app.base.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(format!("{base}/v1/orders/{id}/verify"))
+                .bearer_auth(DEMO_KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(app.engine.registry.live(), 1);
+    let sandbox = paygate::domain::ChannelName::parse("sandbox").unwrap();
+    let stats = app.engine.deps.channel(&sandbox).unwrap().stats();
+    assert_eq!(stats.live_actors, 1, "{stats:?}");
+}

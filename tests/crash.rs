@@ -287,3 +287,55 @@ fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn expiry_timers_survive_kill_9() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut child = start(dir.path(), port);
+    let id = rt.block_on(async {
+        wait_ready(&http, &base).await;
+        let body = json!({"merchant_order_no": "expire-after-crash", "amount": 100, "currency": "CNY",
+                          "channel": "sandbox", "method": "native_qr", "subject": "timer test", "expires_in": 2});
+        let o: Value = http.post(format!("{base}/v1/orders")).bearer_auth(KEY).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(o["status"], "pending");
+        o["id"].as_str().unwrap().to_string()
+    });
+    // Killed before the order expires: the due time lives only on disk now.
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let mut child = start(dir.path(), port);
+    rt.block_on(async {
+        wait_ready(&http, &base).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o: Value = http
+                .get(format!("{base}/v1/orders/{id}"))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if o["status"] == "closed" {
+                assert_eq!(o["close_reason"], "expired");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the expiry timer did not survive the restart: {o}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

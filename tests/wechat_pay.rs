@@ -142,3 +142,33 @@ async fn wechat_field_limits_are_clear_400s() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(app.count_orders(), 0);
 }
+
+#[actix_web::test]
+async fn wechat_close_and_native_qr_svg() {
+    let app = spawn_app().await;
+    let r = app
+        .post("/v1/orders", body("wx-close", "native_qr", 300))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let svg = app
+        .http
+        .get(format!("{}/v1/orders/{id}/qr.svg", app.base))
+        .bearer_auth(DEMO_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.status(), 200);
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+    let c = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.body["status"], "closed");
+    // WeChat closed the trade too: the payer can no longer pay it.
+    assert_ne!(app.pay(&id, json!({})).await.status, 200);
+    assert_eq!(app.order(&id).await["status"], "closed");
+    // An H5 order has no QR code.
+    let h5 = app.post("/v1/orders", body("wx-h5", "h5", 300)).await;
+    let h5_id = h5.body["id"].as_str().unwrap();
+    let r = app.get(&format!("/v1/orders/{h5_id}/qr.svg")).await;
+    assert_eq!(r.status, 409);
+}
