@@ -227,7 +227,8 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             "3600".to_string(),
         ),
     ];
-    let cfg = Config::load(&opts.config, env).map_err(|e| e.to_string())?;
+    // The caller's PAYGATE__… variables apply too (bench settings above win).
+    let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
