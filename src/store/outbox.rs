@@ -139,8 +139,21 @@ impl Store {
             .and_then(|(k, _)| split_due_key(&k).map(|(d, _)| d)))
     }
 
-    /// Replaces a record (attempt outcome, replay), moving its due-index entry, durably.
+    /// Replaces a record (a replay someone asked for), moving its due-index entry, and
+    /// returns once that is durable.
     pub async fn update_outbox(
+        &self,
+        prev: &OutboxRecord,
+        next: &OutboxRecord,
+    ) -> Result<(), StoreError> {
+        self.record_outbox_attempt(prev, next)?;
+        self.durable().await
+    }
+
+    /// Records a delivery attempt's outcome without waiting for the flush. Nobody is
+    /// answered on the strength of it, and losing it in a crash only means the event is
+    /// delivered again (at least once) or retried earlier; the next flush covers it.
+    pub fn record_outbox_attempt(
         &self,
         prev: &OutboxRecord,
         next: &OutboxRecord,
@@ -161,8 +174,7 @@ impl Store {
         res.map_err(|e| match e {
             sled::transaction::TransactionError::Abort(e) => e,
             sled::transaction::TransactionError::Storage(e) => e.into(),
-        })?;
-        self.durable().await
+        })
     }
 
     /// Records by status, newest first, optionally for one merchant.

@@ -258,7 +258,7 @@ async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxRecord> {
             );
         }
     }
-    match shared.store.update_outbox(&rec, &next).await {
+    match shared.store.record_outbox_attempt(&rec, &next) {
         Ok(()) => Some(next),
         Err(e) => {
             tracing::error!(event_id = %rec.id, error = %e, "notifier: recording an attempt failed");
