@@ -18,57 +18,91 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(dir: &std::path::Path, port: u16) -> Child {
-    start_with(dir, port, &[])
+/// One paygate process (the real binary) on a fixed port and data dir, killed with SIGKILL
+/// and started again on the same dir.
+struct Node {
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+    port: u16,
+    base: String,
+    http: reqwest::Client,
+    env: Vec<(&'static str, String)>,
+    child: Mutex<Option<Child>>,
 }
 
-fn start_with(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_paygate"))
-        .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-        .args([
-            "serve",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
-        ])
-        .env("PAYGATE__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("PAYGATE__STORAGE__PATH", dir)
-        .env("PAYGATE__STORAGE__CACHE_CAPACITY_MB", "32")
-        .env("PAYGATE__LOG__LEVEL", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start paygate")
-}
-
-async fn wait_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+impl Node {
+    fn new(env: Vec<(&'static str, String)>) -> Node {
+        let port = free_port();
+        Node {
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            env,
+            child: Mutex::new(None),
         }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Starts the binary and waits until it is ready.
+    fn start(&self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .envs(self.env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .args([
+                "serve",
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+            ])
+            .env("PAYGATE__SERVER__BIND", format!("127.0.0.1:{}", self.port))
+            .env("PAYGATE__STORAGE__PATH", self.dir.path())
+            .env("PAYGATE__STORAGE__CACHE_CAPACITY_MB", "32")
+            .env("PAYGATE__LOG__LEVEL", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start paygate");
+        *self.child.lock().unwrap() = Some(child);
+        let (http, base) = (self.http.clone(), self.base.clone());
+        self.rt.block_on(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                    if r.status() == 200 {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < deadline, "server did not become ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+    }
+
+    fn kill9(&self) {
+        if let Some(mut c) = self.child.lock().unwrap().take() {
+            c.kill().expect("SIGKILL");
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }
 
 #[test]
 fn orders_answered_201_survive_kill_9() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut child = start(dir.path(), port);
-    rt.block_on(wait_ready(&http, &base));
+    let node = Node::new(vec![]);
+    node.start();
+    let (http, base) = (node.http.clone(), node.base.clone());
 
     let acked: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
-    rt.block_on(async {
+    node.rt.block_on(async {
         let mut tasks = vec![];
         for t in 0..16 {
             let (http, base, acked) = (http.clone(), base.clone(), acked.clone());
@@ -92,8 +126,7 @@ fn orders_answered_201_survive_kill_9() {
         while acked.lock().unwrap().len() < 400 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
+        node.kill9();
         for t in tasks {
             let _ = t.await;
         }
@@ -105,9 +138,8 @@ fn orders_answered_201_survive_kill_9() {
         acked.len()
     );
 
-    let mut child = start(dir.path(), port);
-    rt.block_on(async {
-        wait_ready(&http, &base).await;
+    node.start();
+    node.rt.block_on(async {
         for (no, before) in &acked {
             let id = before["id"].as_str().unwrap();
             let r = http
@@ -163,78 +195,17 @@ fn orders_answered_201_survive_kill_9() {
         }
         assert!(seen.len() >= acked.len());
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.kill9();
     eprintln!(
         "crash test: {} acknowledged orders survived SIGKILL",
         acked.len()
     );
 }
 
-/// A minimal HTTP endpoint (no framework, so it runs on a plain tokio runtime) that answers
-/// 200 and records the `order_id`s of the events it receives.
-async fn webhook_sink(
-    listener: tokio::net::TcpListener,
-    seen: Arc<Mutex<std::collections::HashSet<String>>>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            return;
-        };
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let Ok(n) = sock.read(&mut chunk).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                let Some(head_end) = text.find("\r\n\r\n") else {
-                    continue;
-                };
-                let len = text[..head_end]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if buf.len() < head_end + 4 + len {
-                    continue;
-                }
-                let body: Value = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len])
-                    .unwrap_or(Value::Null);
-                if let Some(id) = body["data"]["object"]["id"].as_str() {
-                    seen.lock().unwrap().insert(id.to_string());
-                }
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                return;
-            }
-        });
-    }
-}
-
 #[test]
 fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (port, hook_port) = (free_port(), free_port());
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let env = [
+    let hook_port = free_port();
+    let node = Node::new(vec![
         (
             "PAYGATE__MERCHANTS__0__NOTIFY_URL",
             format!("http://127.0.0.1:{hook_port}/hook"),
@@ -243,11 +214,11 @@ fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
             "PAYGATE__NOTIFIER__SCHEDULE_SECS",
             "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]".to_string(),
         ),
-    ];
-    let mut child = start_with(dir.path(), port, &env);
+    ]);
+    node.start();
+    let (http, base) = (node.http.clone(), node.base.clone());
     // The merchant endpoint is down: every delivery fails and stays pending.
-    let paid: Vec<String> = rt.block_on(async {
-        wait_ready(&http, &base).await;
+    let paid: Vec<String> = node.rt.block_on(async {
         let mut ids = vec![];
         for i in 0..20 {
             let body = json!({"merchant_order_no": format!("hook-{i}"), "amount": 100, "currency": "CNY",
@@ -260,19 +231,25 @@ fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
         }
         ids
     });
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    node.kill9();
 
     let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
-    rt.block_on(async {
+    node.rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", hook_port))
             .await
             .unwrap();
-        tokio::spawn(webhook_sink(listener, seen.clone()));
+        let seen = seen.clone();
+        tokio::spawn(paygate::bench::webhook_sink(
+            listener,
+            Arc::new(move |ev: Value| {
+                if let Some(id) = ev["data"]["object"]["id"].as_str() {
+                    seen.lock().unwrap().insert(id.to_string());
+                }
+            }),
+        ));
     });
-    let mut child = start_with(dir.path(), port, &env);
-    rt.block_on(async {
-        wait_ready(&http, &base).await;
+    node.start();
+    node.rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(30);
         while paid.iter().any(|id| !seen.lock().unwrap().contains(id)) {
             assert!(
@@ -284,24 +261,15 @@ fn webhooks_pending_at_kill_9_are_delivered_after_restart() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.kill9();
 }
 
 #[test]
 fn expiry_timers_survive_kill_9() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut child = start(dir.path(), port);
-    let id = rt.block_on(async {
-        wait_ready(&http, &base).await;
+    let node = Node::new(vec![]);
+    node.start();
+    let (http, base) = (node.http.clone(), node.base.clone());
+    let id = node.rt.block_on(async {
         let body = json!({"merchant_order_no": "expire-after-crash", "amount": 100, "currency": "CNY",
                           "channel": "sandbox", "method": "native_qr", "subject": "timer test", "expires_in": 2});
         let o: Value = http.post(format!("{base}/v1/orders")).bearer_auth(KEY).json(&body).send().await.unwrap().json().await.unwrap();
@@ -309,11 +277,9 @@ fn expiry_timers_survive_kill_9() {
         o["id"].as_str().unwrap().to_string()
     });
     // Killed before the order expires: the due time lives only on disk now.
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
-    let mut child = start(dir.path(), port);
-    rt.block_on(async {
-        wait_ready(&http, &base).await;
+    node.kill9();
+    node.start();
+    node.rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let o: Value = http
@@ -336,6 +302,5 @@ fn expiry_timers_survive_kill_9() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.kill9();
 }
