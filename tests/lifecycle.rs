@@ -326,3 +326,40 @@ async fn refund_callback_for_unknown_refund_is_rejected() {
     assert_eq!(r.status, 500, "{}", r.text);
     assert_eq!(app.order(&id).await["status"], "paid");
 }
+
+#[actix_web::test]
+async fn a_prepay_with_unknown_outcome_is_driven_again_by_the_merchants_retry() {
+    let app = spawn_app().await;
+    // The provider answers the next request with a 500: the prepay's outcome is unknown.
+    let r = app
+        .http
+        .post(format!("{}/sandbox/sandbox/faults", app.base))
+        .json(&json!({"fail_next": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = app.create_order("unknown-1", 700).await;
+    assert_eq!(first.status, 502, "{}", first.text);
+    assert_eq!(first.body["error"]["code"], "provider_unavailable");
+    // The order exists, still `created`, with no pay action.
+    let found = app.get("/v1/orders?merchant_order_no=unknown-1").await;
+    let id = found.body["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(found.body["data"][0]["status"], "created");
+    assert!(found.body["data"][0]["pay_action"].is_null());
+
+    // The merchant retries the same request: the same order, now placed with the provider.
+    let retry = app.create_order("unknown-1", 700).await;
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.body["id"], id.as_str());
+    assert_eq!(retry.body["status"], "pending");
+    assert!(retry.body["pay_action"]["code_url"].is_string());
+    // Another payment under the same reference is still a duplicate.
+    let other = app.create_order("unknown-1", 701).await;
+    assert_eq!(other.status, 409, "{}", other.text);
+    assert_eq!(other.body["error"]["code"], "duplicate_merchant_order_no");
+    // And a second retry is a duplicate too: the order is no longer `created`.
+    assert_eq!(app.create_order("unknown-1", 700).await.status, 409);
+    assert_eq!(app.pay(&id, json!({})).await.status, 200);
+    assert_eq!(app.order(&id).await["status"], "paid");
+}

@@ -31,6 +31,10 @@ pub enum Command {
     /// `DuplicateOrder` if the merchant_order_no is taken; `Provider` if the provider could
     /// not be reached (the order stays `created` and is closed at expiry).
     Create(Box<Order>),
+    /// Place an order still `created` (its first prepay had an unknown outcome) with the
+    /// provider again. Reply: `Reply::Order` (`pending`, or `failed` if refused; an order
+    /// past `created` is answered as it is); `Provider` if the provider is still unreachable.
+    Prepay,
     /// Ask the provider, apply what it says. Reply: `Reply::Verified`.
     Verify,
     /// Close an unpaid order (also at the provider). Reply: `Reply::Order`;

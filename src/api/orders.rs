@@ -246,7 +246,7 @@ async fn create_order(
         if let Some(existing) =
             store.find_order_by_merchant_ref(&merchant, &spec.merchant_order_no)?
         {
-            return Err(EngineError::DuplicateOrder(existing.to_string()).into());
+            return retry_or_duplicate(&state, existing, &spec).await;
         }
         let order = Order::new(OrderId::generate(now), spec, now);
         tracing::Span::current()
@@ -289,6 +289,35 @@ async fn create_order(
         }
     })
     .await
+}
+
+/// The same `merchant_order_no` again. If that order's first prepay ended with an unknown
+/// outcome (provider timeout or 5xx: the order is still `created`) and the request is the
+/// same payment, the prepay is driven again for that order (providers treat a repeated
+/// `out_trade_no` with the same content as the same trade) and the merchant gets the order
+/// it asked for. Anything else is a duplicate.
+async fn retry_or_duplicate(
+    state: &AppState,
+    existing: OrderId,
+    spec: &OrderSpec,
+) -> Result<(StatusCode, Vec<u8>), ApiError> {
+    let duplicate = || EngineError::DuplicateOrder(existing.to_string()).into();
+    let Some(prior) = state.engine.deps.store.get_order(&existing)? else {
+        return Err(duplicate());
+    };
+    let p = &prior.spec;
+    let same_payment = p.amount == spec.amount
+        && p.channel == spec.channel
+        && p.method == spec.method
+        && p.subject == spec.subject;
+    if prior.status() != crate::domain::OrderStatus::Created || !same_payment {
+        return Err(duplicate());
+    }
+    admit(state, &p.channel)?;
+    match state.engine.send(&prior.id, Command::Prepay).await? {
+        Reply::Order(o) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
+        _ => Err(ApiError::internal()),
+    }
 }
 
 /// Loads an order the merchant owns; another merchant's order is "not found".

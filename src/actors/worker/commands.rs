@@ -135,6 +135,33 @@ impl Worker {
         Ok(Reply::Order(Box::new(o.clone())))
     }
 
+    /// Drives the prepay again for an order whose first attempt had an unknown outcome.
+    pub(super) async fn prepay_again(&mut self) -> Result<Reply, EngineError> {
+        if self.order().status() != OrderStatus::Created {
+            return Ok(Reply::Order(Box::new(self.order().clone())));
+        }
+        let ch = self.channel()?;
+        let o = self.order().clone();
+        match ch.call("prepay", ch.connector.prepay(&o)).await {
+            Ok(pay_action) => {
+                self.transition(OrderEvent::PrepayAccepted { pay_action })
+                    .await?;
+            }
+            Err(
+                e @ (ConnectorError::Rejected { .. }
+                | ConnectorError::InvalidRequest { .. }
+                | ConnectorError::Unsupported(_)),
+            ) => {
+                self.transition(OrderEvent::PrepayRejected {
+                    failure: failure_of(&e),
+                })
+                .await?;
+            }
+            Err(e) => return Err(EngineError::Provider(e)),
+        }
+        Ok(Reply::Order(Box::new(self.order().clone())))
+    }
+
     /// Applies a provider-reported payment status. Events the current state does not
     /// admit (e.g. "closed" for a trade we hold as refunded) are logged and ignored: the
     /// provider's view then adds nothing to ours.

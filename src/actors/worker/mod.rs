@@ -65,6 +65,7 @@ impl Worker {
         }
         match cmd {
             Command::Create(_) => unreachable!(),
+            Command::Prepay => self.prepay_again().await,
             Command::Verify => self.verify().await,
             Command::Close => self.close().await,
             Command::Refund(r) => self.refund(*r).await,

@@ -71,6 +71,10 @@ pub struct SandboxSimulator {
     settings: Settings,
     env: SimEnv,
     books: Books,
+    /// Fault injection (`POST /sandbox/{channel}/faults {"fail_next": N}`): the next N API
+    /// requests answer 500 `SYSTEM_ERROR` after doing nothing, like a provider outage, so
+    /// tests and demos can exercise "outcome unknown" paths.
+    fail_next: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -86,6 +90,7 @@ impl SandboxSimulator {
             settings,
             env,
             books,
+            fail_next: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -268,7 +273,16 @@ impl SandboxSimulator {
         body: web::Bytes,
     ) -> HttpResponse {
         let now = sign::now_secs();
+        let injected = self
+            .fail_next
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
         let result = match self.authenticate(&req, &body, now) {
+            Ok(()) if injected => Err(ApiError::internal("injected fault: provider unavailable")),
             Ok(()) => self.clone().dispatch(op, &body, now),
             Err(e) => Err(e),
         };
@@ -277,6 +291,13 @@ impl SandboxSimulator {
         }
         self.respond(&req, result)
     }
+}
+
+/// Body of `POST /sandbox/{channel}/faults`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    pub fail_next: u32,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -325,6 +346,18 @@ impl Simulator for SandboxSimulator {
                 }),
             );
         }
+        let sim = self.clone();
+        cfg.route(
+            "/faults",
+            web::post().to(move |body: web::Json<Faults>| {
+                let sim = sim.clone();
+                async move {
+                    sim.fail_next
+                        .store(body.fail_next, std::sync::atomic::Ordering::SeqCst);
+                    HttpResponse::Ok().json(serde_json::json!({"fail_next": body.fail_next}))
+                }
+            }),
+        );
         checkout::routes(self, cfg);
     }
 
