@@ -363,3 +363,50 @@ async fn a_prepay_with_unknown_outcome_is_driven_again_by_the_merchants_retry() 
     assert_eq!(app.pay(&id, json!({})).await.status, 200);
     assert_eq!(app.order(&id).await["status"], "paid");
 }
+
+/// The provider placed the trade but its answer was lost: the order stays `created` and
+/// the merchant got a 502. The payer may still pay; the provider's callback must not be
+/// dropped, and a trade nobody paid is closed at the provider when the order expires.
+#[actix_web::test]
+async fn a_trade_placed_behind_a_lost_prepay_answer_is_neither_lost_nor_left_open() {
+    let app = spawn_app().await;
+    let lose = |n: u32| {
+        app.http
+            .post(format!("{}/sandbox/sandbox/faults", app.base))
+            .json(&json!({"lose_next": n}))
+            .send()
+    };
+    assert_eq!(lose(1).await.unwrap().status(), 200);
+    let first = app.create_order("lost-answer-1", 900).await;
+    assert_eq!(first.status, 502, "{}", first.text);
+    let found = app.get("/v1/orders?merchant_order_no=lost-answer-1").await;
+    let id = found.body["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(found.body["data"][0]["status"], "created");
+    // The payer pays the trade the provider did place: the callback is applied.
+    let p = app.pay(&id, json!({})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "paid", "{o}");
+    assert_eq!(o["amount"], 900);
+    assert_eq!(events_of(&app, &id), vec!["order.paid"]);
+
+    // Same fault, nobody pays: at expiry the order asks and closes the provider's trade
+    // too, so a payer can no longer pay it.
+    assert_eq!(lose(1).await.unwrap().status(), 200);
+    let mut body = order_body("lost-answer-2", 900);
+    body["expires_in"] = json!(60);
+    let r = app.post("/v1/orders", body).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    let found = app.get("/v1/orders?merchant_order_no=lost-answer-2").await;
+    let id2 = found.body["data"][0]["id"].as_str().unwrap().to_string();
+    app.clock.advance(Duration::from_secs(61));
+    let o = app
+        .wait_order(&id2, "expiry close", |o| o["status"] == "closed")
+        .await;
+    assert_eq!(o["close_reason"], "expired");
+    assert_eq!(
+        app.pay(&id2, json!({})).await.status,
+        409,
+        "closed at the provider"
+    );
+}

@@ -89,13 +89,21 @@ where
             }
         }
     }
+    let guard = Release {
+        store,
+        merchant,
+        key: &key,
+        armed: true,
+    };
     let (status, bytes, retry_after) = match handler().await {
         Ok((s, b)) => (s, b, None),
         Err(e) => (e.status, e.body_bytes(), e.retry_after),
     };
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         store.idem_abort(merchant, &key)?;
+        guard.disarm();
     } else {
+        guard.disarm();
         store
             .idem_complete(
                 merchant,
@@ -114,6 +122,34 @@ where
         resp.insert_header((actix_web::http::header::RETRY_AFTER, s.to_string()));
     }
     Ok(resp.body(bytes))
+}
+
+/// Releases a started key when the request is dropped before it was answered (the client
+/// went away and actix dropped the handler's future): otherwise the key would read "in
+/// progress" until the next restart and every retry with it would be refused. The command
+/// may still have run, so a retry runs again and meets what it left (for an order: the
+/// `merchant_order_no` rules).
+struct Release<'a> {
+    store: &'a crate::store::Store,
+    merchant: &'a MerchantId,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Release<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.store.idem_abort(self.merchant, self.key) {
+                tracing::warn!(error = %e, "could not release an abandoned idempotency key");
+            }
+        }
+    }
 }
 
 fn respond(r: Result<(StatusCode, Vec<u8>), ApiError>) -> HttpResponse {

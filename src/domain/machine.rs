@@ -125,8 +125,10 @@ impl Order {
                 notices.push(MerchantNotice::OrderFailed);
             }
 
+            // `Created` too: a prepay whose answer we never saw (timeout, 5xx) may still
+            // have placed the trade, and a verified report of its payment is the proof.
             (
-                S::Pending,
+                S::Created | S::Pending,
                 E::PaymentReported {
                     amount,
                     provider_transaction_id,
@@ -209,12 +211,12 @@ impl Order {
                 notices.push(MerchantNotice::OrderClosed);
             }
             (S::Closed, E::CloseRequested { .. }) => return Ok(Applied::Unchanged),
-            (S::Pending, E::ProviderEnded { failed: None }) => {
+            (S::Created | S::Pending, E::ProviderEnded { failed: None }) => {
                 next.status = S::Closed;
                 next.closed = Some((CloseReason::Provider, now));
                 notices.push(MerchantNotice::OrderClosed);
             }
-            (S::Pending, E::ProviderEnded { failed: Some(f) }) => {
+            (S::Created | S::Pending, E::ProviderEnded { failed: Some(f) }) => {
                 next.status = S::Failed;
                 next.failure = Some(f.clone());
                 notices.push(MerchantNotice::OrderFailed);
@@ -308,10 +310,19 @@ impl Order {
         })
     }
 
+    /// Whether an anomaly of `kind` was already recorded for transaction `txn`. The id is
+    /// matched as a whole word of the detail ("txn T1" must not match "txn T12").
     fn has_anomaly(&self, kind: AnomalyKind, txn: &str) -> bool {
-        self.anomalies
-            .iter()
-            .any(|a| a.kind == kind && a.detail.contains(txn))
+        let needle = format!("txn {txn}");
+        self.anomalies.iter().any(|a| {
+            a.kind == kind
+                && a.detail.match_indices(&needle).any(|(i, _)| {
+                    a.detail[i + needle.len()..]
+                        .chars()
+                        .next()
+                        .map_or(true, |c| c == ' ' || c == ')')
+                })
+        })
     }
 
     /// Records (once) that the provider contradicted a refund outcome already recorded.

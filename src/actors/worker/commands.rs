@@ -231,8 +231,15 @@ impl Worker {
 
     /// Closes the trade at the provider. If the provider refuses (typically: already paid),
     /// asks for the real status and applies it, so a late payment is never closed over.
+    ///
+    /// `created` orders are closed at the provider too: their prepay outcome was unknown,
+    /// so the trade may exist there (a provider that never saw it refuses, and the query
+    /// then answers "not found").
     async fn close_at_provider(&mut self) -> Result<(), EngineError> {
-        if self.order().status() != OrderStatus::Pending {
+        if !matches!(
+            self.order().status(),
+            OrderStatus::Created | OrderStatus::Pending
+        ) {
             return Ok(());
         }
         let ch = self.channel()?;
@@ -323,12 +330,14 @@ impl Worker {
     }
 
     /// The order's due time came: poll the provider, expire, or poll pending refunds.
+    /// Unpaid orders (`created` included) are asked about before they are closed.
     pub(super) async fn wake(&mut self) -> Result<(), EngineError> {
         let now = self.now();
         let status = self.order().status();
         let ch = self.channel()?;
         if matches!(status, OrderStatus::Created | OrderStatus::Pending) {
-            if status == OrderStatus::Pending && ch.admit().is_ok() {
+            // A `created` order is polled as well: its prepay may have reached the provider.
+            if ch.admit().is_ok() {
                 let o = self.order().clone();
                 match ch.call("query", ch.connector.query(&o)).await {
                     Ok(q) => self.apply_payment(&q.payment).await?,

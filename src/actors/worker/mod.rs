@@ -85,8 +85,10 @@ impl Worker {
             a.poll_max_interval_secs as i64 * 1000,
         );
         let wake = match o.status() {
-            OrderStatus::Created => Wake::At(o.spec.expires_at),
-            OrderStatus::Pending => Wake::At((now + interval).min(o.spec.expires_at)),
+            // `created` means the prepay outcome is unknown: poll it like a pending order.
+            OrderStatus::Created | OrderStatus::Pending => {
+                Wake::At((now + interval).min(o.spec.expires_at))
+            }
             OrderStatus::Paid | OrderStatus::PartiallyRefunded
                 if o.refunds()
                     .iter()

@@ -75,6 +75,10 @@ pub struct SandboxSimulator {
     /// requests answer 500 `SYSTEM_ERROR` after doing nothing, like a provider outage, so
     /// tests and demos can exercise "outcome unknown" paths.
     fail_next: std::sync::atomic::AtomicU32,
+    /// `{"lose_next": N}`: the next N API requests are carried out, then answered 500, as
+    /// when a provider's answer is lost on the way back (a timeout after the trade was
+    /// placed): the gateway must not lose track of what happened.
+    lose_next: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -91,6 +95,7 @@ impl SandboxSimulator {
             env,
             books,
             fail_next: std::sync::atomic::AtomicU32::new(0),
+            lose_next: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -273,17 +278,18 @@ impl SandboxSimulator {
         body: web::Bytes,
     ) -> HttpResponse {
         let now = sign::now_secs();
-        let injected = self
-            .fail_next
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok();
         let result = match self.authenticate(&req, &body, now) {
-            Ok(()) if injected => Err(ApiError::internal("injected fault: provider unavailable")),
-            Ok(()) => self.clone().dispatch(op, &body, now),
+            Ok(()) if take_one(&self.fail_next) => {
+                Err(ApiError::internal("injected fault: provider unavailable"))
+            }
+            Ok(()) => {
+                let done = self.clone().dispatch(op, &body, now);
+                if take_one(&self.lose_next) {
+                    Err(ApiError::internal("injected fault: answer lost"))
+                } else {
+                    done
+                }
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -293,11 +299,22 @@ impl SandboxSimulator {
     }
 }
 
+/// Decrements a fault counter; true when a fault was due.
+fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    counter
+        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 /// Body of `POST /sandbox/{channel}/faults`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
+    #[serde(default)]
     pub fail_next: u32,
+    #[serde(default)]
+    pub lose_next: u32,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -352,9 +369,13 @@ impl Simulator for SandboxSimulator {
             web::post().to(move |body: web::Json<Faults>| {
                 let sim = sim.clone();
                 async move {
-                    sim.fail_next
-                        .store(body.fail_next, std::sync::atomic::Ordering::SeqCst);
-                    HttpResponse::Ok().json(serde_json::json!({"fail_next": body.fail_next}))
+                    use std::sync::atomic::Ordering::SeqCst;
+                    sim.fail_next.store(body.fail_next, SeqCst);
+                    sim.lose_next.store(body.lose_next, SeqCst);
+                    HttpResponse::Ok().json(serde_json::json!({
+                        "fail_next": body.fail_next,
+                        "lose_next": body.lose_next,
+                    }))
                 }
             }),
         );
