@@ -388,6 +388,63 @@ async fn idempotency_key_replays_refuses_changes_and_holds_under_concurrency() {
     assert_eq!(app.count_orders(), 2);
 }
 
+/// A client that gives up mid-request (its connection closes while paygate waits for a
+/// slow provider) must not leave its Idempotency-Key "in progress": the retry with the
+/// same key is answered promptly and there is still exactly one order. (actix-web lets
+/// the handler finish, so the retry usually replays its answer; were the handler dropped,
+/// `idempotency::Release` frees the key and the retry meets the order it left.)
+#[actix_web::test]
+async fn an_abandoned_request_does_not_lock_its_idempotency_key() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .post(format!("{}/sandbox/sandbox/faults", app.base))
+        .json(&json!({"delay_next_ms": 1500}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = order_body("abandoned-1", 100);
+    let gave_up = app
+        .http
+        .post(format!("{}/v1/orders", app.base))
+        .bearer_auth(DEMO_KEY)
+        .header("Idempotency-Key", "key-abandoned")
+        .timeout(std::time::Duration::from_millis(200))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the first client timed out");
+    let started = std::time::Instant::now();
+    let retry = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(body),
+            Some("key-abandoned"),
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the retry waited {:?} for a key nobody holds",
+        started.elapsed()
+    );
+    assert_ne!(
+        retry.body["error"]["code"], "idempotency_key_in_use",
+        "{}",
+        retry.text
+    );
+    assert!(
+        retry.status == 201 || retry.body["error"]["code"] == "duplicate_merchant_order_no",
+        "{} {}",
+        retry.status,
+        retry.text
+    );
+    let list = app.get("/v1/orders?merchant_order_no=abandoned-1").await;
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+}
+
 #[actix_web::test]
 async fn over_the_channel_rate_limit_answers_429_with_retry_after() {
     let app = spawn_app_with(&[

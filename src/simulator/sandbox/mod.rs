@@ -79,6 +79,9 @@ pub struct SandboxSimulator {
     /// when a provider's answer is lost on the way back (a timeout after the trade was
     /// placed): the gateway must not lose track of what happened.
     lose_next: std::sync::atomic::AtomicU32,
+    /// `{"delay_next_ms": N}`: the next API request is answered only after N ms, like a
+    /// slow provider, so a merchant's client can give up while paygate still waits.
+    delay_next_ms: std::sync::atomic::AtomicU64,
 }
 
 impl SandboxSimulator {
@@ -96,6 +99,7 @@ impl SandboxSimulator {
             books,
             fail_next: std::sync::atomic::AtomicU32::new(0),
             lose_next: std::sync::atomic::AtomicU32::new(0),
+            delay_next_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -277,6 +281,12 @@ impl SandboxSimulator {
         req: HttpRequest,
         body: web::Bytes,
     ) -> HttpResponse {
+        let delay = self
+            .delay_next_ms
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let now = sign::now_secs();
         let result = match self.authenticate(&req, &body, now) {
             Ok(()) if take_one(&self.fail_next) => {
@@ -315,6 +325,8 @@ pub struct Faults {
     pub fail_next: u32,
     #[serde(default)]
     pub lose_next: u32,
+    #[serde(default)]
+    pub delay_next_ms: u64,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -372,9 +384,11 @@ impl Simulator for SandboxSimulator {
                     use std::sync::atomic::Ordering::SeqCst;
                     sim.fail_next.store(body.fail_next, SeqCst);
                     sim.lose_next.store(body.lose_next, SeqCst);
+                    sim.delay_next_ms.store(body.delay_next_ms, SeqCst);
                     HttpResponse::Ok().json(serde_json::json!({
                         "fail_next": body.fail_next,
                         "lose_next": body.lose_next,
+                        "delay_next_ms": body.delay_next_ms,
                     }))
                 }
             }),
