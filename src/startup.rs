@@ -104,6 +104,7 @@ impl Application {
             .map_err(|e| StartError::Http(e.to_string()))?;
 
         let mut channels = HashMap::new();
+        let mut channel_actors = Vec::new();
         let mut simulators: HashMap<ChannelName, Arc<dyn Simulator>> = HashMap::new();
         for (name, ch_cfg) in config.enabled_channels() {
             let channel = ChannelName::parse(name).expect("validated at load");
@@ -124,7 +125,7 @@ impl Application {
                     source,
                 })?;
             let handle = Arc::new(ChannelHandle::new(channel.clone(), ch_cfg, connector));
-            ChannelActor::new(handle.clone()).start();
+            channel_actors.push(ChannelActor::new(handle.clone()).start());
             channels.insert(channel.clone(), handle);
             if config.sandbox.enabled {
                 let env = SimEnv {
@@ -186,6 +187,7 @@ impl Application {
             simulators,
             notifier,
             risk,
+            channel_actors,
         });
         let workers = if config.server.workers == 0 {
             std::thread::available_parallelism()

@@ -296,29 +296,69 @@ pub struct ChannelHealth {
     pub timeout_ms: u64,
 }
 
-/// Supervisor-side view of one channel.
+/// What operators see of one channel.
+#[derive(Debug, Clone)]
+pub struct ChannelReport {
+    pub stats: ChannelStats,
+    pub health: ChannelHealth,
+}
+
+/// The channel's supervisor, one per configured channel. It holds the channel's handle
+/// (connector, limiter, breaker, counters of its order actors' starts, passivations and
+/// restarts) and is the door operators use to read it. Provider calls do *not* pass
+/// through its mailbox: order actors call the shared handle directly, so one channel-wide
+/// mailbox never caps every order's throughput (DESIGN §3).
+///
+/// Its own work is what no single order actor sees: once a second it republishes the
+/// channel's gauges, so the breaker gauge shows `half_open` when the cooldown ends even if
+/// no call has come since, and the live-actor gauge is exact after passivation bursts.
 pub struct ChannelActor {
     handle: Arc<ChannelHandle>,
 }
+
+/// How often the channel actor republishes its gauges.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
 impl ChannelActor {
     pub fn new(handle: Arc<ChannelHandle>) -> Self {
         ChannelActor { handle }
     }
+
+    fn publish_gauges(&self) {
+        let h = &self.handle;
+        let breaker = match h.health.lock().state() {
+            "open" => 1,
+            "half_open" => 2,
+            _ => 0,
+        };
+        h.set_breaker_gauge(breaker);
+        metrics::LIVE_ACTORS
+            .with_label_values(&[h.name.as_str()])
+            .set(h.live_actors.load(Ordering::Relaxed).max(0));
+    }
 }
 
 impl Actor for ChannelActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.publish_gauges();
+        ctx.run_interval(GAUGE_REFRESH, |act, _| act.publish_gauges());
+    }
 }
 
-/// Reply: the channel's current statistics. Never fails.
+/// Reply: the channel's current statistics and provider health. Never fails; a
+/// `MailboxError` means the channel actor is gone (the caller answers 503).
 #[derive(Message)]
-#[rtype(result = "ChannelStats")]
+#[rtype(result = "ChannelReport")]
 pub struct GetChannelStats;
 
 impl Handler<GetChannelStats> for ChannelActor {
     type Result = MessageResult<GetChannelStats>;
     fn handle(&mut self, _: GetChannelStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.handle.stats())
+        MessageResult(ChannelReport {
+            stats: self.handle.stats(),
+            health: self.handle.health(),
+        })
     }
 }

@@ -9,7 +9,9 @@ mod registry;
 mod timers;
 mod worker;
 
-pub use channel::{ChannelActor, ChannelHandle, ChannelHealth, ChannelStats, GetChannelStats};
+pub use channel::{
+    ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, GetChannelStats,
+};
 pub use order::{Command, OrderActor, Reply};
 pub use registry::Registry;
 pub use timers::TimerService;

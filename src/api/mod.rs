@@ -35,6 +35,8 @@ pub struct AppState {
     pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
     pub notifier: actix::Addr<crate::actors::notifier::NotifierActor>,
     pub risk: Arc<RiskEngine>,
+    /// One supervisor per configured channel; operators read channels through them.
+    pub channel_actors: Vec<actix::Addr<crate::actors::ChannelActor>>,
 }
 
 /// Mounts every route.

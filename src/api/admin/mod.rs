@@ -11,7 +11,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::{json_response, Admin, ApiError, AppState};
-use crate::actors::{ChannelHealth, ChannelStats};
+use crate::actors::{ChannelHealth, ChannelStats, EngineError, GetChannelStats};
 use crate::telemetry::metrics;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -52,27 +52,31 @@ struct ActorsView {
     channels: Vec<ChannelActors>,
 }
 
-fn channel_stats(state: &AppState) -> Vec<(ChannelStats, ChannelHealth)> {
-    let mut v: Vec<_> = state
-        .engine
-        .deps
-        .channels
-        .values()
-        .map(|c| (c.stats(), c.health()))
-        .collect();
+/// Every channel's report, asked of its channel actor.
+async fn channel_stats(state: &AppState) -> Result<Vec<(ChannelStats, ChannelHealth)>, ApiError> {
+    let mut v = Vec::with_capacity(state.channel_actors.len());
+    for a in &state.channel_actors {
+        let r = a.send(GetChannelStats).await.map_err(|_| {
+            ApiError::from(EngineError::Unavailable(
+                "a channel actor is not running; retry".into(),
+            ))
+        })?;
+        v.push((r.stats, r.health));
+    }
     v.sort_by(|a, b| a.0.channel.cmp(&b.0.channel));
-    v
+    Ok(v)
 }
 
-async fn actors(state: web::Data<AppState>, _: Admin) -> HttpResponse {
+async fn actors(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
     let e = &state.engine;
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &ActorsView {
             live_actors: e.registry.live(),
             mailbox_backlog: e.registry.inflight(),
             idle_timeout_secs: e.deps.actors.idle_timeout_secs,
             channels: channel_stats(&state)
+                .await?
                 .into_iter()
                 .map(|(s, _)| ChannelActors {
                     channel: s.channel,
@@ -82,7 +86,7 @@ async fn actors(state: web::Data<AppState>, _: Admin) -> HttpResponse {
                 })
                 .collect(),
         },
-    )
+    ))
 }
 
 #[derive(Serialize)]
@@ -93,12 +97,16 @@ struct ChannelView {
     health: ChannelHealth,
 }
 
-async fn channels(state: web::Data<AppState>, _: Admin) -> HttpResponse {
+async fn channels(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
     let data: Vec<ChannelView> = channel_stats(&state)
+        .await?
         .into_iter()
         .map(|(stats, health)| ChannelView { stats, health })
         .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "data": data }))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data }),
+    ))
 }
 
 async fn risk_rules(state: web::Data<AppState>, _: Admin) -> HttpResponse {
