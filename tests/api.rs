@@ -42,14 +42,14 @@ async fn bad_input_gets_a_typed_4xx_and_creates_nothing() {
             with("amount", json!(1.5)),
             400,
             "invalid_field",
-            None,
+            Some("amount"),
         ),
         (
             "string amount",
             with("amount", json!("100")),
             400,
             "invalid_field",
-            None,
+            Some("amount"),
         ),
         (
             "huge amount",
@@ -132,29 +132,29 @@ async fn bad_input_gets_a_typed_4xx_and_creates_nothing() {
             "unknown field",
             with("colour", json!("red")),
             400,
-            "invalid_field",
-            None,
+            "unknown_field",
+            Some("colour"),
         ),
         (
             "unknown payer field",
             with("payer", json!({"shoe_size": "9"})),
             400,
-            "invalid_field",
-            None,
+            "unknown_field",
+            Some("payer.shoe_size"),
         ),
         (
             "missing amount",
             without("amount"),
             400,
-            "invalid_field",
-            None,
+            "missing_field",
+            Some("amount"),
         ),
         (
             "missing currency",
             without("currency"),
             400,
-            "invalid_field",
-            None,
+            "missing_field",
+            Some("currency"),
         ),
     ];
     for (name, body, status, code, param) in cases {
@@ -571,4 +571,133 @@ async fn concurrent_commands_for_one_order_activate_exactly_one_actor() {
     let sandbox = paygate::domain::ChannelName::parse("sandbox").unwrap();
     let stats = app.engine.deps.channel(&sandbox).unwrap().stats();
     assert_eq!(stats.live_actors, 1, "{stats:?}");
+}
+
+/// Refund requests get the same typed 4xx answers as orders, and a refused refund changes
+/// nothing: the order keeps its state, version and refunds.
+#[actix_web::test]
+async fn bad_refund_requests_get_a_typed_4xx_and_change_nothing() {
+    let app = spawn_app().await;
+    let id = app.paid_order("rbad-1", 500).await;
+    let path = format!("/v1/orders/{id}/refunds");
+    let before = app.order(&id).await;
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            json!({"merchant_refund_no": "r1", "amount": 10, "colour": "red"}),
+            400,
+            "unknown_field",
+            None,
+        ),
+        (
+            json!({"merchant_refund_no": "r1", "amount": "10"}),
+            400,
+            "",
+            None,
+        ),
+        (
+            json!({"merchant_refund_no": "r1", "amount": 0}),
+            400,
+            "",
+            Some("amount"),
+        ),
+        (
+            json!({"merchant_refund_no": "r1", "amount": -5}),
+            400,
+            "",
+            Some("amount"),
+        ),
+        (
+            json!({"merchant_refund_no": "r1", "amount": 501}),
+            400,
+            "",
+            None,
+        ),
+        (json!({"amount": 10}), 400, "", None),
+        (
+            json!({"merchant_refund_no": "bad ref!", "amount": 10}),
+            400,
+            "invalid_reference",
+            Some("merchant_refund_no"),
+        ),
+        (
+            json!({"merchant_refund_no": "r1", "amount": 10, "reason": "x".repeat(300)}),
+            400,
+            "",
+            Some("reason"),
+        ),
+    ];
+    for (body, status, code, param) in cases {
+        let r = app.post(&path, body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        assert_eq!(
+            r.body["error"]["type"], "invalid_request_error",
+            "{body}: {}",
+            r.text
+        );
+        if !code.is_empty() {
+            assert_eq!(r.body["error"]["code"], code, "{body}: {}", r.text);
+        }
+        if let Some(p) = param {
+            assert_eq!(r.body["error"]["param"], p, "{body}: {}", r.text);
+        }
+    }
+    let malformed = app
+        .post_raw(
+            &path,
+            "application/json",
+            b"{\"merchant_refund_no\":".to_vec(),
+        )
+        .await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    assert_eq!(
+        app.order(&id).await,
+        before,
+        "refused refunds changed the order"
+    );
+
+    // A merchant_refund_no is unique per merchant, across orders too.
+    let ok = app
+        .post(
+            &path,
+            json!({"merchant_refund_no": "r-once", "amount": 100}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+    let again = app
+        .post(&path, json!({"merchant_refund_no": "r-once", "amount": 50}))
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    assert_eq!(again.body["error"]["code"], "duplicate_merchant_refund_no");
+    let other = app.paid_order("rbad-2", 500).await;
+    let cross = app
+        .post(
+            &format!("/v1/orders/{other}/refunds"),
+            json!({"merchant_refund_no": "r-once", "amount": 50}),
+        )
+        .await;
+    assert_eq!(cross.status, 409, "{}", cross.text);
+    assert_eq!(app.order(&id).await["amount_refunded"], 100);
+    assert_eq!(app.order(&other).await["amount_refunded"], 0);
+
+    // An unpaid order cannot be refunded; another merchant's order does not exist.
+    let unpaid = app.pending_order("rbad-3", 500).await;
+    let r = app
+        .post(
+            &format!("/v1/orders/{unpaid}/refunds"),
+            json!({"merchant_refund_no": "r-unpaid", "amount": 10}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(app.order(&unpaid).await["status"], "pending");
+    let r = app
+        .request(
+            Method::POST,
+            &path,
+            Some(OTHER_KEY),
+            Some(json!({"merchant_refund_no": "r-other", "amount": 10})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(app.order(&id).await["refunds"].as_array().unwrap().len(), 1);
 }

@@ -117,20 +117,58 @@ pub(crate) async fn read_body(
 
 /// Parses JSON into `T`, answering 400 with serde's explanation (unknown field, wrong type,
 /// missing field, malformed JSON).
+/// Parses a JSON body into `T`, answering 400 with what is wrong and where: `invalid_json`
+/// for a syntax error, `unknown_field` / `missing_field` / `invalid_field` (a wrong type or
+/// value) with `param` naming the field by its path (`payer.ip`).
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() {
-            "invalid_json"
-        } else {
-            "invalid_field"
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = parsed.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner();
+        let message = format!("invalid request body: {inner}");
+        let err = |code| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                code,
+                message.clone(),
+            )
         };
+        if inner.is_syntax() || inner.is_eof() {
+            return err("invalid_json");
+        }
+        let text = inner.to_string();
+        // serde names the offending field between backticks.
+        let named = text.split('`').nth(1).unwrap_or_default();
+        let join = |parent: &str, field: &str| {
+            if parent == "." || parent.is_empty() {
+                field.to_string()
+            } else {
+                format!("{parent}.{field}")
+            }
+        };
+        if text.starts_with("unknown field") {
+            // The path already ends with the unknown field.
+            err("unknown_field").param(path)
+        } else if text.starts_with("missing field") {
+            err("missing_field").param(join(&path, named))
+        } else if path == "." {
+            err("invalid_field")
+        } else {
+            err("invalid_field").param(path)
+        }
+    })?;
+    // Trailing characters after the value are a malformed body too.
+    de.end().map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            code,
+            "invalid_json",
             format!("invalid request body: {e}"),
         )
-    })
+    })?;
+    Ok(value)
 }
 
 pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, v: &T) -> HttpResponse {
