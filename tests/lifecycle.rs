@@ -410,3 +410,68 @@ async fn a_trade_placed_behind_a_lost_prepay_answer_is_neither_lost_nor_left_ope
         "closed at the provider"
     );
 }
+
+/// Notifications that arrive late or out of order never move an order backwards: a stale
+/// payment report after the refund changes nothing, and a refund "failed" arriving after
+/// its success is recorded once for operators, not applied.
+#[actix_web::test]
+async fn out_of_order_callbacks_never_move_an_order_backwards() {
+    let app = spawn_app().await;
+    let id = app.paid_order("ooo-1", 300).await;
+    let txn = app.order(&id).await["provider_transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "ooo-r1", "amount": 300}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let rid = r.body["id"].as_str().unwrap().to_string();
+    let o = app
+        .wait_order(&id, "refund callback", |o| o["status"] == "refunded")
+        .await;
+    let version = o["version"].clone();
+
+    // The payment callback again, late (the provider retried it after the refund).
+    let r = send_callback(&app, &payment_cb(&id, 300, &txn), SANDBOX_KEY).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "refunded");
+    assert_eq!(
+        o["version"], version,
+        "a stale payment report changes nothing"
+    );
+
+    // A contradicting refund outcome: acknowledged, recorded once, status kept.
+    let failed = json!({
+        "event": "refund.failed",
+        "out_trade_no": out_trade_no(&id),
+        "out_refund_no": rid.strip_prefix("rfd_").unwrap(),
+        "refund_no": "R-late",
+        "amount": 300,
+    });
+    for _ in 0..2 {
+        let r = send_callback(&app, &failed, SANDBOX_KEY).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "refunded");
+    assert_eq!(o["amount_refunded"], 300);
+    let kinds: Vec<_> = o["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, vec!["refund_mismatch"], "{o}");
+    let mut events = events_of(&app, &id);
+    events.sort();
+    assert_eq!(
+        events,
+        vec!["order.paid", "refund.succeeded"],
+        "merchants hear of each change once"
+    );
+}
