@@ -75,9 +75,9 @@ pub fn verify(
 /// The worked example of docs/webhooks.md.
 pub const EXAMPLE_SECRET: &str = "whsec_test_9c4e1b2a7d3f4e5a";
 pub const EXAMPLE_TIMESTAMP: i64 = 1_700_000_000;
-pub const EXAMPLE_BODY: &str = r#"{"id":"evt_0G8ZB5Q3M7K2N4P6R8T1V3X5","type":"order.paid","created":1700000000,"api_version":"2025-01-01","data":{"object":{"id":"ord_0G8ZB5Q0A1C3E5G7J9K2M4NP","status":"paid","amount":1999,"currency":"CNY","version":3}}}"#;
+pub const EXAMPLE_BODY: &str = r#"{"id":"evt_0G8ZB5Q3M7K2N4P6R8T1V3X5","object":"event","type":"order.paid","created":1700000000,"api_version":"2025-01-01","data":{"object":{"id":"ord_0G8ZB5Q0A1C3E5G7J9K2M4NP","object":"order","status":"paid","amount":1999,"currency":"CNY","version":3},"order_version":3}}"#;
 pub const EXAMPLE_HEADER: &str =
-    "t=1700000000,v1=fdf710529ef26ef2eed293019f3a04e602b10f85dad57f42ac762f8c919db9a9";
+    "t=1700000000,v1=763cbc72ec2fb4a5c729168f2637477607454c46f4570c8236ac1568a56f59d4";
 
 fn main() {
     // In a real handler `now` is the system clock; the example pretends it is 30 s after

@@ -137,9 +137,9 @@ mod tests {
     const SECRET: &str = "whsec_test_9c4e1b2a7d3f4e5a";
     const PREVIOUS: &str = "whsec_test_old_5f0a3c2d1e7b";
     const T: i64 = 1_700_000_000;
-    const BODY: &str = r#"{"id":"evt_0G8ZB5Q3M7K2N4P6R8T1V3X5","type":"order.paid","created":1700000000,"api_version":"2025-01-01","data":{"object":{"id":"ord_0G8ZB5Q0A1C3E5G7J9K2M4NP","status":"paid","amount":1999,"currency":"CNY","version":3}}}"#;
-    const V1: &str = "fdf710529ef26ef2eed293019f3a04e602b10f85dad57f42ac762f8c919db9a9";
-    const V1_PREV: &str = "8c5973f34b51ad591c4d9d8029bc0c391932018a75d8daa69f2354575c8b36cf";
+    const BODY: &str = r#"{"id":"evt_0G8ZB5Q3M7K2N4P6R8T1V3X5","object":"event","type":"order.paid","created":1700000000,"api_version":"2025-01-01","data":{"object":{"id":"ord_0G8ZB5Q0A1C3E5G7J9K2M4NP","object":"order","status":"paid","amount":1999,"currency":"CNY","version":3},"order_version":3}}"#;
+    const V1: &str = "763cbc72ec2fb4a5c729168f2637477607454c46f4570c8236ac1568a56f59d4";
+    const V1_PREV: &str = "3b06bd6e6cb8430a7a930a68696deb9e4b0153dfe232028ee0f7c9a67ff26c4b";
 
     #[test]
     fn sign_matches_worked_example() {

@@ -119,3 +119,27 @@ fn paygate_and_merchant_verifiers_agree_on_random_inputs() {
         }
     }
 }
+
+/// The worked example printed in README.md and docs/webhooks.md is the one checked above,
+/// byte for byte: a merchant copying it from either page gets a header that verifies.
+#[test]
+fn readme_and_guide_print_the_checked_worked_example() {
+    let v1 = EXAMPLE_HEADER.split("v1=").nth(1).unwrap();
+    for (page, text) in [
+        ("README.md", include_str!("../README.md")),
+        ("docs/webhooks.md", include_str!("../docs/webhooks.md")),
+    ] {
+        for (what, needle) in [
+            ("secret", EXAMPLE_SECRET),
+            ("body", EXAMPLE_BODY),
+            ("header", EXAMPLE_HEADER),
+            ("signature", v1),
+        ] {
+            assert!(text.contains(needle), "{page} lacks the example's {what}");
+        }
+        assert!(
+            text.contains(&EXAMPLE_TIMESTAMP.to_string()),
+            "{page}: timestamp"
+        );
+    }
+}

@@ -118,6 +118,21 @@ async fn order_paid_reaches_the_merchant_signed() {
         )
         .await;
     assert_eq!(other.status, 404);
+    let other_resend = app
+        .request(
+            Method::POST,
+            &format!("/v1/events/{}/resend", d.event_id),
+            Some(OTHER_KEY),
+            Some(json!({})),
+            None,
+        )
+        .await;
+    assert_eq!(other_resend.status, 404, "{}", other_resend.text);
+    assert_eq!(
+        hook.deliveries().len(),
+        1,
+        "another merchant's resend sent nothing"
+    );
     // Resend delivers the same event again.
     let rs = app
         .post(&format!("/v1/events/{}/resend", d.event_id), json!({}))

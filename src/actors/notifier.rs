@@ -12,10 +12,11 @@
 //! handful of hanging merchants can still fill the global pool.)
 //!
 //! Durability comes from the store, not from memory: a record's attempts, next due time
-//! and last error are written (and flushed) after every attempt, and on start the actor
-//! walks the whole due index, so everything pending at a `kill -9` is resumed. A delivery
-//! in flight at the crash is sent again — at least once, never lost; the event id lets the
-//! merchant de-duplicate. The in-memory queues are only a cache of the index.
+//! and last error are written after every attempt (without waiting for the flush: an
+//! attempt lost to a crash is only made again, which at-least-once allows), and on start
+//! the actor walks the whole due index, so everything pending at a `kill -9` is resumed. A
+//! delivery in flight at the crash is sent again — at least once, never lost; the event id
+//! lets the merchant de-duplicate. The in-memory queues are only a cache of the index.
 //!
 //! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), and at
 //! the next due time on the [`Clock`], at most [`IDLE_RESCAN_MS`] apart (a safety net for
