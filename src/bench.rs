@@ -246,8 +246,9 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     });
     let (port, engine, handle) = rx.recv().map_err(|e| e.to_string())??;
     let base = format!("http://127.0.0.1:{port}");
-    // Webhooks: when each order's payment became durable (the sandbox payer returns after
-    // the gateway acknowledged the callback), and when its `order.paid` event arrived.
+    // Webhooks: when the payer started paying each order (its payment becomes durable
+    // during that call, so the lag measured from here is an upper bound, and the webhook can
+    // never arrive before the entry exists), and when its `order.paid` event arrived.
     let paid_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let lag = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
     let delivered = Arc::new(AtomicU64::new(0));
@@ -309,11 +310,12 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
                 let Ok(r) = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("l-{n}"))).send().await else { return false };
                 let Ok(o) = r.json::<Value>().await else { return false };
                 let Some(id) = o["id"].as_str() else { return false };
+                pa.lock().insert(id.to_string(), Instant::now());
                 let paid = h.post(format!("{b}/sandbox/pay/{id}")).json(&json!({})).send().await;
                 if !matches!(paid, Ok(r) if r.status() == 200) {
+                    pa.lock().remove(id);
                     return false;
                 }
-                pa.lock().insert(id.to_string(), Instant::now());
                 let refund = h
                     .post(format!("{b}/v1/orders/{id}/refunds"))
                     .bearer_auth(KEY)
@@ -327,9 +329,9 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         lifecycle.print();
 
         // Let the webhook queue drain, then report delivery throughput and lag.
-        let expected = 3 * lifecycle.ops; // order.paid + refund.succeeded per order, + create phase none
+        let expected = 2 * lifecycle.ops; // order.paid + refund.succeeded per order
         let drain = Instant::now();
-        while delivered.load(Ordering::Relaxed) - delivered_before < expected * 2 / 3
+        while delivered.load(Ordering::Relaxed) - delivered_before < expected
             && drain.elapsed() < Duration::from_secs(30)
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -340,15 +342,19 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             let l = lag.lock();
             (l.value_at_quantile(0.5), l.value_at_quantile(0.99))
         };
+        let undelivered = paid_at.lock().len();
         println!(
-            "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} events in {:.1} s)",
+            "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} of {} events in {:.1} s; {} order.paid not seen)",
             "webhooks delivered",
             n as f64 / span.as_secs_f64(),
             lag_p50 as f64 / 1000.0,
             lag_p99 as f64 / 1000.0,
             n,
-            span.as_secs_f64()
+            expected,
+            span.as_secs_f64(),
+            undelivered
         );
+        println!("  (events/s follows the lifecycle's production rate: the notifier kept up when all events arrived; the lag is measured from the start of the payer's pay call)");
         let writes = flushes_after.1 - flushes_before.1;
         let flushes = (flushes_after.0 - flushes_before.0).max(1);
         println!(
