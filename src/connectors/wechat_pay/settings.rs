@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::Secret;
+use crate::domain::Method;
 
 use super::sign::{PlatformKey, PlatformKeys, RsaSigner};
 
@@ -79,9 +80,40 @@ pub struct PlatformKeySettings {
 #[serde(deny_unknown_fields)]
 pub struct SubMerchant {
     pub sub_mchid: String,
-    /// The sub-merchant's own appid; payer openids are then `sub_openid`s of it.
+    /// The sub-merchant's own appid (official account: `jsapi`, `h5`, `native_qr`, and
+    /// the default for the other methods); payer openids are then `sub_openid`s of it.
     #[serde(default)]
     pub sub_appid: Option<String>,
+    /// The sub-merchant's open-platform appid for `app`; defaults to `sub_appid`.
+    #[serde(default)]
+    pub sub_app_appid: Option<String>,
+    /// The sub-merchant's mini program appid for `mini_program`; defaults to `sub_appid`.
+    #[serde(default)]
+    pub sub_mini_program_appid: Option<String>,
+}
+
+impl SubMerchant {
+    /// The `sub_appid` an order of `method` is placed with (none: the service provider's
+    /// `sp_appid` alone, payers identified by `sp_openid`).
+    pub fn appid_for(&self, method: Method) -> Option<&str> {
+        let specific = match method {
+            Method::App => self.sub_app_appid.as_deref(),
+            Method::MiniProgram => self.sub_mini_program_appid.as_deref(),
+            _ => None,
+        };
+        specific.or(self.sub_appid.as_deref())
+    }
+
+    /// Every appid of this sub-merchant.
+    pub fn appids(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.sub_appid,
+            &self.sub_app_appid,
+            &self.sub_mini_program_appid,
+        ]
+        .into_iter()
+        .filter_map(|a| a.as_deref())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +213,18 @@ impl Settings {
                     "must be numeric",
                 ));
             }
+            for (f, v) in [
+                ("sub_appid", &sub.sub_appid),
+                ("sub_app_appid", &sub.sub_app_appid),
+                ("sub_mini_program_appid", &sub.sub_mini_program_appid),
+            ] {
+                if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 32) {
+                    return Err(err(
+                        format!("sub_merchants.{id}.{f}"),
+                        "must be 1-32 characters",
+                    ));
+                }
+            }
         }
         if self.platform_keys.is_empty() {
             return Err(err(
@@ -277,12 +321,7 @@ impl Resolved {
         let mut v = vec![self.s.appid.as_str()];
         v.extend(self.s.app_appid.as_deref());
         v.extend(self.s.mini_program_appid.as_deref());
-        v.extend(
-            self.s
-                .sub_merchants
-                .values()
-                .filter_map(|m| m.sub_appid.as_deref()),
-        );
+        v.extend(self.s.sub_merchants.values().flat_map(SubMerchant::appids));
         v
     }
 }
