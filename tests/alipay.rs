@@ -67,6 +67,7 @@ async fn notify(app: &TestApp, form: Vec<u8>) -> (u16, String) {
 #[actix_web::test]
 async fn every_alipay_method_goes_from_create_to_refunded() {
     let app = spawn_app().await;
+    let hook = spawn_hook(0);
     for (i, (method, action)) in [
         ("native_qr", "qr_code"),
         ("h5", "redirect"),
@@ -77,9 +78,9 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
     .into_iter()
     .enumerate()
     {
-        let r = app
-            .post("/v1/orders", body(&format!("ali-{i}"), method, 1000))
-            .await;
+        let mut b = body(&format!("ali-{i}"), method, 1000);
+        b["notify_url"] = json!(hook.url);
+        let r = app.post("/v1/orders", b).await;
         assert_eq!(r.status, 201, "{method}: {}", r.text);
         assert_eq!(r.body["status"], "pending", "{method}");
         assert_eq!(r.body["pay_action"]["type"], action, "{method}: {}", r.text);
@@ -126,6 +127,21 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
             events.iter().filter(|e| *e == "refund.succeeded").count(),
             2
         );
+        // ...and they reached the merchant's endpoint over HTTP, signed.
+        let delivered = hook
+            .wait_events(
+                &id,
+                &[("order.paid", 1), ("refund.succeeded", 2)],
+                DEMO_WEBHOOK_SECRET,
+            )
+            .await;
+        let mut refunds: Vec<i64> = delivered
+            .iter()
+            .filter(|e| e["type"] == "refund.succeeded")
+            .map(|e| e["data"]["object"]["amount"].as_i64().unwrap())
+            .collect();
+        refunds.sort();
+        assert_eq!(refunds, [300, 700], "{method}: {delivered:?}");
     }
 }
 
