@@ -17,6 +17,9 @@ pub const OTHER_KEY: &str = "sk_test_paygate_other";
 pub const ADMIN_TOKEN: &str = "admin_test_paygate";
 pub const SANDBOX_KEY: &str = "sandbox_test_key_do_not_use_in_production";
 pub const DEMO_WEBHOOK_SECRET: &str = "whsec_demo_0123456789abcdef";
+/// The second demo merchant of `config.toml`, served in WeChat Pay service-provider mode.
+pub const PARTNER_KEY: &str = "sk_test_paygate_partner";
+pub const PARTNER_WEBHOOK_SECRET: &str = "whsec_partner_0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,
@@ -239,6 +242,19 @@ pub fn order_body(merchant_order_no: &str, amount: i64) -> Value {
         "method": "native_qr",
         "subject": "Green tea",
     })
+}
+
+/// A WeChat Pay order of `method` with the payer fields that method needs.
+pub fn wechat_order_body(no: &str, method: &str, amount: i64) -> Value {
+    let mut b = order_body(no, amount);
+    b["channel"] = json!("wechat_pay");
+    b["method"] = json!(method);
+    b["payer"] = match method {
+        "jsapi" | "mini_program" => json!({"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
+        "h5" => json!({"ip": "203.0.113.7"}),
+        _ => json!({}),
+    };
+    b
 }
 
 /// A merchant webhook endpoint on 127.0.0.1:0 that records what it receives and answers
