@@ -68,7 +68,17 @@ struct Placed<'a> {
 impl WechatPayConnector {
     pub fn new(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Self, ConnectorError> {
         let resolved = Settings::parse(&cfg.settings)
-            .and_then(Settings::resolve)
+            .and_then(|s| {
+                // Real credentials never sit in the config text: an inline APIv3 key is
+                // for the built-in simulator only (the shipped sandbox config).
+                if cfg.base_url.is_some() && s.apiv3_key.is_some() {
+                    return Err(settings::SettingsError {
+                        field: "apiv3_key".into(),
+                        reason: "an inline APIv3 key is accepted only for the built-in simulator (no base_url); use apiv3_key_file or apiv3_key_env".into(),
+                    });
+                }
+                s.resolve()
+            })
             .map_err(|e| {
                 ConnectorError::Config(format!("channels.{}.settings.{e}", env.channel))
             })?;
