@@ -67,6 +67,7 @@ async fn notify(app: &TestApp, form: Vec<u8>) -> (u16, String) {
 #[actix_web::test]
 async fn every_alipay_method_goes_from_create_to_refunded() {
     let app = spawn_app().await;
+    let hook = spawn_hook(0);
     for (i, (method, action)) in [
         ("native_qr", "qr_code"),
         ("h5", "redirect"),
@@ -77,9 +78,9 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
     .into_iter()
     .enumerate()
     {
-        let r = app
-            .post("/v1/orders", body(&format!("ali-{i}"), method, 1000))
-            .await;
+        let mut b = body(&format!("ali-{i}"), method, 1000);
+        b["notify_url"] = json!(hook.url);
+        let r = app.post("/v1/orders", b).await;
         assert_eq!(r.status, 201, "{method}: {}", r.text);
         assert_eq!(r.body["status"], "pending", "{method}");
         assert_eq!(r.body["pay_action"]["type"], action, "{method}: {}", r.text);
@@ -126,6 +127,21 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
             events.iter().filter(|e| *e == "refund.succeeded").count(),
             2
         );
+        // ...and they reached the merchant's endpoint over HTTP, signed.
+        let delivered = hook
+            .wait_events(
+                &id,
+                &[("order.paid", 1), ("refund.succeeded", 2)],
+                DEMO_WEBHOOK_SECRET,
+            )
+            .await;
+        let mut refunds: Vec<i64> = delivered
+            .iter()
+            .filter(|e| e["type"] == "refund.succeeded")
+            .map(|e| e["data"]["object"]["amount"].as_i64().unwrap())
+            .collect();
+        refunds.sort();
+        assert_eq!(refunds, [300, 700], "{method}: {delivered:?}");
     }
 }
 
@@ -139,23 +155,68 @@ async fn alipay_notifications_are_verified_before_anything_changes() {
     let alipay = key("TEST_ONLY_alipay_private_key.pem");
     let wrong = key("TEST_ONLY_wrong_private_key.pem");
 
-    // Re-signed with another key, tampered, or for the wrong amount: refused or not applied.
+    let before = app.order(&id).await;
+    let unchanged = |o: &Value| {
+        assert_eq!(o["status"], "pending", "{o}");
+        assert_eq!(o["version"], before["version"], "{o}");
+        assert_eq!(o["anomalies"], before["anomalies"], "{o}");
+    };
+
+    // Re-signed with another key, tampered, or for the wrong amount: `fail` (Alipay
+    // retries), and the order is exactly as it was.
     assert_eq!(
         notify(&app, notification(&id, "10.00", &wrong)).await,
         (200, "fail".into())
     );
+    unchanged(&app.order(&id).await);
     let tampered = String::from_utf8(notification(&id, "10.00", &alipay))
         .unwrap()
         .replace("10.00", "0.01");
-    assert_eq!(notify(&app, tampered.into_bytes()).await.1, "fail");
-    assert_eq!(app.order(&id).await["status"], "pending");
     assert_eq!(
-        notify(&app, notification(&id, "9.99", &alipay)).await.1,
-        "success"
+        notify(&app, tampered.into_bytes()).await,
+        (200, "fail".into())
     );
-    let o = app.order(&id).await;
-    assert_eq!(o["status"], "pending");
-    assert_eq!(o["anomalies"][0]["kind"], "amount_mismatch");
+    unchanged(&app.order(&id).await);
+    // Correctly signed but for another amount; Alipay keeps retrying it.
+    for _ in 0..3 {
+        assert_eq!(
+            notify(&app, notification(&id, "9.99", &alipay)).await,
+            (200, "fail".into())
+        );
+        unchanged(&app.order(&id).await);
+    }
+    // Operators learn of it once, as an alert naming the order.
+    let alerts = app.engine.deps.store.alerts().unwrap();
+    let mismatches: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == "amount_mismatch")
+        .collect();
+    assert_eq!(mismatches.len(), 1, "{alerts:?}");
+    assert_eq!(mismatches[0].order_id.as_deref(), Some(id.as_str()));
+    assert!(
+        mismatches[0].detail.contains("9.99"),
+        "{}",
+        mismatches[0].detail
+    );
+    let view = app
+        .request(
+            reqwest::Method::GET,
+            "/admin/anomalies",
+            Some(ADMIN_TOKEN),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    let rows = view.body["data"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["kind"] == "amount_mismatch" && r["order_id"] == id.as_str())
+            .count(),
+        1,
+        "{}",
+        view.text
+    );
 
     // The genuine notification, twice: `success` both times, paid once.
     for _ in 0..2 {

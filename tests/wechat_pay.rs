@@ -1,50 +1,101 @@
 //! WeChat Pay end to end over HTTP through the engine and the WeChat Pay simulator: the four
 //! method families from create to refunded (refunds complete through REFUND.SUCCESS
-//! callbacks), duplicate and lost callbacks, and unsigned callbacks refused.
+//! callbacks) with `paySign` / APP `sign` verified and the merchant webhooks delivered,
+//! service-provider mode, duplicate and lost callbacks, close, field limits. Refused
+//! callbacks: `tests/wechat_pay_callbacks.rs`.
 
 mod common;
 
 use common::*;
+use paygate::connectors::wechat_pay::sign::RsaPublicKey;
 use serde_json::{json, Value};
 
-fn body(no: &str, method: &str, amount: i64) -> Value {
-    let mut b = order_body(no, amount);
-    b["channel"] = json!("wechat_pay");
-    b["method"] = json!(method);
-    b["payer"] = match method {
-        "jsapi" | "mini_program" => json!({"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
-        "h5" => json!({"ip": "203.0.113.7"}),
-        _ => json!({}),
+use common::wechat_order_body as body;
+
+fn merchant_public_key() -> RsaPublicKey {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/wechat_pay/TEST_ONLY_merchant_public_key.pem"
+    );
+    RsaPublicKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The client-side signatures (PROTOCOLS.md §1.7) verify with the merchant public key:
+/// JSAPI / mini program `paySign` over `appId\ntimeStamp\nnonceStr\npackage\n`, APP `sign`
+/// over `appid\ntimestamp\nnoncestr\nprepayid\n`.
+fn assert_client_signature(method: &str, action: &Value, appid: &str) {
+    let p = &action["params"];
+    let s = |k: &str| {
+        p[k].as_str()
+            .unwrap_or_else(|| panic!("{method}: no {k} in {p}"))
     };
-    b
+    let (msg, sig) = match action["type"].as_str() {
+        Some("mini_program") => {
+            assert_eq!(s("appId"), appid, "{method}");
+            assert_eq!(s("signType"), "RSA");
+            assert!(s("package").starts_with("prepay_id="), "{p}");
+            (
+                format!(
+                    "{}\n{}\n{}\n{}\n",
+                    s("appId"),
+                    s("timeStamp"),
+                    s("nonceStr"),
+                    s("package")
+                ),
+                s("paySign"),
+            )
+        }
+        Some("sdk_params") => {
+            assert_eq!(s("appid"), appid, "{method}");
+            assert_eq!(s("package"), "Sign=WXPay");
+            (
+                format!(
+                    "{}\n{}\n{}\n{}\n",
+                    s("appid"),
+                    s("timestamp"),
+                    s("noncestr"),
+                    s("prepayid")
+                ),
+                s("sign"),
+            )
+        }
+        _ => return,
+    };
+    let key = merchant_public_key();
+    assert!(
+        key.verify(msg.as_bytes(), sig),
+        "{method}: signature does not verify"
+    );
+    let tampered = msg
+        .replacen("prepay_id=", "prepay_id=x", 1)
+        .replacen('\n', "1\n", 1);
+    assert!(
+        !key.verify(tampered.as_bytes(), sig),
+        "{method}: a changed message still verifies"
+    );
 }
 
 #[actix_web::test]
 async fn every_wechat_method_goes_from_create_to_refunded() {
     let app = spawn_app().await;
-    for (i, (method, action)) in [
-        ("native_qr", "qr_code"),
-        ("h5", "redirect"),
-        ("app", "sdk_params"),
-        ("jsapi", "mini_program"),
-        ("mini_program", "mini_program"),
+    let hook = spawn_hook(0);
+    for (i, (method, action, appid)) in [
+        ("native_qr", "qr_code", ""),
+        ("h5", "redirect", ""),
+        ("app", "sdk_params", "wxa000000000000001"),
+        ("jsapi", "mini_program", "wx8888888888888888"),
+        ("mini_program", "mini_program", "wxm000000000000001"),
     ]
     .into_iter()
     .enumerate()
     {
-        let r = app
-            .post("/v1/orders", body(&format!("wx-{i}"), method, 1000))
-            .await;
+        let mut b = body(&format!("wx-{i}"), method, 1000);
+        b["notify_url"] = json!(hook.url);
+        let r = app.post("/v1/orders", b).await;
         assert_eq!(r.status, 201, "{method}: {}", r.text);
         assert_eq!(r.body["status"], "pending", "{method}: {}", r.text);
         assert_eq!(r.body["pay_action"]["type"], action, "{method}: {}", r.text);
-        if action == "mini_program" {
-            assert!(
-                r.body["pay_action"]["params"]["paySign"].is_string(),
-                "{}",
-                r.text
-            );
-        }
+        assert_client_signature(method, &r.body["pay_action"], appid);
         let id = r.body["id"].as_str().unwrap().to_string();
         let p = app.pay(&id, json!({})).await;
         assert_eq!(p.status, 200, "{method}: {}", p.text);
@@ -65,6 +116,31 @@ async fn every_wechat_method_goes_from_create_to_refunded() {
             })
             .await;
         assert_eq!(o["amount_refunded"], 1000);
+
+        // The merchant heard of it over HTTP, signed with its webhook secret.
+        let events = hook
+            .wait_events(
+                &id,
+                &[("order.paid", 1), ("refund.succeeded", 2)],
+                DEMO_WEBHOOK_SECRET,
+            )
+            .await;
+        let paid: Vec<_> = events
+            .iter()
+            .filter(|e| e["type"] == "order.paid")
+            .collect();
+        assert_eq!(paid.len(), 1, "{method}: {events:?}");
+        assert_eq!(paid[0]["data"]["object"]["status"], "paid");
+        let mut refunded: Vec<i64> = events
+            .iter()
+            .filter(|e| e["type"] == "refund.succeeded")
+            .map(|e| {
+                assert_eq!(e["data"]["object"]["status"], "succeeded", "{e}");
+                e["data"]["object"]["amount"].as_i64().unwrap()
+            })
+            .collect();
+        refunded.sort();
+        assert_eq!(refunded, [400, 600], "{method}: {events:?}");
     }
 }
 
@@ -93,35 +169,6 @@ async fn wechat_duplicate_and_lost_callbacks() {
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(v.body["provider_status"], "SUCCESS");
     assert_eq!(v.body["order"]["status"], "paid");
-}
-
-#[actix_web::test]
-async fn wechat_unsigned_or_forged_callbacks_fail_and_change_nothing() {
-    let app = spawn_app().await;
-    let r = app
-        .post("/v1/orders", body("wx-forge", "native_qr", 300))
-        .await;
-    let id = r.body["id"].as_str().unwrap().to_string();
-    let forged = json!({"id": "EV-1", "event_type": "TRANSACTION.SUCCESS", "resource_type": "encrypt-resource",
-        "resource": {"algorithm": "AEAD_AES_256_GCM", "ciphertext": "AAAA", "nonce": "000000000000", "associated_data": "transaction"}});
-    let res = app
-        .http
-        .post(format!("{}/callbacks/wechat_pay", app.base))
-        .header("Wechatpay-Timestamp", "1700000000")
-        .header("Wechatpay-Nonce", "abc")
-        .header(
-            "Wechatpay-Serial",
-            "PUB_KEY_ID_0119000000012025010100000000000001",
-        )
-        .header("Wechatpay-Signature", "Zm9yZ2Vk")
-        .json(&forged)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 500);
-    let b: Value = res.json().await.unwrap();
-    assert_eq!(b["code"], "FAIL");
-    assert_eq!(app.order(&id).await["status"], "pending");
 }
 
 #[actix_web::test]
@@ -171,4 +218,68 @@ async fn wechat_close_and_native_qr_svg() {
     let h5_id = h5.body["id"].as_str().unwrap();
     let r = app.get(&format!("/v1/orders/{h5_id}/qr.svg")).await;
     assert_eq!(r.status, 409);
+}
+
+async fn partner(app: &TestApp, m: reqwest::Method, path: &str, b: Option<Value>) -> Resp {
+    app.request(m, path, Some(PARTNER_KEY), b, None).await
+}
+
+#[actix_web::test]
+async fn a_partner_merchant_pays_through_the_service_provider_endpoints() {
+    // `partner_shop` is a merchant of the shipped config.toml with a WeChat sub-merchant.
+    let app = spawn_app().await;
+    let hook = spawn_hook(0);
+    for (i, (method, sub_appid)) in [
+        ("jsapi", "wxs000000000000001"),
+        ("mini_program", "wxs100000000000001"),
+        ("native_qr", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = body(&format!("wxp-{i}"), method, 800);
+        b["notify_url"] = json!(hook.url);
+        let r = partner(&app, reqwest::Method::POST, "/v1/orders", Some(b)).await;
+        assert_eq!(r.status, 201, "{method}: {}", r.text);
+        // The payer signs for the sub-merchant's own appid of that method.
+        assert_client_signature(method, &r.body["pay_action"], sub_appid);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let p = app.pay(&id, json!({})).await;
+        assert_eq!(p.body["callback_status"], 204, "{method}: {}", p.text);
+        // The simulator holds it as the sub-merchant's trade, found by the partner query.
+        let v = partner(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/orders/{id}/verify"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(v.status, 200, "{method}: {}", v.text);
+        assert_eq!(v.body["provider_status"], "SUCCESS", "{}", v.text);
+        assert_eq!(v.body["order"]["status"], "paid");
+        let rf = partner(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/orders/{id}/refunds"),
+            Some(json!({"merchant_refund_no": format!("wxp-{i}-r"), "amount": 800})),
+        )
+        .await;
+        assert_eq!(rf.status, 201, "{method}: {}", rf.text);
+        let o = partner(
+            &app,
+            reqwest::Method::GET,
+            &format!("/v1/orders/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(o.status, 200, "{}", o.text);
+        // The demo merchant cannot see it.
+        assert_eq!(app.get(&format!("/v1/orders/{id}")).await.status, 404);
+        hook.wait_events(
+            &id,
+            &[("order.paid", 1), ("refund.succeeded", 1)],
+            PARTNER_WEBHOOK_SECRET,
+        )
+        .await;
+    }
 }

@@ -108,6 +108,19 @@ async fn callback(
     tracing::Span::current()
         .record("order_id", order.id.as_str())
         .record("merchant_id", order.spec.merchant_id.as_str());
+    // Signed is not enough: the notification must also fit this order (its app and
+    // merchant ids, references, amounts). A mismatch changes nothing; the provider is told
+    // to retry (it may be a key shared with another app) and operators hear of it once.
+    let refund = match &notification {
+        Notification::Refund { refund_ref, .. } => RefundId::from_provider_ref(refund_ref)
+            .ok()
+            .and_then(|rid| order.refund(&rid)),
+        Notification::Payment { .. } => None,
+    };
+    if let Err(m) = connector.check_notification(&raw, &notification, &order, refund) {
+        state.risk.callback_mismatch(store, name, &order, &m);
+        return reject(connector, name, m.kind, &m.to_string());
+    }
     match state
         .engine
         .send(&order.id, Command::Notify(Box::new(notification)))

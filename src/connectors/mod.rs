@@ -104,6 +104,20 @@ pub enum Notification {
     },
 }
 
+/// A verified notification that contradicts the stored order (or refund) it names: it is
+/// refused with the provider's failure answer, nothing is applied, and operators are told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct Mismatch {
+    /// A stable label for metrics and operator alerts: `amount_mismatch`,
+    /// `party_mismatch` (app / merchant ids other than the ones this order used),
+    /// `reference_mismatch` (another trade or refund), `bad_notification`.
+    pub kind: &'static str,
+    /// What differs. Deterministic for a given notification (no clock, no randomness), so
+    /// a provider's retries of it are recognised as the same fact.
+    pub detail: String,
+}
+
 /// The HTTP answer a provider expects to a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
@@ -193,6 +207,20 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Verifies a callback's signature over the raw request first, then decrypts and parses it.
     fn parse_notification(&self, raw: &RawCallback) -> Result<Notification, ConnectorError>;
+
+    /// Checks a notification that [`Connector::parse_notification`] accepted against the
+    /// stored order it names (and, for a refund notification, that refund when it
+    /// exists) before anything is applied: the parties this order was placed with, its
+    /// references and amounts. The default has nothing more to check.
+    fn check_notification(
+        &self,
+        _raw: &RawCallback,
+        _notification: &Notification,
+        _order: &Order,
+        _refund: Option<&Refund>,
+    ) -> Result<(), Mismatch> {
+        Ok(())
+    }
 
     /// The body the provider expects back: success only once the notification's effect is
     /// durable (`Ok`), otherwise a failure that makes the provider retry.

@@ -291,11 +291,52 @@ impl RiskEngine {
             at: self.clock.now(),
             acked_at: None,
         };
-        metrics::ANOMALIES.with_label_values(&[kind]).inc();
-        tracing::warn!(kind, alert_id = %a.id, order_id = a.order_id.as_deref().unwrap_or(""), "operator alert raised");
-        if let Err(e) = store.record_alert(&a) {
-            tracing::error!(error = %e, kind, "could not store an operator alert");
+        self.raise(store, a, false);
+    }
+
+    /// Stores `a` (only if its id is new when `once`), counting and logging it when stored.
+    fn raise(&self, store: &Store, a: Alert, once: bool) {
+        let stored = if once {
+            store.record_alert_once(&a)
+        } else {
+            store.record_alert(&a).map(|()| true)
+        };
+        match stored {
+            Ok(true) => {
+                metrics::ANOMALIES.with_label_values(&[&a.kind]).inc();
+                tracing::warn!(kind = %a.kind, alert_id = %a.id, order_id = a.order_id.as_deref().unwrap_or(""), "operator alert raised");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, kind = %a.kind, "could not store an operator alert")
+            }
         }
+    }
+
+    /// A correctly signed callback that contradicts its order (wrong amount, another
+    /// app's or merchant's ids, another trade's refund): it was refused and changed
+    /// nothing, so it is no order anomaly, but operators must know. Providers retry such
+    /// a callback for about a day; one alert per order, kind and detail is raised, keyed
+    /// by those (so retries, and restarts between them, add nothing).
+    pub fn callback_mismatch(
+        &self,
+        store: &Store,
+        channel: &str,
+        order: &Order,
+        m: &crate::connectors::Mismatch,
+    ) {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{channel}\n{}\n{}", m.kind, m.detail));
+        let a = Alert {
+            id: format!("alr_{}_{}_{}", m.kind, order.id, hex::encode(&digest[..8])),
+            kind: m.kind.to_string(),
+            detail: format!("callback on channel {channel} refused: {}", m.detail),
+            source: None,
+            order_id: Some(order.id.to_string()),
+            at: self.clock.now(),
+            acked_at: None,
+        };
+        self.raise(store, a, true);
     }
 
     /// Counts a callback that failed verification from `source` (the peer address). The

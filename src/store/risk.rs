@@ -138,7 +138,17 @@ impl Store {
         Ok(())
     }
 
-    /// All alerts, oldest first.
+    /// Stores an alert unless one with the same `id` exists (ids derived from the fact
+    /// they report make a repeated fact one alert). Answers whether it was new.
+    pub fn record_alert_once(&self, a: &Alert) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .alerts
+            .compare_and_swap(a.id.as_bytes(), None as Option<&[u8]>, Some(json(a)?))?
+            .is_ok())
+    }
+
+    /// All alerts, in id order (time order for the random ids of `RiskEngine`).
     pub fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
         self.inner
             .alerts
@@ -284,6 +294,25 @@ mod tests {
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(ok, 100);
+    }
+
+    #[test]
+    fn an_alert_keyed_by_its_fact_is_stored_once() {
+        let (_d, s) = temp_store();
+        let a = |detail: &str| Alert {
+            id: "alr_amount_mismatch_x".into(),
+            kind: "amount_mismatch".into(),
+            detail: detail.into(),
+            source: None,
+            order_id: Some("ord_x".into()),
+            at: 5,
+            acked_at: None,
+        };
+        assert!(s.record_alert_once(&a("first")).unwrap());
+        assert!(!s.record_alert_once(&a("again")).unwrap());
+        let all = s.alerts().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].detail, "first");
     }
 
     #[test]

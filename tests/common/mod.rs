@@ -16,6 +16,10 @@ pub const DEMO_KEY: &str = "sk_test_paygate_demo";
 pub const OTHER_KEY: &str = "sk_test_paygate_other";
 pub const ADMIN_TOKEN: &str = "admin_test_paygate";
 pub const SANDBOX_KEY: &str = "sandbox_test_key_do_not_use_in_production";
+pub const DEMO_WEBHOOK_SECRET: &str = "whsec_demo_0123456789abcdef";
+/// The second demo merchant of `config.toml`, served in WeChat Pay service-provider mode.
+pub const PARTNER_KEY: &str = "sk_test_paygate_partner";
+pub const PARTNER_WEBHOOK_SECRET: &str = "whsec_partner_0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,
@@ -240,6 +244,19 @@ pub fn order_body(merchant_order_no: &str, amount: i64) -> Value {
     })
 }
 
+/// A WeChat Pay order of `method` with the payer fields that method needs.
+pub fn wechat_order_body(no: &str, method: &str, amount: i64) -> Value {
+    let mut b = order_body(no, amount);
+    b["channel"] = json!("wechat_pay");
+    b["method"] = json!(method);
+    b["payer"] = match method {
+        "jsapi" | "mini_program" => json!({"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
+        "h5" => json!({"ip": "203.0.113.7"}),
+        _ => json!({}),
+    };
+    b
+}
+
 /// A merchant webhook endpoint on 127.0.0.1:0 that records what it receives and answers
 /// 500 to the first `fail_first` requests.
 pub struct Hook {
@@ -334,6 +351,57 @@ impl Hook {
                 "only {} of {n} webhooks delivered: {:?}",
                 ok.len(),
                 self.deliveries().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The order a webhook event is about (`data.object` is the order, or a refund of it).
+pub fn event_order_id(ev: &Value) -> &str {
+    let o = &ev["data"]["object"];
+    o["order_id"]
+        .as_str()
+        .or(o["id"].as_str())
+        .unwrap_or_default()
+}
+
+impl Hook {
+    /// Waits (10 s at most) until the successful deliveries about `order_id` hold `n` events
+    /// of each `(type, n)`; checks every one's `Paygate-Signature` with `secret` and returns
+    /// their bodies.
+    pub async fn wait_events(
+        &self,
+        order_id: &str,
+        want: &[(&str, usize)],
+        secret: &str,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: Vec<Received> = self
+                .deliveries()
+                .into_iter()
+                .filter(|d| d.ok && event_order_id(&d.json()) == order_id)
+                .collect();
+            let count = |t: &str| got.iter().filter(|d| d.json()["type"] == t).count();
+            if want.iter().all(|(t, n)| count(t) >= *n) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                for d in &got {
+                    paygate::webhook::verify(&d.signature, secret, &d.body, now, 300)
+                        .unwrap_or_else(|e| panic!("Paygate-Signature of {:?}: {e:?}", d.json()));
+                    assert_eq!(d.json()["id"], d.event_id.as_str());
+                }
+                return got.iter().map(Received::json).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhooks for {order_id}: wanted {want:?}, got {:?}",
+                got.iter()
+                    .map(|d| d.json()["type"].clone())
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

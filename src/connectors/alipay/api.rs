@@ -101,13 +101,18 @@ impl AlipayConnector {
                     "{method}: response signature does not verify with Alipay's public key"
                 )));
             }
-            // Alipay leaves some gateway-level errors unsigned; a success never is.
-            None if code == "10000" => {
+            Some(_) => {}
+            // Only the gateway's early refusals (`error_response`, before the method is
+            // known) come unsigned. A `<method>_response` is always signed, whatever its
+            // `code`: an unsigned one could be anyone's, and believing an unsigned refusal
+            // (say `ACQ.TRADE_HAS_SUCCESS` or `ACQ.TRADE_NOT_EXIST`) would steer the engine.
+            None if env.is_error_response => {}
+            None => {
                 return Err(ConnectorError::Signature(format!(
-                    "{method}: successful response without `sign`"
+                    "{method}: `{}` without `sign`",
+                    super::sign::response_key(method)
                 )))
             }
-            _ => {}
         }
         if code == "10000" && !env.is_error_response {
             return Ok(fields);

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::domain::{Currency, Method, Money, Order, PayAction, Refund};
 
 use super::{
-    require, Ack, Connector, ConnectorEnv, ConnectorError, Notification, ProviderPayment,
+    require, Ack, Connector, ConnectorEnv, ConnectorError, Mismatch, Notification, ProviderPayment,
     ProviderRefund, QueryResult, RawCallback,
 };
 
@@ -365,6 +365,16 @@ impl Connector for AlipayConnector {
 
     fn parse_notification(&self, raw: &RawCallback) -> Result<Notification, ConnectorError> {
         notify::parse(&self.app_id, &self.alipay, raw)
+    }
+
+    fn check_notification(
+        &self,
+        raw: &RawCallback,
+        _notification: &Notification,
+        order: &Order,
+        _refund: Option<&Refund>,
+    ) -> Result<(), Mismatch> {
+        notify::check(raw, order)
     }
 
     fn ack(&self, outcome: Result<(), &str>) -> Ack {

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use super::api::form_decode;
 use super::sign::{sign_content, Rsa2Verifier, NOTIFY_SKIP};
 use super::{map_trade, parse_amount, time};
-use crate::connectors::{Ack, ConnectorError, Notification, ProviderRefund, RawCallback};
+use crate::connectors::{Ack, ConnectorError, Mismatch, Notification, ProviderRefund, RawCallback};
+use crate::domain::Order;
 
 /// Verifies the signature over the received parameters, then that it is for our app.
 pub fn parse(
@@ -47,6 +48,45 @@ pub fn parse(
     let payment = map_trade(&status, amount, get("trade_no"), paid_at)
         .map_err(|e| ConnectorError::BadNotification(e.to_string()))?;
     Ok(Notification::Payment { order_ref, payment })
+}
+
+/// Checks an accepted notification against its order before anything is applied: the
+/// same trade, and `total_amount` (which Alipay sends with every `trade_status_sync`,
+/// refunds included) equal to the order's. A wrong amount is answered `fail`, so it never
+/// becomes a transition (the order's status and version stay as they are).
+pub fn check(raw: &RawCallback, order: &Order) -> Result<(), Mismatch> {
+    let params = form_decode(&raw.body).map_err(|e| Mismatch {
+        kind: "bad_notification",
+        detail: e,
+    })?;
+    let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    let ours = order.id.provider_ref();
+    if get("out_trade_no").as_deref() != Some(ours) {
+        return Err(Mismatch {
+            kind: "reference_mismatch",
+            detail: format!(
+                "out_trade_no {:?} is not this order's {ours}",
+                get("out_trade_no").unwrap_or_default()
+            ),
+        });
+    }
+    let reported =
+        parse_amount(get("total_amount"), get("trans_currency")).map_err(|e| Mismatch {
+            kind: "bad_notification",
+            detail: e.to_string(),
+        })?;
+    match reported {
+        Some(amount) if amount != order.spec.amount => Err(Mismatch {
+            kind: "amount_mismatch",
+            detail: format!(
+                "Alipay reported total_amount {amount} for an order of {} (trade_no {}, trade_status {})",
+                order.spec.amount,
+                get("trade_no").unwrap_or_default(),
+                get("trade_status").unwrap_or_default(),
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Verifies notify / return parameters (already URL-decoded) with Alipay's public key.

@@ -222,11 +222,44 @@ fn al4_sync_response_verified_over_the_raw_text() {
     ));
 }
 
+/// A connector on the TEST_ONLY key pairs, so responses can be signed as Alipay would.
+fn fixture_connector() -> AlipayConnector {
+    let dir = format!("{}/fixtures/alipay", env!("CARGO_MANIFEST_DIR"));
+    let table: toml::Table = toml::from_str(&format!(
+        r#"
+        app_id = "2021000000000001"
+        app_private_key_file = "{dir}/TEST_ONLY_app_private_key.pem"
+        alipay_public_key_file = "{dir}/TEST_ONLY_alipay_public_key.pem"
+        "#
+    ))
+    .unwrap();
+    let env = ConnectorEnv {
+        channel: crate::domain::ChannelName::parse("alipay").unwrap(),
+        http: reqwest::Client::new(),
+        base_url: "http://127.0.0.1:9/gateway.do".into(),
+        callback_url: "http://127.0.0.1:9/callbacks/alipay".into(),
+        public_url: "http://127.0.0.1:9".into(),
+    };
+    AlipayConnector::new(&table, env).unwrap()
+}
+
+/// `{"<method>_response":<content>,"sign":...}` signed with `key` (a fixture file name).
+fn signed_response(method: &str, content: &str, key: &str) -> String {
+    let sign = Rsa2Signer::from_text(&fixture(key)).unwrap().sign(content);
+    format!(
+        r#"{{"{}":{content},"sign":"{sign}"}}"#,
+        super::sign::response_key(method)
+    )
+}
+
+const TRADE_NOT_EXIST: &str = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在"}"#;
+
 #[test]
 fn business_errors_surface_their_sub_code() {
-    let c = ysd_connector();
-    let body = r#"{"alipay_trade_query_response":{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在"}}"#;
-    match c.read_response("alipay.trade.query", body) {
+    let c = fixture_connector();
+    let key = "TEST_ONLY_alipay_private_key.pem";
+    let body = signed_response("alipay.trade.query", TRADE_NOT_EXIST, key);
+    match c.read_response("alipay.trade.query", &body) {
         Err(ConnectorError::Rejected { code, message }) => {
             assert_eq!(code, "ACQ.TRADE_NOT_EXIST");
             assert!(message.contains("交易不存在"));
@@ -238,11 +271,59 @@ fn business_errors_surface_their_sub_code() {
         c.read_response("alipay.trade.query", gw),
         Err(ConnectorError::Rejected { code, .. }) if code == "isv.missing-method"
     ));
-    let busy = r#"{"alipay_trade_refund_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}}"#;
+    let busy = signed_response(
+        "alipay.trade.refund",
+        r#"{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}"#,
+        key,
+    );
     assert!(matches!(
-        c.read_response("alipay.trade.refund", busy),
+        c.read_response("alipay.trade.refund", &busy),
         Err(ConnectorError::Transport(_))
     ));
+}
+
+#[test]
+fn only_error_response_may_come_unsigned() {
+    let c = fixture_connector();
+    // A `<method>_response` needs a valid signature whatever its code: an unsigned or
+    // wrongly signed refusal is not Alipay's word.
+    for content in [
+        TRADE_NOT_EXIST,
+        r#"{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error"}"#,
+        r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature"}"#,
+    ] {
+        let unsigned = format!(r#"{{"alipay_trade_query_response":{content}}}"#);
+        assert!(
+            matches!(
+                c.read_response("alipay.trade.query", &unsigned),
+                Err(ConnectorError::Signature(_))
+            ),
+            "unsigned {content}"
+        );
+        let wrong = signed_response(
+            "alipay.trade.query",
+            content,
+            "TEST_ONLY_wrong_private_key.pem",
+        );
+        assert!(
+            matches!(
+                c.read_response("alipay.trade.query", &wrong),
+                Err(ConnectorError::Signature(_))
+            ),
+            "wrongly signed {content}"
+        );
+    }
+    // The gateway's early refusal is unsigned; if it carries a sign, it must verify.
+    let gw =
+        r#"{"code":"40001","msg":"Missing Required Arguments","sub_code":"isv.missing-app-id"}"#;
+    let forged_sign = format!(r#"{{"error_response":{gw},"sign":"Zm9yZ2Vk"}}"#);
+    assert!(matches!(
+        c.read_response("alipay.trade.query", &forged_sign),
+        Err(ConnectorError::Signature(_))
+    ));
+    // An `error_response` is never a success, even claiming code 10000.
+    let odd = r#"{"error_response":{"code":"10000","msg":"Success"}}"#;
+    assert!(c.read_response("alipay.trade.query", odd).is_err());
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::config::ChannelConfig;
 use crate::connectors::{
-    Ack, Connector, ConnectorEnv, ConnectorError, Notification, ProviderPayment, ProviderRefund,
-    QueryResult, RawCallback,
+    Ack, Connector, ConnectorEnv, ConnectorError, Mismatch, Notification, ProviderPayment,
+    ProviderRefund, QueryResult, RawCallback,
 };
 use crate::domain::{Currency, Method, Order, PayAction, Refund};
 
@@ -53,10 +53,32 @@ enum Party<'a> {
     Partner(&'a SubMerchant),
 }
 
+/// The merchant and app ids one order's trade was placed with (as `build_prepay` sends
+/// them): exactly what WeChat's notifications about it carry back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Placed<'a> {
+    mchid: Option<&'a str>,
+    appid: Option<&'a str>,
+    sp_mchid: Option<&'a str>,
+    sp_appid: Option<&'a str>,
+    sub_mchid: Option<&'a str>,
+    sub_appid: Option<&'a str>,
+}
+
 impl WechatPayConnector {
     pub fn new(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Self, ConnectorError> {
         let resolved = Settings::parse(&cfg.settings)
-            .and_then(Settings::resolve)
+            .and_then(|s| {
+                // Real credentials never sit in the config text: an inline APIv3 key is
+                // for the built-in simulator only (the shipped sandbox config).
+                if cfg.base_url.is_some() && s.apiv3_key.is_some() {
+                    return Err(settings::SettingsError {
+                        field: "apiv3_key".into(),
+                        reason: "an inline APIv3 key is accepted only for the built-in simulator (no base_url); use apiv3_key_file or apiv3_key_env".into(),
+                    });
+                }
+                s.resolve()
+            })
             .map_err(|e| {
                 ConnectorError::Config(format!("channels.{}.settings.{e}", env.channel))
             })?;
@@ -85,6 +107,31 @@ impl WechatPayConnector {
             Method::App => s.app_appid.as_deref().unwrap_or(&s.appid),
             Method::MiniProgram => s.mini_program_appid.as_deref().unwrap_or(&s.appid),
             _ => &s.appid,
+        }
+    }
+
+    fn placed(&self, order: &Order) -> Placed<'_> {
+        let (mchid, appid) = (
+            Some(self.cfg.s.mchid.as_str()),
+            Some(self.appid_for(order.spec.method)),
+        );
+        match self.party(order) {
+            Party::Direct => Placed {
+                mchid,
+                appid,
+                sp_mchid: None,
+                sp_appid: None,
+                sub_mchid: None,
+                sub_appid: None,
+            },
+            Party::Partner(sub) => Placed {
+                mchid: None,
+                appid: None,
+                sp_mchid: mchid,
+                sp_appid: appid,
+                sub_mchid: Some(sub.sub_mchid.as_str()),
+                sub_appid: sub.appid_for(order.spec.method),
+            },
         }
     }
 
@@ -348,6 +395,16 @@ impl Connector for WechatPayConnector {
 
     fn parse_notification(&self, raw: &RawCallback) -> Result<Notification, ConnectorError> {
         notify::parse(&self.cfg, raw)
+    }
+
+    fn check_notification(
+        &self,
+        raw: &RawCallback,
+        _notification: &Notification,
+        order: &Order,
+        refund: Option<&Refund>,
+    ) -> Result<(), Mismatch> {
+        notify::check(&self.cfg, raw, &self.placed(order), order, refund)
     }
 
     fn ack(&self, outcome: Result<(), &str>) -> Ack {

@@ -1,13 +1,16 @@
 //! Callbacks: verify the platform signature over the raw body first (probes, stale and
 //! forged ones fail), then decrypt the resource with the APIv3 key, then check that it
-//! is addressed to this merchant before anything is believed.
+//! is addressed to this merchant before anything is believed; once the order it names is
+//! loaded, [`check`] holds it against the ids, references and amounts of that order.
 
-use crate::connectors::{Ack, ConnectorError, Notification, RawCallback};
+use crate::connectors::{Ack, ConnectorError, Mismatch, Notification, RawCallback};
+use crate::domain::{Order, Refund};
 
 use super::aead;
 use super::api::{map_refund, map_trade, NotifyEnvelope, RefundRecord, Transaction};
 use super::settings::Resolved;
 use super::sign::{SignedHeaders, SIGNATURE_TYPE};
+use super::Placed;
 
 fn bad(msg: impl Into<String>) -> ConnectorError {
     ConnectorError::BadNotification(msg.into())
@@ -123,6 +126,100 @@ fn check_refund_party(cfg: &Resolved, r: &RefundRecord) -> Result<(), ConnectorE
     }
 }
 
+/// Checks an accepted callback against the order it names (and the refund, for `REFUND.*`
+/// when it exists): a signed resource for another appid or merchant than this order was
+/// placed with, another trade, or another refund amount is refused and applies nothing.
+/// Only called after [`parse`] verified the signature of this very callback.
+pub(super) fn check(
+    cfg: &Resolved,
+    raw: &RawCallback,
+    placed: &Placed<'_>,
+    order: &Order,
+    refund: Option<&Refund>,
+) -> Result<(), Mismatch> {
+    let unreadable = |e: String| Mismatch {
+        kind: "bad_notification",
+        detail: e,
+    };
+    let env: NotifyEnvelope =
+        serde_json::from_slice(&raw.body).map_err(|e| unreadable(e.to_string()))?;
+    let plain =
+        decrypt(cfg.apiv3_key.expose().as_bytes(), &env).map_err(|e| unreadable(e.to_string()))?;
+    let ours = order.id.provider_ref();
+    let reference = |what: &str, got: Option<&str>, want: &str| {
+        if got == Some(want) {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                kind: "reference_mismatch",
+                detail: format!("{what} {got:?} is not this order's {want}"),
+            })
+        }
+    };
+    if env.event_type.starts_with("REFUND.") {
+        let r: RefundRecord =
+            serde_json::from_slice(&plain).map_err(|e| unreadable(e.to_string()))?;
+        same_party("mchid", r.mchid.as_deref(), placed.mchid)?;
+        same_party("sp_mchid", r.sp_mchid.as_deref(), placed.sp_mchid)?;
+        same_party("sub_mchid", r.sub_mchid.as_deref(), placed.sub_mchid)?;
+        reference("out_trade_no", r.out_trade_no.as_deref(), ours)?;
+        if let Some(refund) = refund {
+            reference(
+                "out_refund_no",
+                Some(r.out_refund_no.as_str()),
+                refund.id.provider_ref(),
+            )?;
+            check_refund_amount(&r, order, refund)?;
+        }
+    } else {
+        let tx: Transaction =
+            serde_json::from_slice(&plain).map_err(|e| unreadable(e.to_string()))?;
+        reference("out_trade_no", Some(tx.out_trade_no.as_str()), ours)?;
+        same_party("mchid", tx.mchid.as_deref(), placed.mchid)?;
+        same_party("appid", tx.appid.as_deref(), placed.appid)?;
+        same_party("sp_mchid", tx.sp_mchid.as_deref(), placed.sp_mchid)?;
+        same_party("sp_appid", tx.sp_appid.as_deref(), placed.sp_appid)?;
+        same_party("sub_mchid", tx.sub_mchid.as_deref(), placed.sub_mchid)?;
+        same_party("sub_appid", tx.sub_appid.as_deref(), placed.sub_appid)?;
+    }
+    Ok(())
+}
+
+fn same_party(field: &str, got: Option<&str>, placed: Option<&str>) -> Result<(), Mismatch> {
+    if got == placed {
+        return Ok(());
+    }
+    Err(Mismatch {
+        kind: "party_mismatch",
+        detail: format!("{field} {got:?} is not the {placed:?} this order was placed with"),
+    })
+}
+
+/// `amount.refund` must be the refund's, `amount.total` the order's, in its currency.
+fn check_refund_amount(r: &RefundRecord, order: &Order, refund: &Refund) -> Result<(), Mismatch> {
+    let wrong = |detail: String| Mismatch {
+        kind: "amount_mismatch",
+        detail,
+    };
+    let a = r
+        .amount
+        .as_ref()
+        .ok_or_else(|| wrong(format!("refund {} without amount", r.out_refund_no)))?;
+    if a.refund != refund.amount.minor() || a.total != order.spec.amount.minor() {
+        return Err(wrong(format!(
+            "WeChat reported refund {} of total {} fen for refund {} of {} on an order of {}",
+            a.refund, a.total, refund.id, refund.amount, order.spec.amount
+        )));
+    }
+    match a.currency.as_deref() {
+        Some(c) if c != refund.amount.currency().code() => Err(wrong(format!(
+            "WeChat reported the refund in {c}, not {}",
+            refund.amount.currency()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Success: 204 with no body. Failure: 500 with `{"code":"FAIL","message":...}` so that
 /// WeChat retries (15s/15s/30s/3m/... for about 24 h).
 pub(super) fn ack(outcome: Result<(), &str>) -> Ack {
@@ -140,5 +237,7 @@ pub(super) fn ack(outcome: Result<(), &str>) -> Ack {
     }
 }
 
+#[cfg(test)]
+mod order_checks;
 #[cfg(test)]
 mod tests;

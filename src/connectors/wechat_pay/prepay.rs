@@ -37,12 +37,12 @@ impl WechatPayConnector {
                 false
             }
             Party::Partner(sub) => {
+                let sub_appid = sub.appid_for(spec.method).map(str::to_string);
                 req.sp_appid = Some(appid);
                 req.sp_mchid = Some(self.cfg.s.mchid.clone());
-                req.sub_appid = sub.sub_appid.clone();
                 req.sub_mchid = Some(sub.sub_mchid.clone());
                 // An openid belongs to one appid: the sub-merchant's when it has one.
-                req.payer = openid.map(|o| match sub.sub_appid {
+                req.payer = openid.map(|o| match sub_appid {
                     Some(_) => Payer {
                         sub_openid: Some(o),
                         ..Default::default()
@@ -52,6 +52,7 @@ impl WechatPayConnector {
                         ..Default::default()
                     },
                 });
+                req.sub_appid = sub_appid;
                 true
             }
         };
@@ -103,9 +104,9 @@ impl WechatPayConnector {
                 self.cfg.s.mchid.clone(),
             ),
             Party::Partner(sub) => (
-                sub.sub_appid
-                    .clone()
-                    .unwrap_or_else(|| self.appid_for(order.spec.method).to_string()),
+                sub.appid_for(order.spec.method)
+                    .unwrap_or_else(|| self.appid_for(order.spec.method))
+                    .to_string(),
                 sub.sub_mchid.clone(),
             ),
         };

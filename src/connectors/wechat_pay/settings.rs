@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::Secret;
+use crate::domain::Method;
 
 use super::sign::{PlatformKey, PlatformKeys, RsaSigner};
 
@@ -30,9 +31,14 @@ pub struct Settings {
     /// Name of an environment variable holding the PKCS#8 PEM text.
     #[serde(default)]
     pub merchant_private_key_env: Option<String>,
-    /// The 32-character APIv3 key; prefer `apiv3_key_env` outside the sandbox.
+    /// The 32-character APIv3 key inline: accepted only for the built-in simulator (a
+    /// channel without `base_url`), so that the sandbox config runs as shipped.
     #[serde(default)]
     pub apiv3_key: Option<Secret>,
+    /// A file holding the APIv3 key (a trailing line break is ignored).
+    #[serde(default)]
+    pub apiv3_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the APIv3 key.
     #[serde(default)]
     pub apiv3_key_env: Option<String>,
     /// Trusted platform keys (certificates and/or WeChat Pay public keys).
@@ -79,9 +85,40 @@ pub struct PlatformKeySettings {
 #[serde(deny_unknown_fields)]
 pub struct SubMerchant {
     pub sub_mchid: String,
-    /// The sub-merchant's own appid; payer openids are then `sub_openid`s of it.
+    /// The sub-merchant's own appid (official account: `jsapi`, `h5`, `native_qr`, and
+    /// the default for the other methods); payer openids are then `sub_openid`s of it.
     #[serde(default)]
     pub sub_appid: Option<String>,
+    /// The sub-merchant's open-platform appid for `app`; defaults to `sub_appid`.
+    #[serde(default)]
+    pub sub_app_appid: Option<String>,
+    /// The sub-merchant's mini program appid for `mini_program`; defaults to `sub_appid`.
+    #[serde(default)]
+    pub sub_mini_program_appid: Option<String>,
+}
+
+impl SubMerchant {
+    /// The `sub_appid` an order of `method` is placed with (none: the service provider's
+    /// `sp_appid` alone, payers identified by `sp_openid`).
+    pub fn appid_for(&self, method: Method) -> Option<&str> {
+        let specific = match method {
+            Method::App => self.sub_app_appid.as_deref(),
+            Method::MiniProgram => self.sub_mini_program_appid.as_deref(),
+            _ => None,
+        };
+        specific.or(self.sub_appid.as_deref())
+    }
+
+    /// Every appid of this sub-merchant.
+    pub fn appids(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.sub_appid,
+            &self.sub_app_appid,
+            &self.sub_mini_program_appid,
+        ]
+        .into_iter()
+        .filter_map(|a| a.as_deref())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +218,18 @@ impl Settings {
                     "must be numeric",
                 ));
             }
+            for (f, v) in [
+                ("sub_appid", &sub.sub_appid),
+                ("sub_app_appid", &sub.sub_app_appid),
+                ("sub_mini_program_appid", &sub.sub_mini_program_appid),
+            ] {
+                if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 32) {
+                    return Err(err(
+                        format!("sub_merchants.{id}.{f}"),
+                        "must be 1-32 characters",
+                    ));
+                }
+            }
         }
         if self.platform_keys.is_empty() {
             return Err(err(
@@ -200,21 +249,18 @@ impl Settings {
         )?;
         let signer = RsaSigner::from_pkcs8_pem(pem.expose())
             .map_err(|e| err("merchant_private_key", e.to_string()))?;
-        let apiv3_key = match (&self.apiv3_key, &self.apiv3_key_env) {
-            (Some(k), None) => k.clone(),
-            (None, Some(var)) => std::env::var(var).map(Secret::new).map_err(|_| {
-                err(
-                    "apiv3_key_env",
-                    format!("environment variable `{var}` is not set"),
-                )
-            })?,
-            _ => {
-                return Err(err(
+        let apiv3_key =
+            match (&self.apiv3_key, &self.apiv3_key_file, &self.apiv3_key_env) {
+                (Some(k), None, None) => k.clone(),
+                (None, file, env) if file.is_some() || env.is_some() => {
+                    let k = read_source("apiv3_key", file.as_ref(), env.as_ref())?;
+                    Secret::new(k.expose().trim_end_matches(['\r', '\n']).to_string())
+                }
+                _ => return Err(err(
                     "apiv3_key",
-                    "give exactly one of apiv3_key or apiv3_key_env",
-                ))
-            }
-        };
+                    "give exactly one of apiv3_key_file, apiv3_key_env or (sandbox only) apiv3_key",
+                )),
+            };
         if apiv3_key.expose().len() != 32 {
             return Err(err("apiv3_key", "must be exactly 32 bytes"));
         }
@@ -277,119 +323,10 @@ impl Resolved {
         let mut v = vec![self.s.appid.as_str()];
         v.extend(self.s.app_appid.as_deref());
         v.extend(self.s.mini_program_appid.as_deref());
-        v.extend(
-            self.s
-                .sub_merchants
-                .values()
-                .filter_map(|m| m.sub_appid.as_deref()),
-        );
+        v.extend(self.s.sub_merchants.values().flat_map(SubMerchant::appids));
         v
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::connectors::wechat_pay::test_support::{fixture, settings_table, APIV3_KEY};
-
-    fn with(edit: impl FnOnce(&mut toml::Table)) -> Result<Resolved, SettingsError> {
-        let mut t = settings_table();
-        edit(&mut t);
-        Settings::parse(&t)?.resolve()
-    }
-
-    #[test]
-    fn the_example_settings_resolve_without_leaking_secrets() {
-        let r = with(|_| {}).unwrap();
-        assert_eq!(r.platform.serials().count(), 2);
-        let dbg = format!("{r:?}");
-        assert!(!dbg.contains(APIV3_KEY), "APIv3 key in Debug output");
-        assert!(
-            !dbg.contains("PRIVATE KEY") && !dbg.contains("MII"),
-            "key material in Debug output"
-        );
-    }
-
-    #[test]
-    fn bad_settings_name_the_field() {
-        let field = |r: Result<Resolved, SettingsError>| r.unwrap_err().field;
-        assert_eq!(
-            field(with(|t| {
-                t.insert("apiv3_key".into(), "short".into());
-            })),
-            "apiv3_key"
-        );
-        assert_eq!(
-            field(with(|t| {
-                t.insert("mchid".into(), "abc".into());
-            })),
-            "mchid"
-        );
-        assert_eq!(
-            field(with(|t| {
-                t.insert("h5_type".into(), "Desktop".into());
-            })),
-            "h5_type"
-        );
-        assert_eq!(
-            field(with(|t| {
-                t.insert("bogus".into(), 1.into());
-            })),
-            "settings"
-        );
-        assert_eq!(
-            field(with(|t| {
-                t.insert(
-                    "merchant_private_key_file".into(),
-                    fixture("TEST_ONLY_platform_cert.pem").into(),
-                );
-            })),
-            "merchant_private_key"
-        );
-        assert_eq!(
-            field(with(|t| {
-                t.insert(
-                    "merchant_private_key_env".into(),
-                    "PAYGATE_TEST_UNSET_VAR_X".into(),
-                );
-            })),
-            "merchant_private_key"
-        );
-        let wrong_serial = with(|t| {
-            let keys = t.get_mut("platform_keys").unwrap().as_array_mut().unwrap();
-            keys[1]
-                .as_table_mut()
-                .unwrap()
-                .insert("serial".into(), "ABCDEF".into());
-        });
-        assert_eq!(field(wrong_serial), "platform_keys[1].serial");
-    }
-
-    #[test]
-    fn keys_can_come_from_environment_variables() {
-        let pem = std::fs::read_to_string(fixture("TEST_ONLY_merchant_private_key.pem")).unwrap();
-        std::env::set_var("PAYGATE_TEST_WECHAT_MERCHANT_KEY", pem);
-        std::env::set_var("PAYGATE_TEST_WECHAT_APIV3", APIV3_KEY);
-        let r = with(|t| {
-            t.remove("merchant_private_key_file");
-            t.remove("apiv3_key");
-            t.insert(
-                "merchant_private_key_env".into(),
-                "PAYGATE_TEST_WECHAT_MERCHANT_KEY".into(),
-            );
-            t.insert("apiv3_key_env".into(), "PAYGATE_TEST_WECHAT_APIV3".into());
-        })
-        .unwrap();
-        assert_eq!(r.apiv3_key.expose(), APIV3_KEY);
-    }
-
-    #[test]
-    fn the_shipped_config_snippet_parses() {
-        let text = std::fs::read_to_string(fixture("config.snippet.toml")).unwrap();
-        let v: toml::Table = toml::from_str(&text).unwrap();
-        let settings = v["channels"]["wechat_pay"]["settings"].as_table().unwrap();
-        let s = Settings::parse(settings).unwrap();
-        assert_eq!(s.platform_keys.len(), 2);
-        assert_eq!(s.sub_merchants["partner_shop"].sub_mchid, "1900000109");
-    }
-}
+mod tests;

@@ -20,6 +20,7 @@ pub const APP_APPID: &str = "wxa000000000000001";
 pub const MINI_APPID: &str = "wxm000000000000001";
 pub const SUB_MCHID: &str = "1900000109";
 pub const SUB_APPID: &str = "wxs000000000000001";
+pub const SUB_MINI_APPID: &str = "wxs100000000000001";
 pub const APIV3_KEY: &str = "TEST0ONLY0apiv3key0sandbox000032";
 pub const PUBKEY_ID: &str = "PUB_KEY_ID_0119000000012025010100000000000001";
 pub const CERT_SERIAL: &str = "3C5A0E9B2B1F7D4E";
@@ -57,6 +58,7 @@ certificate_file = "{cert}"
 [sub_merchants.partner_shop]
 sub_mchid = "{SUB_MCHID}"
 sub_appid = "{SUB_APPID}"
+sub_mini_program_appid = "{SUB_MINI_APPID}"
 
 [simulator]
 platform_private_key_file = "{sim_key}"

@@ -51,8 +51,8 @@ impl WechatPaySimulator {
                     .sub_mchid
                     .as_deref()
                     .and_then(|s| self.sub_merchant(s))
-                    .and_then(|m| m.sub_appid.as_deref());
-                if bound != Some(sub_appid.as_str()) {
+                    .is_some_and(|m| m.appids().any(|a| a == sub_appid));
+                if !bound {
                     return Err(fail(
                         400,
                         "APPID_MCHID_NOT_MATCH",

@@ -252,6 +252,23 @@ async fn service_provider_mode_uses_the_partner_endpoints() {
     );
     let (_, n) = h.pay(&order, PayOptions::default()).await;
     assert_paid(n.as_ref().unwrap(), &order, 2500);
+    // The sub-merchant's mini program has its own appid.
+    let mini = crate::connectors::wechat_pay::test_support::order(
+        Method::MiniProgram,
+        "partner_shop",
+        300,
+    );
+    let PayAction::MiniProgram { params } = h.conn.prepay(&mini).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(params["appId"], SUB_MINI_APPID);
+    let msg = format!(
+        "{}\n{}\n{}\n{}\n",
+        params["appId"], params["timeStamp"], params["nonceStr"], params["package"]
+    );
+    assert!(merchant_key().verify(msg.as_bytes(), &params["paySign"]));
+    let (_, n) = h.pay(&mini, PayOptions::default()).await;
+    assert_paid(n.as_ref().unwrap(), &mini, 300);
     assert!(matches!(
         h.conn.query(&order).await.unwrap().payment,
         ProviderPayment::Paid { .. }
