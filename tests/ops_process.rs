@@ -56,13 +56,26 @@ async fn call(
     key: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let (s, b, _) = call_with_id(http, method, url, key, body).await;
+    (s, b)
+}
+
+/// As `call`, also returning the response's `X-Request-Id`.
+async fn call_with_id(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
     let mut r = http.request(method, url).bearer_auth(key);
     if let Some(b) = body {
         r = r.json(&b);
     }
     let r = r.send().await.unwrap();
     let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    (s, r.json().await.unwrap_or(Value::Null), id)
 }
 
 fn order(no: &str, extra: Value) -> Value {
@@ -188,10 +201,10 @@ fn logs_carry_order_fields_and_no_secrets() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = start(&data, port, &env, &log);
-    let order_id = rt.block_on(async {
+    let (order_id, request_ids) = rt.block_on(async {
         wait_ready(&http, &base).await;
         let post = reqwest::Method::POST;
-        let (s, o) = call(
+        let (s, o, create_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders"),
@@ -221,7 +234,7 @@ fn logs_carry_order_fields_and_no_secrets() {
             .await
             .unwrap();
         assert_ne!(forged.status(), 200);
-        let (s, _) = call(
+        let (s, _, refund_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders/{id}/refunds"),
@@ -230,7 +243,7 @@ fn logs_carry_order_fields_and_no_secrets() {
         )
         .await;
         assert_eq!(s, 201);
-        let (s, _) = call(
+        let (s, _, verify_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders/{id}/verify"),
@@ -257,7 +270,7 @@ fn logs_carry_order_fields_and_no_secrets() {
         )
         .await;
         assert_eq!(s, 401);
-        id
+        (id, [create_rid, refund_rid, verify_rid])
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -277,6 +290,21 @@ fn logs_carry_order_fields_and_no_secrets() {
         carries_all,
         "no log line inside order work carries order_id, merchant_id and channel"
     );
+    // The order actor's work for each request (create, refund, verify) logs inside the
+    // `order_command` span, and those lines carry the id the response returned.
+    for rid in &request_ids {
+        let in_order_work = lines.iter().any(|l| {
+            l["span"]["name"] == "order_command"
+                && l["span"]["order_id"] == order_id.as_str()
+                && l["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["request_id"] == rid.as_str()))
+        });
+        assert!(
+            in_order_work,
+            "no order_command log line carries request id {rid}:\n{text}"
+        );
+    }
     for secret in [
         API_KEY,
         WEBHOOK_SECRET,
