@@ -9,23 +9,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Creates an order and returns (status, error code or risk decision).
-async fn try_create(app: &TestApp, key: &str, b: Value) -> (u16, String) {
-    let r = app
-        .request(Method::POST, "/v1/orders", Some(key), Some(b), None)
-        .await;
-    let what = if r.status == 201 {
-        r.body["risk"]["decision"]
-            .as_str()
-            .unwrap_or("none")
-            .to_string()
-    } else {
-        assert_eq!(r.body["error"]["type"], "risk_error", "{}", r.text);
-        r.body["error"]["code"].as_str().unwrap().to_string()
-    };
-    (r.status, what)
-}
-
 #[actix_web::test]
 async fn each_rule_allows_and_denies_as_configured() {
     let (app, _rules) = app_with_rules(RULES).await;
@@ -89,8 +72,9 @@ async fn each_rule_allows_and_denies_as_configured() {
         let (s, got) = try_create(&app, DEMO_KEY, body(no, amount, extra)).await;
         assert_eq!((s, got.as_str()), (status, want), "case {no}");
     }
-    // Denials created nothing and called no provider.
+    // Denials created nothing and called no provider: one prepay per created order.
     assert_eq!(app.count_orders(), 4);
+    assert_eq!(provider_calls(&app, "sandbox").await, 4);
     // The review is recorded on the order and in its `created` event.
     let list = admin(&app, Method::GET, "/admin/orders?limit=50").await;
     let review = list.body["data"]

@@ -1,5 +1,6 @@
-//! Operations against the real binary: daily caps survive a kill -9 and restart, and a
-//! lifecycle run with secret-looking values leaves none of them in the JSON logs.
+//! Operations against the real binary: daily count and amount caps survive a kill -9 and
+//! restart, and a lifecycle run with secret-looking values leaves none of them in the JSON
+//! logs, whose lines for an order's work carry the request's id.
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -95,12 +96,29 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Creates an order for `demo`; answers (status, error code if any).
+async fn create(http: &reqwest::Client, base: &str, no: &str, extra: Value) -> (u16, Value) {
+    let (s, b) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/orders"),
+        "sk_test_paygate_demo",
+        Some(order(no, extra)),
+    )
+    .await;
+    (s, b["error"]["code"].clone())
+}
+
 #[test]
 fn daily_caps_survive_a_kill_and_restart() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("risk.toml");
-    std::fs::write(&rules, "[merchants.demo]\ndaily_max_count = 2\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[merchants.demo]\ndaily_max_count = 3\ndaily_max_amount = { CNY = 3000 }\n",
+    )
+    .unwrap();
     let (data, log) = (dir.path().join("data"), dir.path().join("log.txt"));
     let env = [
         ("PAYGATE__RISK__RULES_FILE", rules.display().to_string()),
@@ -113,29 +131,12 @@ fn daily_caps_survive_a_kill_and_restart() {
     rt.block_on(async {
         wait_ready(&http, &base).await;
         for no in ["cap-1", "cap-2"] {
-            let (s, b) = call(
-                &http,
-                reqwest::Method::POST,
-                format!("{base}/v1/orders"),
-                "sk_test_paygate_demo",
-                Some(order(no, json!({}))),
-            )
-            .await;
+            let (s, b) = create(&http, &base, no, json!({})).await;
             assert_eq!(s, 201, "{b}");
         }
-        let (s, b) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_demo",
-            Some(order("cap-3", json!({}))),
-        )
-        .await;
-        assert_eq!(
-            (s, b["error"]["code"].as_str()),
-            (402, Some("daily_count_cap")),
-            "{b}"
-        );
+        // 2 × 1234 spent; another 1234 would pass 3000.
+        let (s, code) = create(&http, &base, "cap-3", json!({})).await;
+        assert_eq!((s, code), (402, json!("daily_amount_cap")));
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -144,28 +145,26 @@ fn daily_caps_survive_a_kill_and_restart() {
     let mut child = start(&data, port, &env, &log);
     rt.block_on(async {
         wait_ready(&http, &base).await;
-        let (s, b) = call(
+        let (s, code) = create(&http, &base, "cap-4", json!({})).await;
+        assert_eq!(
+            (s, code),
+            (402, json!("daily_amount_cap")),
+            "the amount survived"
+        );
+        let (s, b) = create(&http, &base, "cap-5", json!({"amount": 532})).await;
+        assert_eq!(s, 201, "exactly the amount cap: {b}");
+        let (s, code) = create(
             &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_demo",
-            Some(order("cap-4", json!({}))),
+            &base,
+            "cap-6",
+            json!({"amount": 1, "currency": "USD"}),
         )
         .await;
         assert_eq!(
-            (s, b["error"]["code"].as_str()),
-            (402, Some("daily_count_cap")),
-            "the cap survived: {b}"
+            (s, code),
+            (402, json!("daily_count_cap")),
+            "the count survived: two before the kill, one after"
         );
-        let (s, _) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_other",
-            Some(order("cap-4", json!({}))),
-        )
-        .await;
-        assert!(s == 401 || s == 201, "other merchants are not capped");
     });
     child.kill().unwrap();
     child.wait().unwrap();

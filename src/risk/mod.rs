@@ -87,6 +87,13 @@ pub struct Denial {
     pub message: String,
 }
 
+/// Why [`RiskEngine::assess_gated`] refused an order: a rule, or its gate.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    Risk(Denial),
+    Gate(E),
+}
+
 /// An accepted order's decision and what it reserved against the daily caps.
 #[derive(Debug, Clone)]
 pub struct Assessment {
@@ -186,14 +193,31 @@ impl RiskEngine {
         d
     }
 
-    /// Runs every rule and, if the order may go ahead, counts it against the merchant's
-    /// daily caps (atomically; give it back with [`RiskEngine::release`] if the order is
-    /// not created after all).
+    /// [`RiskEngine::assess_gated`] with nothing between the caps and the velocity limits.
     pub fn assess(&self, spec: &OrderSpec, store: &Store) -> Result<Assessment, Denial> {
+        self.assess_gated(spec, store, || Ok::<(), Denial>(()))
+            .map_err(|r| match r {
+                Refusal::Risk(d) | Refusal::Gate(d) => d,
+            })
+    }
+
+    /// Runs every rule and, if the order may go ahead, counts it against the merchant's
+    /// daily caps (atomically; give it back with [`RiskEngine::release_unless_created`] if
+    /// the order is not created after all). The stages run in the order that spends least
+    /// on an order refused later: the static rules, the daily caps (a reservation), then
+    /// `gate` (the channel's rate limiter), then the velocity limiters, so an order the caps
+    /// or the limiter refuse spends no payer / IP / merchant budget. A refusal after the
+    /// reservation (by `gate` or a velocity limit) gives the reservation back.
+    pub fn assess_gated<E>(
+        &self,
+        spec: &OrderSpec,
+        store: &Store,
+        gate: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Assessment, Refusal<E>> {
         let rules = self.rules.read().clone();
-        let verdict = rules.evaluate(spec);
+        let mut verdict = rules.evaluate(spec);
         if let Some(d) = verdict.denied {
-            return Err(self.denied(spec, d));
+            return Err(Refusal::Risk(self.denied(spec, d)));
         }
         let merchant = spec.merchant_id.as_str();
         let currency = spec.amount.currency().code();
@@ -234,7 +258,16 @@ impl RiskEngine {
             }
         };
         if let Some(d) = cap {
-            return Err(self.denied(spec, d));
+            return Err(Refusal::Risk(self.denied(spec, d)));
+        }
+        if let Err(e) = gate() {
+            self.release_day(spec, day, store);
+            return Err(Refusal::Gate(e));
+        }
+        rules.spend_velocity(spec, &mut verdict);
+        if let Some(d) = verdict.denied {
+            self.release_day(spec, day, store);
+            return Err(Refusal::Risk(self.denied(spec, d)));
         }
         let outcome = if verdict.review.is_empty() {
             metrics::RISK_DECISIONS
@@ -262,11 +295,35 @@ impl RiskEngine {
         })
     }
 
+    /// After an order's creation failed: keeps its daily-cap reservation if the order
+    /// exists all the same (left `created` by a prepay with an unknown outcome), else gives
+    /// it back. If the store cannot tell, the reservation stays (fail closed: the cap may
+    /// count an order too many until the day ends, never one too few).
+    pub fn release_unless_created(
+        &self,
+        spec: &OrderSpec,
+        a: &Assessment,
+        store: &Store,
+        id: &crate::domain::OrderId,
+    ) {
+        match store.get_order(id) {
+            Ok(None) => self.release(spec, a, store),
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the order exists; its daily-cap reservation stays")
+            }
+        }
+    }
+
     /// Gives back the daily-cap reservation of an order that was not created.
     pub fn release(&self, spec: &OrderSpec, a: &Assessment, store: &Store) {
+        self.release_day(spec, a.day, store)
+    }
+
+    fn release_day(&self, spec: &OrderSpec, day: i64, store: &Store) {
         if let Err(e) = store.risk_release_daily(
             spec.merchant_id.as_str(),
-            a.day,
+            day,
             spec.amount.currency().code(),
             spec.amount.minor(),
         ) {
