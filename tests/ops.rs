@@ -228,6 +228,20 @@ async fn reload_refuses_a_broken_file_and_keeps_the_old_rules() {
             .1,
         "merchant_amount_below_min"
     );
+    // A section naming a channel or merchant the config does not have is a typo.
+    for (typo, name) in [
+        (
+            "[channels.sandbx]\ncurrencies = [\"CNY\"]\n",
+            "channels.sandbx",
+        ),
+        ("[merchants.dmeo]\ndaily_max_count = 1\n", "merchants.dmeo"),
+    ] {
+        std::fs::write(&path, typo).unwrap();
+        let r = admin(&app, Method::POST, "/admin/risk/reload").await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(name) && msg.contains("configured"), "{msg}");
+    }
     std::fs::write(&path, "this is [not toml").unwrap();
     assert_eq!(
         admin(&app, Method::POST, "/admin/risk/reload").await.status,

@@ -1,6 +1,7 @@
 //! Risk rules over HTTP that tests/ops.rs leaves out: the merchant velocity limit, the
-//! channel minimum, the daily amount cap, and what a refused or failed create leaves
-//! behind (no provider call, no velocity budget spent, no daily-cap reservation).
+//! channel minimum, the daily amount cap, what a refused or failed create leaves behind
+//! (no provider call, no velocity budget spent, no daily-cap reservation), and a rules file
+//! naming an unknown channel refused at start.
 
 mod common;
 
@@ -177,5 +178,29 @@ async fn a_failed_create_gives_its_daily_cap_reservation_back_unless_the_order_e
     assert_eq!(
         try_create(&app, DEMO_KEY, body("f5", 100, json!({}))).await,
         (402, "daily_count_cap".into())
+    );
+}
+
+#[actix_web::test]
+async fn a_rules_file_naming_an_unknown_channel_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("risk.toml");
+    std::fs::write(&rules, "[channels.wechatpay]\nmethods = [\"h5\"]\n").unwrap();
+    let data = dir.path().join("data");
+    let env = [
+        ("PAYGATE__SERVER__BIND", "127.0.0.1:0"),
+        ("PAYGATE__STORAGE__PATH", data.to_str().unwrap()),
+        ("PAYGATE__RISK__RULES_FILE", rules.to_str().unwrap()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = paygate::config::Config::from_toml(&base_config(), env).unwrap();
+    let clock = paygate::clock::Clock::system();
+    let err = match paygate::startup::Application::build(cfg, clock) {
+        Ok(_) => panic!("started with a typo in the rules"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("`channels.wechatpay`") && err.contains("wechat_pay"),
+        "{err}"
     );
 }

@@ -10,7 +10,7 @@ mod config;
 mod net;
 mod rules;
 
-pub use config::RulesFile;
+pub use config::{KnownNames, RulesFile};
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -122,6 +122,7 @@ struct SourceWindow {
 
 pub struct RiskEngine {
     path: Option<PathBuf>,
+    known: KnownNames,
     clock: Clock,
     rules: RwLock<Arc<Compiled>>,
     sources: Mutex<HashMap<String, SourceWindow>>,
@@ -129,15 +130,17 @@ pub struct RiskEngine {
 
 const DAY_MS: i64 = 86_400_000;
 
-fn read(path: &Path) -> Result<RulesFile, RiskError> {
+fn read(path: &Path, known: &KnownNames) -> Result<RulesFile, RiskError> {
     let text = std::fs::read_to_string(path).map_err(|source| RiskError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    RulesFile::parse(&text).map_err(|reason| RiskError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })
+    RulesFile::parse(&text)
+        .and_then(|f| f.check_names(known).map(|()| f))
+        .map_err(|reason| RiskError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })
 }
 
 fn alert_id(now: Millis) -> String {
@@ -146,14 +149,20 @@ fn alert_id(now: Millis) -> String {
 
 impl RiskEngine {
     /// Loads the rules file; `None` (an empty `rules_file`) means no rules: every order is
-    /// allowed, and only the alert defaults apply.
-    pub fn load(path: Option<&Path>, clock: Clock) -> Result<RiskEngine, RiskError> {
+    /// allowed, and only the alert defaults apply. Sections naming a channel or merchant
+    /// outside `known` make the file invalid (at load and at every reload).
+    pub fn load(
+        path: Option<&Path>,
+        clock: Clock,
+        known: KnownNames,
+    ) -> Result<RiskEngine, RiskError> {
         let file = match path {
-            Some(p) => read(p)?,
+            Some(p) => read(p, &known)?,
             None => RulesFile::default(),
         };
         Ok(RiskEngine {
             path: path.map(Path::to_path_buf),
+            known,
             rules: RwLock::new(Arc::new(Compiled::new(file, &clock))),
             clock,
             sources: Mutex::new(HashMap::new()),
@@ -166,7 +175,7 @@ impl RiskEngine {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let file = read(path)?;
+        let file = read(path, &self.known)?;
         *self.rules.write() = Arc::new(Compiled::new(file, &self.clock));
         tracing::info!(path = %path.display(), "risk rules reloaded");
         Ok(())

@@ -25,7 +25,11 @@ fn engine(rules: &str) -> (tempfile::TempDir, RiskEngine, Store, Clock) {
     std::fs::write(&path, rules).unwrap();
     let clock = Clock::manual(1_700_000_000_000);
     let store = Store::open(&dir.path().join("db"), 16).unwrap();
-    let e = RiskEngine::load(Some(&path), clock.clone()).unwrap();
+    let known = KnownNames {
+        channels: vec!["sandbox".into()],
+        merchants: vec!["demo".into()],
+    };
+    let e = RiskEngine::load(Some(&path), clock.clone(), known).unwrap();
     (dir, e, store, clock)
 }
 
