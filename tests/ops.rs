@@ -275,6 +275,7 @@ async fn admin_endpoints_refuse_merchant_keys_and_missing_or_wrong_tokens() {
         "/admin/anomalies".into(),
         "/admin/orders".into(),
         "/admin/risk".into(),
+        "/admin/notifications".into(),
         format!("/admin/orders/{id}"),
     ];
     for p in &gets {
@@ -285,11 +286,20 @@ async fn admin_endpoints_refuse_merchant_keys_and_missing_or_wrong_tokens() {
         }
         assert_eq!(admin(&app, Method::GET, p).await.status, 200, "{p}");
     }
-    for p in ["/admin/risk/reload", "/admin/anomalies/alr_x/ack"] {
-        let r = app
-            .request(Method::POST, p, Some(DEMO_KEY), None, None)
-            .await;
-        assert_eq!(r.status, 401, "{p}");
+    let posts = [
+        "/admin/risk/reload".to_string(),
+        "/admin/anomalies/alr_x/ack".into(),
+        format!("/admin/anomalies/{id}/0/ack"),
+        "/admin/notifications/evt_x/retry".into(),
+    ];
+    for p in &posts {
+        for key in [None, Some(DEMO_KEY), Some("admin_wrong_token")] {
+            let r = app.request(Method::POST, p, key, None, None).await;
+            assert_eq!(r.status, 401, "{p} with {key:?}: {}", r.text);
+            assert_eq!(r.body["error"]["type"], "authentication_error");
+        }
+        // With the token the route answers (404 for the made-up ids), not 401.
+        assert_ne!(admin(&app, Method::POST, p).await.status, 401, "{p}");
     }
     // The merchant's own stats need a merchant key, not the admin token.
     assert_eq!(app.get("/v1/stats").await.status, 200);
