@@ -75,16 +75,19 @@ async fn each_rule_allows_and_denies_as_configured() {
     // Denials created nothing and called no provider: one prepay per created order.
     assert_eq!(app.count_orders(), 4);
     assert_eq!(provider_calls(&app, "sandbox").await, 4);
-    // The review is recorded on the order and in its `created` event.
-    let list = admin(&app, Method::GET, "/admin/orders?limit=50").await;
-    let review = list.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["merchant_order_no"] == "review")
-        .unwrap()
-        .clone();
+    // The review is recorded on the order and in its `created` event, and operators
+    // find it with `?risk=review`.
+    let list = admin(&app, Method::GET, "/admin/orders?risk=review").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let flagged = list.body["data"].as_array().unwrap();
+    assert_eq!(flagged.len(), 1, "{}", list.text);
+    let review = flagged[0].clone();
+    assert_eq!(review["merchant_order_no"], "review");
     assert_eq!(review["risk"]["reasons"], json!(["amount_review"]));
+    let allowed = admin(&app, Method::GET, "/admin/orders?risk=allow").await;
+    assert_eq!(allowed.body["data"].as_array().unwrap().len(), 3);
+    let bad = admin(&app, Method::GET, "/admin/orders?risk=maybe").await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
     let d = admin(
         &app,
         Method::GET,
