@@ -143,6 +143,8 @@ impl Application {
             }
         }
 
+        crate::telemetry::metrics::init(channels.keys().map(|c: &ChannelName| c.as_str()));
+
         let notifier = NotifierActor::new(
             store.clone(),
             clock.clone(),
