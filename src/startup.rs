@@ -78,6 +78,7 @@ impl Application {
         let risk = Arc::new(RiskEngine::load(
             config.risk.path().as_deref(),
             clock.clone(),
+            crate::risk::KnownNames::of(&config),
         )?);
         let listener =
             TcpListener::bind(&config.server.bind).map_err(|source| StartError::Bind {
@@ -142,6 +143,8 @@ impl Application {
                 simulators.insert(channel, sim);
             }
         }
+
+        crate::telemetry::metrics::init(channels.keys().map(|c: &ChannelName| c.as_str()));
 
         let notifier = NotifierActor::new(
             store.clone(),

@@ -74,6 +74,8 @@ async fn console_renders_channels_actors_and_orders_in_a_headless_browser() {
     assert_eq!(app.pay(&paid, serde_json::json!({})).await.status, 200);
     let pending = app.pending_order("console-2", 100).await;
     let mismatch = app.pending_order("console-3", 500).await;
+    // Above the shipped rules' `review_above` (¥50,000.00): created, flagged for review.
+    let review = app.pending_order("console-4", 5_000_001).await;
     app.pay(&mismatch, serde_json::json!({"amount": 7})).await;
 
     let page = app
@@ -118,6 +120,13 @@ async fn console_renders_channels_actors_and_orders_in_a_headless_browser() {
     ] {
         assert!(dom.contains(needle), "console DOM lacks `{needle}`:\n{dom}");
     }
+    // The review order stands out in the orders table and has a table of its own.
+    let flagged = format!("<tr class=\"review\"><td>{review}</td>");
+    assert_eq!(dom.matches(&flagged).count(), 2, "{dom}");
+    let review_table = &dom[dom.find("id=\"review-orders\"").expect(&dom)..];
+    let review_table = &review_table[..review_table.find("</table>").unwrap()];
+    assert!(review_table.contains(&review), "{review_table}");
+    assert!(!review_table.contains(&paid), "{review_table}");
     assert!(!dom.contains(ADMIN_TOKEN), "the token is not rendered");
 
     // Without a token the page renders but loads nothing.

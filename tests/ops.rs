@@ -9,23 +9,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Creates an order and returns (status, error code or risk decision).
-async fn try_create(app: &TestApp, key: &str, b: Value) -> (u16, String) {
-    let r = app
-        .request(Method::POST, "/v1/orders", Some(key), Some(b), None)
-        .await;
-    let what = if r.status == 201 {
-        r.body["risk"]["decision"]
-            .as_str()
-            .unwrap_or("none")
-            .to_string()
-    } else {
-        assert_eq!(r.body["error"]["type"], "risk_error", "{}", r.text);
-        r.body["error"]["code"].as_str().unwrap().to_string()
-    };
-    (r.status, what)
-}
-
 #[actix_web::test]
 async fn each_rule_allows_and_denies_as_configured() {
     let (app, _rules) = app_with_rules(RULES).await;
@@ -89,18 +72,22 @@ async fn each_rule_allows_and_denies_as_configured() {
         let (s, got) = try_create(&app, DEMO_KEY, body(no, amount, extra)).await;
         assert_eq!((s, got.as_str()), (status, want), "case {no}");
     }
-    // Denials created nothing and called no provider.
+    // Denials created nothing and called no provider: one prepay per created order.
     assert_eq!(app.count_orders(), 4);
-    // The review is recorded on the order and in its `created` event.
-    let list = admin(&app, Method::GET, "/admin/orders?limit=50").await;
-    let review = list.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["merchant_order_no"] == "review")
-        .unwrap()
-        .clone();
+    assert_eq!(provider_calls(&app, "sandbox").await, 4);
+    // The review is recorded on the order and in its `created` event, and operators
+    // find it with `?risk=review`.
+    let list = admin(&app, Method::GET, "/admin/orders?risk=review").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let flagged = list.body["data"].as_array().unwrap();
+    assert_eq!(flagged.len(), 1, "{}", list.text);
+    let review = flagged[0].clone();
+    assert_eq!(review["merchant_order_no"], "review");
     assert_eq!(review["risk"]["reasons"], json!(["amount_review"]));
+    let allowed = admin(&app, Method::GET, "/admin/orders?risk=allow").await;
+    assert_eq!(allowed.body["data"].as_array().unwrap().len(), 3);
+    let bad = admin(&app, Method::GET, "/admin/orders?risk=maybe").await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
     let d = admin(
         &app,
         Method::GET,
@@ -244,6 +231,20 @@ async fn reload_refuses_a_broken_file_and_keeps_the_old_rules() {
             .1,
         "merchant_amount_below_min"
     );
+    // A section naming a channel or merchant the config does not have is a typo.
+    for (typo, name) in [
+        (
+            "[channels.sandbx]\ncurrencies = [\"CNY\"]\n",
+            "channels.sandbx",
+        ),
+        ("[merchants.dmeo]\ndaily_max_count = 1\n", "merchants.dmeo"),
+    ] {
+        std::fs::write(&path, typo).unwrap();
+        let r = admin(&app, Method::POST, "/admin/risk/reload").await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(name) && msg.contains("configured"), "{msg}");
+    }
     std::fs::write(&path, "this is [not toml").unwrap();
     assert_eq!(
         admin(&app, Method::POST, "/admin/risk/reload").await.status,
@@ -277,6 +278,7 @@ async fn admin_endpoints_refuse_merchant_keys_and_missing_or_wrong_tokens() {
         "/admin/anomalies".into(),
         "/admin/orders".into(),
         "/admin/risk".into(),
+        "/admin/notifications".into(),
         format!("/admin/orders/{id}"),
     ];
     for p in &gets {
@@ -287,11 +289,20 @@ async fn admin_endpoints_refuse_merchant_keys_and_missing_or_wrong_tokens() {
         }
         assert_eq!(admin(&app, Method::GET, p).await.status, 200, "{p}");
     }
-    for p in ["/admin/risk/reload", "/admin/anomalies/alr_x/ack"] {
-        let r = app
-            .request(Method::POST, p, Some(DEMO_KEY), None, None)
-            .await;
-        assert_eq!(r.status, 401, "{p}");
+    let posts = [
+        "/admin/risk/reload".to_string(),
+        "/admin/anomalies/alr_x/ack".into(),
+        format!("/admin/anomalies/{id}/0/ack"),
+        "/admin/notifications/evt_x/retry".into(),
+    ];
+    for p in &posts {
+        for key in [None, Some(DEMO_KEY), Some("admin_wrong_token")] {
+            let r = app.request(Method::POST, p, key, None, None).await;
+            assert_eq!(r.status, 401, "{p} with {key:?}: {}", r.text);
+            assert_eq!(r.body["error"]["type"], "authentication_error");
+        }
+        // With the token the route answers (404 for the made-up ids), not 401.
+        assert_ne!(admin(&app, Method::POST, p).await.status, 401, "{p}");
     }
     // The merchant's own stats need a merchant key, not the admin token.
     assert_eq!(app.get("/v1/stats").await.status, 200);

@@ -1,5 +1,6 @@
-//! Operations against the real binary: daily caps survive a kill -9 and restart, and a
-//! lifecycle run with secret-looking values leaves none of them in the JSON logs.
+//! Operations against the real binary: daily count and amount caps survive a kill -9 and
+//! restart, and a lifecycle run with secret-looking values leaves none of them in the JSON
+//! logs, whose lines for an order's work carry the request's id.
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -56,13 +57,26 @@ async fn call(
     key: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let (s, b, _) = call_with_id(http, method, url, key, body).await;
+    (s, b)
+}
+
+/// As `call`, also returning the response's `X-Request-Id`.
+async fn call_with_id(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
     let mut r = http.request(method, url).bearer_auth(key);
     if let Some(b) = body {
         r = r.json(&b);
     }
     let r = r.send().await.unwrap();
     let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    (s, r.json().await.unwrap_or(Value::Null), id)
 }
 
 fn order(no: &str, extra: Value) -> Value {
@@ -82,12 +96,29 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Creates an order for `demo`; answers (status, error code if any).
+async fn create(http: &reqwest::Client, base: &str, no: &str, extra: Value) -> (u16, Value) {
+    let (s, b) = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/orders"),
+        "sk_test_paygate_demo",
+        Some(order(no, extra)),
+    )
+    .await;
+    (s, b["error"]["code"].clone())
+}
+
 #[test]
 fn daily_caps_survive_a_kill_and_restart() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("risk.toml");
-    std::fs::write(&rules, "[merchants.demo]\ndaily_max_count = 2\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[merchants.demo]\ndaily_max_count = 3\ndaily_max_amount = { CNY = 3000 }\n",
+    )
+    .unwrap();
     let (data, log) = (dir.path().join("data"), dir.path().join("log.txt"));
     let env = [
         ("PAYGATE__RISK__RULES_FILE", rules.display().to_string()),
@@ -100,29 +131,12 @@ fn daily_caps_survive_a_kill_and_restart() {
     rt.block_on(async {
         wait_ready(&http, &base).await;
         for no in ["cap-1", "cap-2"] {
-            let (s, b) = call(
-                &http,
-                reqwest::Method::POST,
-                format!("{base}/v1/orders"),
-                "sk_test_paygate_demo",
-                Some(order(no, json!({}))),
-            )
-            .await;
+            let (s, b) = create(&http, &base, no, json!({})).await;
             assert_eq!(s, 201, "{b}");
         }
-        let (s, b) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_demo",
-            Some(order("cap-3", json!({}))),
-        )
-        .await;
-        assert_eq!(
-            (s, b["error"]["code"].as_str()),
-            (402, Some("daily_count_cap")),
-            "{b}"
-        );
+        // 2 × 1234 spent; another 1234 would pass 3000.
+        let (s, code) = create(&http, &base, "cap-3", json!({})).await;
+        assert_eq!((s, code), (402, json!("daily_amount_cap")));
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -131,28 +145,26 @@ fn daily_caps_survive_a_kill_and_restart() {
     let mut child = start(&data, port, &env, &log);
     rt.block_on(async {
         wait_ready(&http, &base).await;
-        let (s, b) = call(
+        let (s, code) = create(&http, &base, "cap-4", json!({})).await;
+        assert_eq!(
+            (s, code),
+            (402, json!("daily_amount_cap")),
+            "the amount survived"
+        );
+        let (s, b) = create(&http, &base, "cap-5", json!({"amount": 532})).await;
+        assert_eq!(s, 201, "exactly the amount cap: {b}");
+        let (s, code) = create(
             &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_demo",
-            Some(order("cap-4", json!({}))),
+            &base,
+            "cap-6",
+            json!({"amount": 1, "currency": "USD"}),
         )
         .await;
         assert_eq!(
-            (s, b["error"]["code"].as_str()),
-            (402, Some("daily_count_cap")),
-            "the cap survived: {b}"
+            (s, code),
+            (402, json!("daily_count_cap")),
+            "the count survived: two before the kill, one after"
         );
-        let (s, _) = call(
-            &http,
-            reqwest::Method::POST,
-            format!("{base}/v1/orders"),
-            "sk_test_paygate_other",
-            Some(order("cap-4", json!({}))),
-        )
-        .await;
-        assert!(s == 401 || s == 201, "other merchants are not capped");
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -188,10 +200,10 @@ fn logs_carry_order_fields_and_no_secrets() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = start(&data, port, &env, &log);
-    let order_id = rt.block_on(async {
+    let (order_id, request_ids) = rt.block_on(async {
         wait_ready(&http, &base).await;
         let post = reqwest::Method::POST;
-        let (s, o) = call(
+        let (s, o, create_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders"),
@@ -221,7 +233,7 @@ fn logs_carry_order_fields_and_no_secrets() {
             .await
             .unwrap();
         assert_ne!(forged.status(), 200);
-        let (s, _) = call(
+        let (s, _, refund_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders/{id}/refunds"),
@@ -230,7 +242,7 @@ fn logs_carry_order_fields_and_no_secrets() {
         )
         .await;
         assert_eq!(s, 201);
-        let (s, _) = call(
+        let (s, _, verify_rid) = call_with_id(
             &http,
             post.clone(),
             format!("{base}/v1/orders/{id}/verify"),
@@ -257,7 +269,7 @@ fn logs_carry_order_fields_and_no_secrets() {
         )
         .await;
         assert_eq!(s, 401);
-        id
+        (id, [create_rid, refund_rid, verify_rid])
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -277,6 +289,21 @@ fn logs_carry_order_fields_and_no_secrets() {
         carries_all,
         "no log line inside order work carries order_id, merchant_id and channel"
     );
+    // The order actor's work for each request (create, refund, verify) logs inside the
+    // `order_command` span, and those lines carry the id the response returned.
+    for rid in &request_ids {
+        let in_order_work = lines.iter().any(|l| {
+            l["span"]["name"] == "order_command"
+                && l["span"]["order_id"] == order_id.as_str()
+                && l["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["request_id"] == rid.as_str()))
+        });
+        assert!(
+            in_order_work,
+            "no order_command log line carries request id {rid}:\n{text}"
+        );
+    }
     for secret in [
         API_KEY,
         WEBHOOK_SECRET,

@@ -1,5 +1,5 @@
 //! The operator's endpoints, statistics, anomalies with acknowledgement, operator alerts
-//! and metrics after a lifecycle.
+//! and metrics after a lifecycle (every family with its values: tests/ops_metrics.rs).
 
 mod common;
 

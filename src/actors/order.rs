@@ -23,8 +23,7 @@ use crate::connectors::Notification;
 use crate::domain::{Order, OrderId, Refund, RefundId};
 
 /// A command for one order. Replies are documented per variant.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Reply, EngineError>")]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Persist a new order, place it with the provider, persist the outcome.
     /// Reply: `Reply::Order` (status `pending`, or `failed` if the provider refused);
@@ -50,6 +49,16 @@ pub enum Command {
     Wake,
     /// Fault injection for tests: panics inside the actor.
     InjectPanic,
+}
+
+/// A [`Command`] on its way to the actor, with the span it was sent from (the request's,
+/// or none for a timer) so the actor's `order_command` span is its child and every line
+/// logged while handling it carries the request id. Reply: the command's.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Reply, EngineError>")]
+pub(crate) struct Envelope {
+    pub cmd: Command,
+    pub parent: tracing::Span,
 }
 
 #[derive(Debug, Clone)]
@@ -139,14 +148,17 @@ impl Actor for OrderActor {
     }
 }
 
-impl Handler<Command> for OrderActor {
+impl Handler<Envelope> for OrderActor {
     type Result = AtomicResponse<Self, Result<Reply, EngineError>>;
 
-    fn handle(&mut self, cmd: Command, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Envelope, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
+        let Envelope { cmd, parent } = msg;
         // The span wraps the whole command (provider calls included), not just this call;
-        // merchant and channel are filled in as soon as the order is known.
+        // merchant and channel are filled in as soon as the order is known. Its parent is
+        // the sender's span (the request), not whatever this arbiter thread is in.
         let span = tracing::info_span!(
+            parent: &parent,
             "order_command",
             order_id = %self.id,
             merchant_id = tracing::field::Empty,

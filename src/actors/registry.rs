@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::order::{Command, OrderActor, Reply};
+use super::order::{Command, Envelope, OrderActor, Reply};
 use super::{Deps, EngineError};
 use crate::domain::OrderId;
 
@@ -126,12 +126,18 @@ impl Registry {
     }
 
     /// Sends a command to the order's actor. A command that reached an actor which stopped
-    /// before handling it was not processed, so it is re-sent to a fresh activation.
+    /// before handling it was not processed, so it is re-sent to a fresh activation. The
+    /// caller's span goes with it (see [`Envelope`]).
     pub async fn send(&self, id: &OrderId, cmd: Command) -> Result<Reply, EngineError> {
         let _inflight = Inflight::enter(&self.inner.inflight);
+        let parent = tracing::Span::current();
         for _ in 0..3 {
             let addr = self.activate(id);
-            match addr.send(cmd.clone()).await {
+            let msg = Envelope {
+                cmd: cmd.clone(),
+                parent: parent.clone(),
+            };
+            match addr.send(msg).await {
                 Ok(reply) => return reply,
                 Err(MailboxError::Closed) => {
                     let mut shard = self.shard(id).lock();

@@ -10,6 +10,7 @@ use crate::actors::{Command, EngineError, Reply};
 use crate::domain::{
     ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer,
 };
+use crate::risk::Refusal;
 use crate::views::OrderView;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -258,33 +259,32 @@ async fn create_order(
             .channel(&order.spec.channel)
             .ok_or_else(ApiError::internal)?;
         ch.connector.validate(&order)?;
-        // Risk runs before the channel limiter and before any provider call; a denial
-        // creates nothing. Its daily-cap reservation is given back if no order results.
+        // Risk runs before any provider call; a denial creates nothing. The channel limiter
+        // is its gate between the daily caps and the velocity limits, so an order refused
+        // by either spends no velocity budget.
         let assessment = state
             .risk
-            .assess(&order.spec, store)
-            .map_err(ApiError::from)?;
+            .assess_gated(&order.spec, store, || admit(&state, &order.spec.channel))
+            .map_err(|r| match r {
+                Refusal::Risk(d) => ApiError::from(d),
+                Refusal::Gate(e) => e,
+            })?;
         let spec = order.spec.clone();
-        let release = || state.risk.release(&spec, &assessment, store);
-        if let Err(e) = admit(&state, &order.spec.channel) {
-            release();
-            return Err(e);
-        }
         let order = order.with_risk(assessment.decision.clone());
         let id = order.id.clone();
-        match state
+        let res = state
             .engine
             .send(&id, Command::Create(Box::new(order)))
-            .await
-        {
+            .await;
+        // Whatever failed, a daily-cap reservation without an order is given back.
+        if !matches!(res, Ok(Reply::Order(_))) {
+            state
+                .risk
+                .release_unless_created(&spec, &assessment, store, &id);
+        }
+        match res {
             Ok(Reply::Order(o)) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
             Ok(_) => Err(ApiError::internal()),
-            Err(e @ (EngineError::DuplicateOrder(_) | EngineError::Unavailable(_))) => {
-                if store.get_order(&id)?.is_none() {
-                    release();
-                }
-                Err(e.into())
-            }
             Err(e) => Err(e.into()),
         }
     })

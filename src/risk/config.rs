@@ -117,6 +117,22 @@ pub struct RefundRules {
     pub full_refund_within_secs: Option<u64>,
 }
 
+/// The channels and merchants the config defines, which the rules may name.
+#[derive(Debug, Clone, Default)]
+pub struct KnownNames {
+    pub channels: Vec<String>,
+    pub merchants: Vec<String>,
+}
+
+impl KnownNames {
+    pub fn of(cfg: &crate::config::Config) -> KnownNames {
+        KnownNames {
+            channels: cfg.channels.keys().cloned().collect(),
+            merchants: cfg.merchants.iter().map(|m| m.id.clone()).collect(),
+        }
+    }
+}
+
 fn bad(field: impl Into<String>, reason: impl Into<String>) -> String {
     format!("`{}`: {}", field.into(), reason.into())
 }
@@ -209,6 +225,36 @@ impl RulesFile {
         Ok(())
     }
 
+    /// Every `[channels.X]` and `[merchants.X]` must name a configured channel or merchant:
+    /// a typo would otherwise apply to nobody without a word.
+    pub fn check_names(&self, known: &KnownNames) -> Result<(), String> {
+        let check = |section: &str, names: Vec<&String>, known: &[String], what: &str| match names
+            .into_iter()
+            .find(|n| !known.contains(n))
+        {
+            Some(n) => Err(bad(
+                format!("{section}.{n}"),
+                format!(
+                    "no such {what} in the config; configured: {}",
+                    known.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        };
+        check(
+            "channels",
+            self.channels.keys().collect(),
+            &known.channels,
+            "channel",
+        )?;
+        check(
+            "merchants",
+            self.merchants.keys().collect(),
+            &known.merchants,
+            "merchant",
+        )
+    }
+
     /// The merchant's own rule for a currency, else the default one.
     pub fn merchant_amount(&self, merchant: &str, currency: &str) -> Option<AmountRule> {
         self.merchants
@@ -239,10 +285,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_file_is_valid() {
+    fn shipped_file_is_valid_and_names_configured_channels() {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/risk.toml")).unwrap();
-        RulesFile::parse(&text).unwrap();
+        let cfg = crate::config::Config::load(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")),
+            Vec::new(),
+        )
+        .unwrap();
+        RulesFile::parse(&text)
+            .unwrap()
+            .check_names(&KnownNames::of(&cfg))
+            .unwrap();
+    }
+
+    #[test]
+    fn sections_must_name_configured_channels_and_merchants() {
+        let known = KnownNames {
+            channels: vec!["alipay".into(), "sandbox".into()],
+            merchants: vec!["demo".into()],
+        };
+        for (text, needle) in [
+            (
+                "[channels.alipya]\ncurrencies = [\"CNY\"]",
+                "`channels.alipya`",
+            ),
+            ("[merchants.dmeo]\ndaily_max_count = 5", "`merchants.dmeo`"),
+        ] {
+            let e = RulesFile::parse(text)
+                .unwrap()
+                .check_names(&known)
+                .unwrap_err();
+            assert!(e.contains(needle) && e.contains("configured:"), "{e}");
+        }
+        RulesFile::parse("[channels.sandbox]\n[merchants.demo]\n")
+            .unwrap()
+            .check_names(&known)
+            .unwrap();
     }
 
     #[test]

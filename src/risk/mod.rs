@@ -10,7 +10,7 @@ mod config;
 mod net;
 mod rules;
 
-pub use config::RulesFile;
+pub use config::{KnownNames, RulesFile};
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -87,6 +87,13 @@ pub struct Denial {
     pub message: String,
 }
 
+/// Why [`RiskEngine::assess_gated`] refused an order: a rule, or its gate.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    Risk(Denial),
+    Gate(E),
+}
+
 /// An accepted order's decision and what it reserved against the daily caps.
 #[derive(Debug, Clone)]
 pub struct Assessment {
@@ -115,6 +122,7 @@ struct SourceWindow {
 
 pub struct RiskEngine {
     path: Option<PathBuf>,
+    known: KnownNames,
     clock: Clock,
     rules: RwLock<Arc<Compiled>>,
     sources: Mutex<HashMap<String, SourceWindow>>,
@@ -122,15 +130,17 @@ pub struct RiskEngine {
 
 const DAY_MS: i64 = 86_400_000;
 
-fn read(path: &Path) -> Result<RulesFile, RiskError> {
+fn read(path: &Path, known: &KnownNames) -> Result<RulesFile, RiskError> {
     let text = std::fs::read_to_string(path).map_err(|source| RiskError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    RulesFile::parse(&text).map_err(|reason| RiskError::Invalid {
-        path: path.to_path_buf(),
-        reason,
-    })
+    RulesFile::parse(&text)
+        .and_then(|f| f.check_names(known).map(|()| f))
+        .map_err(|reason| RiskError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })
 }
 
 fn alert_id(now: Millis) -> String {
@@ -139,14 +149,20 @@ fn alert_id(now: Millis) -> String {
 
 impl RiskEngine {
     /// Loads the rules file; `None` (an empty `rules_file`) means no rules: every order is
-    /// allowed, and only the alert defaults apply.
-    pub fn load(path: Option<&Path>, clock: Clock) -> Result<RiskEngine, RiskError> {
+    /// allowed, and only the alert defaults apply. Sections naming a channel or merchant
+    /// outside `known` make the file invalid (at load and at every reload).
+    pub fn load(
+        path: Option<&Path>,
+        clock: Clock,
+        known: KnownNames,
+    ) -> Result<RiskEngine, RiskError> {
         let file = match path {
-            Some(p) => read(p)?,
+            Some(p) => read(p, &known)?,
             None => RulesFile::default(),
         };
         Ok(RiskEngine {
             path: path.map(Path::to_path_buf),
+            known,
             rules: RwLock::new(Arc::new(Compiled::new(file, &clock))),
             clock,
             sources: Mutex::new(HashMap::new()),
@@ -159,7 +175,7 @@ impl RiskEngine {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let file = read(path)?;
+        let file = read(path, &self.known)?;
         *self.rules.write() = Arc::new(Compiled::new(file, &self.clock));
         tracing::info!(path = %path.display(), "risk rules reloaded");
         Ok(())
@@ -186,14 +202,31 @@ impl RiskEngine {
         d
     }
 
-    /// Runs every rule and, if the order may go ahead, counts it against the merchant's
-    /// daily caps (atomically; give it back with [`RiskEngine::release`] if the order is
-    /// not created after all).
+    /// [`RiskEngine::assess_gated`] with nothing between the caps and the velocity limits.
     pub fn assess(&self, spec: &OrderSpec, store: &Store) -> Result<Assessment, Denial> {
+        self.assess_gated(spec, store, || Ok::<(), Denial>(()))
+            .map_err(|r| match r {
+                Refusal::Risk(d) | Refusal::Gate(d) => d,
+            })
+    }
+
+    /// Runs every rule and, if the order may go ahead, counts it against the merchant's
+    /// daily caps (atomically; give it back with [`RiskEngine::release_unless_created`] if
+    /// the order is not created after all). The stages run in the order that spends least
+    /// on an order refused later: the static rules, the daily caps (a reservation), then
+    /// `gate` (the channel's rate limiter), then the velocity limiters, so an order the caps
+    /// or the limiter refuse spends no payer / IP / merchant budget. A refusal after the
+    /// reservation (by `gate` or a velocity limit) gives the reservation back.
+    pub fn assess_gated<E>(
+        &self,
+        spec: &OrderSpec,
+        store: &Store,
+        gate: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Assessment, Refusal<E>> {
         let rules = self.rules.read().clone();
-        let verdict = rules.evaluate(spec);
+        let mut verdict = rules.evaluate(spec);
         if let Some(d) = verdict.denied {
-            return Err(self.denied(spec, d));
+            return Err(Refusal::Risk(self.denied(spec, d)));
         }
         let merchant = spec.merchant_id.as_str();
         let currency = spec.amount.currency().code();
@@ -234,7 +267,16 @@ impl RiskEngine {
             }
         };
         if let Some(d) = cap {
-            return Err(self.denied(spec, d));
+            return Err(Refusal::Risk(self.denied(spec, d)));
+        }
+        if let Err(e) = gate() {
+            self.release_day(spec, day, store);
+            return Err(Refusal::Gate(e));
+        }
+        rules.spend_velocity(spec, &mut verdict);
+        if let Some(d) = verdict.denied {
+            self.release_day(spec, day, store);
+            return Err(Refusal::Risk(self.denied(spec, d)));
         }
         let outcome = if verdict.review.is_empty() {
             metrics::RISK_DECISIONS
@@ -262,11 +304,35 @@ impl RiskEngine {
         })
     }
 
+    /// After an order's creation failed: keeps its daily-cap reservation if the order
+    /// exists all the same (left `created` by a prepay with an unknown outcome), else gives
+    /// it back. If the store cannot tell, the reservation stays (fail closed: the cap may
+    /// count an order too many until the day ends, never one too few).
+    pub fn release_unless_created(
+        &self,
+        spec: &OrderSpec,
+        a: &Assessment,
+        store: &Store,
+        id: &crate::domain::OrderId,
+    ) {
+        match store.get_order(id) {
+            Ok(None) => self.release(spec, a, store),
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the order exists; its daily-cap reservation stays")
+            }
+        }
+    }
+
     /// Gives back the daily-cap reservation of an order that was not created.
     pub fn release(&self, spec: &OrderSpec, a: &Assessment, store: &Store) {
+        self.release_day(spec, a.day, store)
+    }
+
+    fn release_day(&self, spec: &OrderSpec, day: i64, store: &Store) {
         if let Err(e) = store.risk_release_daily(
             spec.merchant_id.as_str(),
-            a.day,
+            day,
             spec.amount.currency().code(),
             spec.amount.minor(),
         ) {

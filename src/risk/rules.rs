@@ -1,6 +1,7 @@
 //! Rules compiled from the file: the static checks and the velocity limiters. Evaluation
 //! order is cheapest and most certain first (block lists, allow-lists, amounts), velocity
-//! last, because a velocity check spends budget.
+//! last (after the daily caps and the channel limiter too, see `RiskEngine::assess_gated`),
+//! because a velocity check spends budget.
 
 use governor::clock::Clock as GovClockTrait;
 use governor::nanos::Nanos;
@@ -109,7 +110,8 @@ impl Compiled {
         }
     }
 
-    /// Every rule except the daily caps (those need the store).
+    /// Every rule that spends nothing (block lists, allow-lists, amounts). The daily caps
+    /// (in the store) and the velocity limiters ([`Compiled::spend_velocity`]) come after.
     pub fn evaluate(&self, spec: &OrderSpec) -> Verdict {
         let mut v = Verdict::default();
         let p = &spec.payer;
@@ -175,6 +177,17 @@ impl Compiled {
         ) {
             return v;
         }
+        v
+    }
+
+    /// The velocity limiters, last because each check spends a token of the payer's, the
+    /// IP's and the merchant's budget. governor cannot give a token back, so a denial by a
+    /// later limiter (the IP's) still spent the earlier ones' (the payer's).
+    pub fn spend_velocity(&self, spec: &OrderSpec, v: &mut Verdict) {
+        let p = &spec.payer;
+        let ids = [&p.openid, &p.user_id, &p.device_id];
+        let ip = p.ip.as_deref().and_then(|s| s.parse().ok());
+        let merchant = spec.merchant_id.as_str();
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             for l in [&self.payer, &self.ip, &self.merchant]
                 .into_iter()
@@ -208,12 +221,11 @@ impl Compiled {
                 match l.action {
                     Action::Deny => {
                         v.deny(rule, "too many orders in the velocity window".into());
-                        return v;
+                        return;
                     }
                     Action::Review => v.review(rule),
                 }
             }
         }
-        v
     }
 }

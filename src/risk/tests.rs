@@ -25,7 +25,11 @@ fn engine(rules: &str) -> (tempfile::TempDir, RiskEngine, Store, Clock) {
     std::fs::write(&path, rules).unwrap();
     let clock = Clock::manual(1_700_000_000_000);
     let store = Store::open(&dir.path().join("db"), 16).unwrap();
-    let e = RiskEngine::load(Some(&path), clock.clone()).unwrap();
+    let known = KnownNames {
+        channels: vec!["sandbox".into()],
+        merchants: vec!["demo".into()],
+    };
+    let e = RiskEngine::load(Some(&path), clock.clone(), known).unwrap();
     (dir, e, store, clock)
 }
 
@@ -135,6 +139,34 @@ daily_max_amount = { CNY = 250 }
     );
     clock.advance(Duration::from_secs(86_400));
     assert_eq!(code(e.assess(&spec(200, Currency::Cny), &s)), "allow");
+}
+
+#[test]
+fn refusals_after_the_caps_give_the_reservation_back_and_the_gate_spends_no_velocity() {
+    let (_d, e, s, _) = engine(
+        r#"
+[merchant_defaults]
+daily_max_count = 2
+[velocity]
+payer = { limit = 1, window_secs = 60 }
+"#,
+    );
+    let mut p = spec(100, Currency::Cny);
+    p.payer.openid = Some("o1".into());
+    // The gate (the channel limiter) refuses: the reservation is back, no token spent.
+    assert!(matches!(
+        e.assess_gated(&p, &s, || Err("busy")),
+        Err(Refusal::Gate("busy"))
+    ));
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    // A velocity denial gives its reservation back too.
+    assert_eq!(code(e.assess(&p, &s)), "velocity_payer");
+    p.payer.openid = Some("o2".into());
+    assert_eq!(code(e.assess(&p, &s)), "allow");
+    assert_eq!(
+        code(e.assess(&spec(100, Currency::Cny), &s)),
+        "daily_count_cap"
+    );
 }
 
 #[test]

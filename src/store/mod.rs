@@ -79,6 +79,8 @@ struct Inner {
     alerts: sled::Tree,
     anomaly_acks: sled::Tree,
     commit: Arc<GroupCommit>,
+    /// Fault injection ([`Store::fail_next_commits`]).
+    fail_commits: std::sync::atomic::AtomicU32,
 }
 
 impl Store {
@@ -114,11 +116,33 @@ impl Store {
             alerts: t(tree::ALERTS)?,
             anomaly_acks: t(tree::ANOMALY_ACKS)?,
             commit: GroupCommit::start(db.clone(), group_commit_delay),
+            fail_commits: std::sync::atomic::AtomicU32::new(0),
             db,
         };
         Ok(Store {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Fault injection for tests (like the sandbox simulator's `fail_next`): the next `n`
+    /// order commits fail with an I/O error before writing anything.
+    pub fn fail_next_commits(&self, n: u32) {
+        self.inner
+            .fail_commits
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes one injected commit failure, if any are left.
+    fn injected_failure(&self) -> Result<(), StoreError> {
+        let left = self.inner.fail_commits.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        match left {
+            Ok(_) => Err(StoreError::Io("injected commit failure".into())),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Waits until everything written so far is flushed (shared with concurrent writers).

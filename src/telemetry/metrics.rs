@@ -240,6 +240,87 @@ pub static CHANNEL_BREAKER_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Provider operations, as `ChannelHandle::call` names them (`operation` label).
+const PROVIDER_OPERATIONS: [&str; 5] = ["prepay", "query", "close", "refund", "refund_query"];
+/// Order statuses (`status` label of `paygate_order_transitions_total`).
+const ORDER_STATUSES: [&str; 7] = [
+    "created",
+    "pending",
+    "paid",
+    "partially_refunded",
+    "refunded",
+    "closed",
+    "failed",
+];
+/// The documented label values of `paygate_anomalies_total{kind}`.
+const ANOMALY_KINDS: [&str; 6] = [
+    "amount_mismatch",
+    "paid_after_close",
+    "duplicate_payment",
+    "refund_mismatch",
+    "callback_verification_failures",
+    "refund_larger_than_expected",
+];
+/// The documented label values of `paygate_webhook_attempts_total{outcome}`.
+const WEBHOOK_OUTCOMES: [&str; 6] = [
+    "delivered",
+    "http_status",
+    "timeout",
+    "connect",
+    "refused",
+    "error",
+];
+
+/// Registers every family and gives the known label sets a zero value (per configured
+/// `channels` where a family is per channel), so dashboards and alerts see `0` from the
+/// start instead of no series until the first event. Label sets that only exist with
+/// activity (HTTP routes, so the two HTTP families appear with the first request;
+/// callback rejection reasons other than `signature`, `unknown_order` and `failed`;
+/// provider error kinds other than `transport`; risk rules) appear when first counted.
+pub fn init<'a>(channels: impl IntoIterator<Item = &'a str>) {
+    for h in [
+        &*STORE_FLUSH_SECONDS,
+        &*STORE_FLUSH_BATCH,
+        &*WEBHOOK_ATTEMPT_SECONDS,
+        &*WEBHOOK_DELIVERY_LAG,
+    ] {
+        h.with_label_values(&[]);
+    }
+    WEBHOOK_DEAD_LETTERS.with_label_values(&[]);
+    ORDER_COMMANDS_INFLIGHT.with_label_values(&[]);
+    for state in ["pending", "in_flight", "dead"] {
+        WEBHOOK_QUEUE.with_label_values(&[state]);
+    }
+    for outcome in WEBHOOK_OUTCOMES {
+        WEBHOOK_ATTEMPTS.with_label_values(&[outcome]);
+    }
+    for outcome in ["ok", "refused"] {
+        RISK_RELOADS.with_label_values(&[outcome]);
+    }
+    RISK_DECISIONS.with_label_values(&["allow", "none"]);
+    for kind in ANOMALY_KINDS {
+        ANOMALIES.with_label_values(&[kind]);
+    }
+    for ch in channels {
+        ORDERS_CREATED.with_label_values(&[ch]);
+        RATE_LIMITED.with_label_values(&[ch]);
+        LIVE_ACTORS.with_label_values(&[ch]);
+        ACTOR_RESTARTS.with_label_values(&[ch]);
+        ACTOR_PASSIVATIONS.with_label_values(&[ch]);
+        CHANNEL_BREAKER_STATE.with_label_values(&[ch]);
+        for outcome in ["accepted", "signature", "unknown_order", "failed"] {
+            CALLBACKS.with_label_values(&[ch, outcome]);
+        }
+        for op in PROVIDER_OPERATIONS {
+            PROVIDER_CALL_SECONDS.with_label_values(&[ch, op]);
+            PROVIDER_ERRORS.with_label_values(&[ch, op, "transport"]);
+        }
+        for status in ORDER_STATUSES {
+            ORDER_TRANSITIONS.with_label_values(&[ch, status]);
+        }
+    }
+}
+
 pub fn store_flushed(took: Duration, batch: u64) {
     STORE_FLUSH_SECONDS
         .with_label_values(&[])

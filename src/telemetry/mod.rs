@@ -7,6 +7,9 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 use crate::config::LogConfig;
 
 /// Installs the global subscriber (once; later calls are ignored, which tests rely on).
+/// JSON lines carry the innermost span (`span`) and the whole scope (`spans`, outermost
+/// first), so a line logged deep inside order work still carries the request's
+/// `request_id` from the `request` span at the root of its scope.
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let registry = tracing_subscriber::registry().with(filter);
@@ -16,7 +19,7 @@ pub fn init(cfg: &LogConfig) {
                 fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(true),
             )
             .try_init()
     } else {

@@ -48,3 +48,32 @@ pub async fn admin(app: &TestApp, method: Method, path: &str) -> Resp {
     app.request(method, path, Some(ADMIN_TOKEN), None, None)
         .await
 }
+
+/// Creates an order and returns (status, error code or risk decision).
+pub async fn try_create(app: &TestApp, key: &str, b: Value) -> (u16, String) {
+    let r = app
+        .request(Method::POST, "/v1/orders", Some(key), Some(b), None)
+        .await;
+    let what = if r.status == 201 {
+        r.body["risk"]["decision"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    } else {
+        assert_eq!(r.body["error"]["type"], "risk_error", "{}", r.text);
+        r.body["error"]["code"].as_str().unwrap().to_string()
+    };
+    (r.status, what)
+}
+
+/// Provider calls this app's `channel` has made (from `/admin/channels`).
+pub async fn provider_calls(app: &TestApp, channel: &str) -> u64 {
+    let c = admin(app, Method::GET, "/admin/channels").await;
+    c.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == channel)
+        .and_then(|c| c["provider_calls"].as_u64())
+        .expect(&c.text)
+}

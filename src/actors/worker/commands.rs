@@ -128,6 +128,7 @@ impl Worker {
         metrics::ORDER_TRANSITIONS
             .with_label_values(&[o.spec.channel.as_str(), o.status().as_str()])
             .inc();
+        tracing::info!(status = o.status().as_str(), "order created");
         if let Some(e) = unknown {
             tracing::warn!(order_id = %o.id, error = %e, "prepay outcome unknown; order stays created until expiry");
             return Err(EngineError::Provider(e));

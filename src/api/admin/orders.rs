@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{json_response, Admin, ApiError, AppState};
-use crate::domain::{Order, OrderId};
+use crate::domain::{Order, OrderId, RiskOutcome};
 use crate::views::{secs, OrderView};
 
 #[derive(Serialize)]
@@ -104,9 +104,13 @@ struct RecentQuery {
     limit: Option<usize>,
     merchant: Option<String>,
     status: Option<String>,
+    /// `review` (orders flagged for operators) or `allow`.
+    risk: Option<String>,
 }
 
-/// The newest orders of every merchant (a reverse scan; ids sort by creation time).
+/// The newest orders of every merchant (a reverse scan; ids sort by creation time),
+/// optionally only one merchant's, one status or one risk decision (`?risk=review`: the
+/// orders flagged for operators).
 pub async fn recent(
     state: web::Data<AppState>,
     _: Admin,
@@ -116,6 +120,16 @@ pub async fn recent(
         .map_err(|e| ApiError::invalid("query", "invalid_query", e.to_string()))?
         .into_inner();
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    if q.risk
+        .as_deref()
+        .is_some_and(|r| r != "review" && r != "allow")
+    {
+        return Err(ApiError::invalid(
+            "risk",
+            "invalid_risk",
+            "risk must be `review` or `allow`",
+        ));
+    }
     let mut data = Vec::with_capacity(limit);
     for o in state.engine.deps.store.orders_between(0, i64::MAX).rev() {
         let o = o?;
@@ -125,6 +139,9 @@ pub async fn recent(
             || q.status
                 .as_deref()
                 .is_some_and(|s| s != o.status().as_str())
+            || q.risk
+                .as_deref()
+                .is_some_and(|r| r != o.risk().map_or(RiskOutcome::Allow, |d| d.outcome).as_str())
         {
             continue;
         }

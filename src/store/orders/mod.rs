@@ -66,6 +66,7 @@ fn lift(e: StoreError) -> ConflictableTransactionError<StoreError> {
 impl Store {
     /// Persists one transition and returns once it is durable.
     pub async fn commit(&self, w: &OrderWrite) -> Result<(), StoreError> {
+        self.injected_failure()?;
         self.apply(w)?;
         self.durable().await
     }
