@@ -137,6 +137,32 @@ async fn signed_callbacks_for_another_appid_or_trade_fail_and_change_nothing() {
         1,
         "one alert for the retries"
     );
+    // The right parties but another amount (or currency): refused, nothing changes.
+    for (total, currency) in [(999, "CNY"), (1000, "HKD")] {
+        let wrong = Transaction {
+            appid: Some("wx8888888888888888".into()),
+            amount: Some(TransactionAmount {
+                total: Some(total),
+                currency: Some(currency.into()),
+                ..Default::default()
+            }),
+            ..forged.clone()
+        };
+        let (status, text) = signed_callback(&app, "TRANSACTION.SUCCESS", &wrong).await;
+        assert_eq!(status, 500, "{total} {currency}: {text}");
+        assert!(text.contains("FAIL"), "{text}");
+    }
+    let o = app.order(&id).await;
+    assert_eq!(
+        (&o["status"], &o["version"], &o["anomalies"]),
+        (&before["status"], &before["version"], &before["anomalies"]),
+        "{o}"
+    );
+    assert_eq!(
+        alerts_of(&app, &id, "amount_mismatch"),
+        2,
+        "one per reported amount"
+    );
     // WeChat's own callback (the simulator's, with the jsapi appid) is the payment.
     let p = app.pay(&id, json!({})).await;
     assert_eq!(p.body["callback_status"], 204, "{}", p.text);
@@ -195,5 +221,5 @@ async fn signed_callbacks_for_another_appid_or_trade_fail_and_change_nothing() {
     assert_eq!(after["version"], o["version"], "{after}");
     assert_eq!(after["amount_refunded"], 300);
     assert_eq!(alerts_of(&app, &id, "reference_mismatch"), 1);
-    assert_eq!(alerts_of(&app, &id, "amount_mismatch"), 1);
+    assert_eq!(alerts_of(&app, &id, "amount_mismatch"), 3);
 }

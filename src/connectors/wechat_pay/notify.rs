@@ -181,8 +181,31 @@ pub(super) fn check(
         same_party("sp_appid", tx.sp_appid.as_deref(), placed.sp_appid)?;
         same_party("sub_mchid", tx.sub_mchid.as_deref(), placed.sub_mchid)?;
         same_party("sub_appid", tx.sub_appid.as_deref(), placed.sub_appid)?;
+        if tx.trade_state == "SUCCESS" {
+            check_paid_amount(&tx, order)?;
+        }
     }
     Ok(())
+}
+
+/// A successful payment must be for exactly the order's amount and currency (`total`, in
+/// fen, is what the order asked for; `payer_total` may differ by coupons and is not ours to
+/// check). Anything else is answered FAIL, changes nothing, and operators are told once.
+fn check_paid_amount(tx: &Transaction, order: &Order) -> Result<(), Mismatch> {
+    let want = order.spec.amount;
+    let amount = tx.amount.as_ref();
+    let total = amount.and_then(|a| a.total);
+    let currency = amount.and_then(|a| a.currency.as_deref()).unwrap_or("CNY");
+    if total == Some(want.minor()) && currency == want.currency().code() {
+        return Ok(());
+    }
+    Err(Mismatch {
+        kind: "amount_mismatch",
+        detail: format!(
+            "payment {} reports total {total:?} {currency} for an order of {want}",
+            tx.transaction_id.as_deref().unwrap_or("?")
+        ),
+    })
 }
 
 fn same_party(field: &str, got: Option<&str>, placed: Option<&str>) -> Result<(), Mismatch> {
