@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
+mod conn;
+
+use conn::Conn;
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::startup::Application;
@@ -58,11 +62,18 @@ impl Phase {
     }
 }
 
-/// Runs `op` from `clients` concurrent tasks for `secs`, recording each op's latency.
-async fn drive<F, Fut>(name: &'static str, clients: usize, secs: u64, op: F) -> Phase
+/// Runs `op` from `clients` concurrent tasks for `secs`, each on its own keep-alive
+/// connection to `addr`, recording each op's latency.
+async fn drive<F, Fut>(
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    clients: usize,
+    secs: u64,
+    op: F,
+) -> Phase
 where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    F: Fn(Conn, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (Conn, bool)> + Send,
 {
     let op = Arc::new(op);
     let seq = Arc::new(AtomicU64::new(0));
@@ -74,10 +85,13 @@ where
         let (op, seq, errors) = (op.clone(), seq.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).expect("histogram");
+            let mut conn = Conn::new(addr);
             while Instant::now() < deadline {
                 let n = seq.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                if op(n).await {
+                let (c, ok) = op(conn, n).await;
+                conn = c;
+                if ok {
                     let _ = h.record(t.elapsed().as_micros() as u64);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -98,6 +112,21 @@ where
         errors: errors.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         hist,
+    }
+}
+
+/// One request on `c`: true when it answered `want`; the body when it did.
+async fn call(
+    c: &mut Conn,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&[u8]>,
+    want: u16,
+) -> Option<Vec<u8>> {
+    match c.send(method, path, key, body).await {
+        Ok(a) if a.status == want => Some(a.body),
+        _ => None,
     }
 }
 
@@ -245,7 +274,6 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         })
     });
     let (port, engine, handle) = rx.recv().map_err(|e| e.to_string())??;
-    let base = format!("http://127.0.0.1:{port}");
     // Webhooks: when the payer started paying each order (its payment becomes durable
     // during that call, so the lag measured from here is an upper bound, and the webhook can
     // never arrive before the entry exists), and when its `order.paid` event arrived.
@@ -267,10 +295,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         });
         rt.spawn(webhook_sink(sink, on_event));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.clients * 2)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     println!(
         "paygate bench: {} clients, {} s per phase, {} cores, {} arbiters, data in a temp dir",
         opts.clients,
@@ -281,48 +306,39 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         opts.arbiters
     );
     rt.block_on(async {
-        let (h, b) = (http.clone(), base.clone());
-        let health = drive("GET /healthz (ceiling)", opts.clients, opts.seconds, move |_| {
-            let (h, b) = (h.clone(), b.clone());
-            async move { matches!(h.get(format!("{b}/healthz")).send().await, Ok(r) if r.status() == 200) }
+        let health = drive("GET /healthz (ceiling)", addr, opts.clients, opts.seconds, |mut c, _| async move {
+            let ok = call(&mut c, "GET", "/healthz", None, None, 200).await.is_some();
+            (c, ok)
         })
         .await;
         health.print();
 
-        let (h, b) = (http.clone(), base.clone());
         let flushes_before = engine.deps.store.flush_stats();
-        let create = drive("POST /v1/orders (durable)", opts.clients, opts.seconds, move |n| {
-            let (h, b) = (h.clone(), b.clone());
-            async move {
-                let r = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("c-{n}"))).send().await;
-                matches!(r, Ok(r) if r.status() == 201)
-            }
+        let create = drive("POST /v1/orders (durable)", addr, opts.clients, opts.seconds, |mut c, n| async move {
+            let body = order_body(format!("c-{n}")).to_string();
+            let ok = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await.is_some();
+            (c, ok)
         })
         .await;
         create.print();
         let flushes_after = engine.deps.store.flush_stats();
 
-        let (h, b, pa) = (http.clone(), base.clone(), paid_at.clone());
+        let pa = paid_at.clone();
         let delivered_before = delivered.load(Ordering::Relaxed);
-        let lifecycle = drive("lifecycle (create+pay+refund)", opts.clients, opts.seconds, move |n| {
-            let (h, b, pa) = (h.clone(), b.clone(), pa.clone());
+        let lifecycle = drive("lifecycle (create+pay+refund)", addr, opts.clients, opts.seconds, move |mut c, n| {
+            let pa = pa.clone();
             async move {
-                let Ok(r) = h.post(format!("{b}/v1/orders")).bearer_auth(KEY).json(&order_body(format!("l-{n}"))).send().await else { return false };
-                let Ok(o) = r.json::<Value>().await else { return false };
-                let Some(id) = o["id"].as_str() else { return false };
-                pa.lock().insert(id.to_string(), Instant::now());
-                let paid = h.post(format!("{b}/sandbox/pay/{id}")).json(&json!({})).send().await;
-                if !matches!(paid, Ok(r) if r.status() == 200) {
-                    pa.lock().remove(id);
-                    return false;
+                let body = order_body(format!("l-{n}")).to_string();
+                let Some(o) = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await else { return (c, false) };
+                let Some(id) = serde_json::from_slice::<Value>(&o).ok().and_then(|o| o["id"].as_str().map(str::to_string)) else { return (c, false) };
+                pa.lock().insert(id.clone(), Instant::now());
+                if call(&mut c, "POST", &format!("/sandbox/pay/{id}"), None, Some(b"{}"), 200).await.is_none() {
+                    pa.lock().remove(&id);
+                    return (c, false);
                 }
-                let refund = h
-                    .post(format!("{b}/v1/orders/{id}/refunds"))
-                    .bearer_auth(KEY)
-                    .json(&json!({"merchant_refund_no": format!("r-{n}"), "amount": 1234}))
-                    .send()
-                    .await;
-                matches!(refund, Ok(r) if r.status() == 201)
+                let refund = json!({"merchant_refund_no": format!("r-{n}"), "amount": 1234}).to_string();
+                let ok = call(&mut c, "POST", &format!("/v1/orders/{id}/refunds"), Some(KEY), Some(refund.as_bytes()), 201).await.is_some();
+                (c, ok)
             }
         })
         .await;
