@@ -331,14 +331,7 @@ async fn refund_callback_for_unknown_refund_is_rejected() {
 async fn a_prepay_with_unknown_outcome_is_driven_again_by_the_merchants_retry() {
     let app = spawn_app().await;
     // The provider answers the next request with a 500: the prepay's outcome is unknown.
-    let r = app
-        .http
-        .post(format!("{}/sandbox/sandbox/faults", app.base))
-        .json(&json!({"fail_next": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    app.sandbox_faults(json!({"fail_next": 1})).await;
     let first = app.create_order("unknown-1", 700).await;
     assert_eq!(first.status, 502, "{}", first.text);
     assert_eq!(first.body["error"]["code"], "provider_unavailable");
@@ -370,13 +363,7 @@ async fn a_prepay_with_unknown_outcome_is_driven_again_by_the_merchants_retry() 
 #[actix_web::test]
 async fn a_trade_placed_behind_a_lost_prepay_answer_is_neither_lost_nor_left_open() {
     let app = spawn_app().await;
-    let lose = |n: u32| {
-        app.http
-            .post(format!("{}/sandbox/sandbox/faults", app.base))
-            .json(&json!({"lose_next": n}))
-            .send()
-    };
-    assert_eq!(lose(1).await.unwrap().status(), 200);
+    app.sandbox_faults(json!({"lose_next": 1})).await;
     let first = app.create_order("lost-answer-1", 900).await;
     assert_eq!(first.status, 502, "{}", first.text);
     let found = app.get("/v1/orders?merchant_order_no=lost-answer-1").await;
@@ -392,7 +379,7 @@ async fn a_trade_placed_behind_a_lost_prepay_answer_is_neither_lost_nor_left_ope
 
     // Same fault, nobody pays: at expiry the order asks and closes the provider's trade
     // too, so a payer can no longer pay it.
-    assert_eq!(lose(1).await.unwrap().status(), 200);
+    app.sandbox_faults(json!({"lose_next": 1})).await;
     let mut body = order_body("lost-answer-2", 900);
     body["expires_in"] = json!(60);
     let r = app.post("/v1/orders", body).await;

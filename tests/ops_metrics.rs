@@ -55,14 +55,7 @@ fn assert_series(m: &str, series: &str, want: f64) {
 }
 
 async fn fault(app: &TestApp, n: u32) {
-    let r = app
-        .http
-        .post(format!("{}/sandbox/sandbox/faults", app.base))
-        .json(&json!({ "fail_next": n }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    app.sandbox_faults(json!({ "fail_next": n })).await;
 }
 
 #[actix_web::test]

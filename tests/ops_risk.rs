@@ -158,14 +158,7 @@ async fn a_failed_create_gives_its_daily_cap_reservation_back_unless_the_order_e
     assert_eq!(r.status, 500, "{}", r.text);
     assert_eq!(app.count_orders(), 1);
     // The prepay's outcome is unknown: the order exists (`created`) and keeps its place.
-    let fault = app
-        .http
-        .post(format!("{}/sandbox/sandbox/faults", app.base))
-        .json(&json!({"fail_next": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fault.status(), 200);
+    app.sandbox_faults(json!({"fail_next": 1})).await;
     let r = app.create_order("f3", 100).await;
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(app.count_orders(), 2);

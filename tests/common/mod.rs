@@ -195,6 +195,19 @@ impl TestApp {
         Self::read(res).await
     }
 
+    /// Sets the sandbox provider's fault injection (`fail_next`, `lose_next`,
+    /// `delay_next_ms`; see `simulator::sandbox`).
+    pub async fn sandbox_faults(&self, faults: Value) {
+        let r = self
+            .http
+            .post(format!("{}/sandbox/sandbox/faults", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults request");
+        assert_eq!(r.status(), 200, "sandbox faults refused");
+    }
+
     pub async fn order(&self, id: &str) -> Value {
         let r = self.get(&format!("/v1/orders/{id}")).await;
         assert_eq!(r.status, 200, "{}", r.text);
