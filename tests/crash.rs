@@ -304,3 +304,69 @@ fn expiry_timers_survive_kill_9() {
     });
     node.kill9();
 }
+
+/// Status polling (no callback arrived) is a due time on disk too: an order paid at the
+/// provider whose callback was lost, killed before its first poll, is found paid by the
+/// poll after the restart.
+#[test]
+fn status_polling_survives_kill_9() {
+    let node = Node::new(vec![
+        ("PAYGATE__ACTORS__POLL_FIRST_SECS", "3".to_string()),
+        ("PAYGATE__ACTORS__POLL_MAX_INTERVAL_SECS", "3".to_string()),
+    ]);
+    node.start();
+    let (http, base) = (node.http.clone(), node.base.clone());
+    let id = node.rt.block_on(async {
+        let body = json!({"merchant_order_no": "poll-after-crash", "amount": 100, "currency": "CNY",
+                          "channel": "sandbox", "method": "native_qr", "subject": "poll test"});
+        let o: Value = http
+            .post(format!("{base}/v1/orders"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(o["status"], "pending");
+        let id = o["id"].as_str().unwrap().to_string();
+        // The payer pays; the provider's callback never arrives.
+        let p = http
+            .post(format!("{base}/sandbox/pay/{id}"))
+            .json(&json!({"drop_callback": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(p.status(), 200);
+        // The simulator's own books reach disk with sled's background flush (500 ms).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        id
+    });
+    node.kill9();
+    node.start();
+    node.rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o: Value = http
+                .get(format!("{base}/v1/orders/{id}"))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if o["status"] == "paid" {
+                break;
+            }
+            assert_eq!(o["status"], "pending", "{o}");
+            assert!(
+                Instant::now() < deadline,
+                "the status poll did not survive the restart: {o}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    node.kill9();
+}
