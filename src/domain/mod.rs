@@ -15,8 +15,8 @@ pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
 pub use machine::{Applied, MerchantNotice, OrderEvent};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
 pub use order::{
-    Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
-    PayAction, Payer, Refund, RefundStatus,
+    Anomaly, AnomalyKind, CloseReason, Failure, LatePayment, Method, Millis, Order, OrderSpec,
+    OrderStatus, PayAction, Payer, Refund, RefundStatus,
 };
 pub use risk::{RiskDecision, RiskOutcome};
 
