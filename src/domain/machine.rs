@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::order::{
-    Anomaly, AnomalyKind, CloseReason, Failure, LatePayment, Millis, Order, OrderStatus, PayAction,
-    Refund, RefundStatus,
+    Anomaly, AnomalyKind, CloseReason, Failure, Millis, Order, OrderStatus, PayAction, Refund,
+    RefundStatus,
 };
-use super::{DomainError, Money, RefundId};
+use super::{DomainError, LatePayment, Money, RefundId};
 
 /// Something that happened to an order. Provider-reported events may arrive twice or out of
 /// order; `apply` makes them idempotent.

@@ -3,6 +3,7 @@
 
 pub mod calendar;
 mod ids;
+mod late;
 mod machine;
 mod money;
 mod order;
@@ -12,11 +13,12 @@ mod risk;
 mod tests;
 
 pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
+pub use late::{LatePayment, LateRefundDue, LATE_REFUND_PREFIX};
 pub use machine::{Applied, MerchantNotice, OrderEvent};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
 pub use order::{
-    Anomaly, AnomalyKind, CloseReason, Failure, LatePayment, Method, Millis, Order, OrderSpec,
-    OrderStatus, PayAction, Payer, Refund, RefundStatus,
+    Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
+    PayAction, Payer, Refund, RefundStatus,
 };
 pub use risk::{RiskDecision, RiskOutcome};
 

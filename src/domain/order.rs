@@ -7,7 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{
-    ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId, RiskDecision,
+    ChannelName, DomainError, LatePayment, MerchantId, MerchantRef, Money, OrderId, RefundId,
+    RiskDecision,
 };
 
 /// Unix time in milliseconds.
@@ -252,15 +253,6 @@ impl Refund {
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
     }
-}
-
-/// Money that arrived after the order was closed or failed (DESIGN §3 `paid_after_close`).
-/// Kept structurally, not only as an anomaly text, because refunds are checked against it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatePayment {
-    pub provider_transaction_id: String,
-    pub amount: Money,
-    pub at: Millis,
 }
 
 /// Everything a merchant chose when creating the order; validated before it gets here.

@@ -154,3 +154,35 @@ fn a_paid_order_has_no_late_refundable_amount() {
     assert_eq!(o.late_refundable(), 0);
     assert_eq!(o.refundable(), 100);
 }
+
+#[test]
+fn automatic_refunds_are_due_once_per_late_payment_under_a_stable_number() {
+    let o = step(&closed_order(100), paid(100, "T9"));
+    let due = o.late_refunds_due();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount, cny(100));
+    let no = due[0].merchant_refund_no.clone();
+    assert!(no.as_str().starts_with(LATE_REFUND_PREFIX));
+    assert_eq!(o.late_refunds_due()[0].merchant_refund_no, no, "deterministic");
+    let r = Refund::new(RefundId::generate(T0), no, cny(100), None, T0);
+    let o = step(&o, OrderEvent::RefundRequested { refund: r });
+    assert!(o.late_refunds_due().is_empty());
+    // A second transaction gets its own number.
+    let o = step(&o, paid(100, "T10"));
+    let due = o.late_refunds_due();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].provider_transaction_id, "T10");
+}
+
+#[test]
+fn automatic_refunds_never_return_what_the_merchant_already_refunded() {
+    let o = step(&closed_order(100), paid(100, "T9"));
+    let (_, manual) = refund(70, 1);
+    let o = step(&o, manual);
+    let due = o.late_refunds_due();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount, cny(30));
+    let (_, rest) = refund(30, 2);
+    assert!(step(&o, rest).late_refunds_due().is_empty());
+    assert!(paid_order(100).late_refunds_due().is_empty());
+}
