@@ -163,7 +163,11 @@ fn automatic_refunds_are_due_once_per_late_payment_under_a_stable_number() {
     assert_eq!(due[0].amount, cny(100));
     let no = due[0].merchant_refund_no.clone();
     assert!(no.as_str().starts_with(LATE_REFUND_PREFIX));
-    assert_eq!(o.late_refunds_due()[0].merchant_refund_no, no, "deterministic");
+    assert_eq!(
+        o.late_refunds_due()[0].merchant_refund_no,
+        no,
+        "deterministic"
+    );
     let r = Refund::new(RefundId::generate(T0), no, cny(100), None, T0);
     let o = step(&o, OrderEvent::RefundRequested { refund: r });
     assert!(o.late_refunds_due().is_empty());
