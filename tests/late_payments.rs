@@ -192,3 +192,83 @@ async fn duplicate_late_callbacks_make_one_late_payment_and_one_refund() {
     assert_eq!(count(&ev, "order.paid_after_close"), 1, "{ev:?}");
     assert_eq!(count(&ev, "refund.succeeded"), 1, "{ev:?}");
 }
+
+/// The worker records the late payment, then dies before requesting the refund: the
+/// snapshot it committed carries a wake-up, and the woken order requests the refund.
+#[actix_web::test]
+async fn an_automatic_refund_lost_to_a_crash_is_requested_on_the_next_wake() {
+    use paygate::domain::{Applied, Money, OrderEvent, OrderId};
+    use paygate::store::{OrderWrite, StoredEvent, Wake};
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app_with(&[
+        ("PAYGATE__MERCHANTS__0__REFUND_LATE_PAYMENTS", "true"),
+        ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let id = app.pending_order("late-c1", 400).await;
+    app.sandbox_faults(json!({"ignore_next_close": 1})).await;
+    let c = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+    assert_eq!(c.body["status"], "closed", "{}", c.text);
+    // Paid at the provider; its callback is the one the crashed process handled.
+    let p = app.pay(&id, json!({"drop_callback": true})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let txn = p.body["provider_transaction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let oid = OrderId::parse(&id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.engine.registry.is_live(&oid) {
+        assert!(Instant::now() < deadline, "actor did not passivate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the worker's transition commits for the callback, and nothing after it.
+    let store = &app.engine.deps.store;
+    let before = store.get_order(&oid).unwrap().unwrap();
+    let now = app.clock.now();
+    let ev = OrderEvent::PaymentReported {
+        amount: Money::new(400, before.spec.amount.currency()).unwrap(),
+        provider_transaction_id: txn,
+        paid_at: now,
+    };
+    let Applied::Changed { order, .. } = before.apply(&ev, now).unwrap() else {
+        panic!("late payment not recorded");
+    };
+    let poll_first = app.engine.deps.actors.poll_first_secs as i64 * 1000;
+    store
+        .commit(&OrderWrite {
+            prev_version: before.version(),
+            events: vec![StoredEvent {
+                seq: order.version(),
+                at: now,
+                event: ev,
+                status_after: order.status(),
+                risk: None,
+            }],
+            outbox: Vec::new(),
+            wake: Wake::At(now + poll_first),
+            order: *order,
+        })
+        .await
+        .unwrap();
+    assert!(app.order(&id).await["refunds"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    app.clock
+        .advance(Duration::from_millis(poll_first as u64 + 1));
+    let o = app
+        .wait_order(&id, "refund requested on wake", |o| {
+            o["refunds"][0]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(o["status"], "closed", "{o}");
+    assert_eq!(o["refunds"].as_array().unwrap().len(), 1, "{o}");
+    assert!(o["refunds"][0]["merchant_refund_no"]
+        .as_str()
+        .unwrap()
+        .starts_with("late-"));
+}
