@@ -178,6 +178,13 @@ impl Application {
             channels,
             actors: config.actors.clone(),
             outbox_written,
+            // Ids were validated with the config, so none is dropped here.
+            auto_refund_late: config
+                .merchants
+                .iter()
+                .filter(|m| m.refund_late_payments)
+                .filter_map(|m| crate::domain::MerchantId::parse(&m.id).ok())
+                .collect(),
         });
         registry.bind(deps.clone());
         TimerService::spawn(deps.clone(), registry.clone());

@@ -6,7 +6,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    Anomaly, EventId, MerchantNotice, Millis, Order, PayAction, Refund, RefundId, RiskDecision,
+    Anomaly, EventId, LatePayment, MerchantNotice, Millis, Order, PayAction, Refund, RefundId,
+    RiskDecision,
 };
 
 pub const API_VERSION: &str = "2025-01-01";
@@ -80,6 +81,27 @@ impl From<&Anomaly> for AnomalyView {
     }
 }
 
+/// Money that arrived after the order was closed or failed; the merchant may refund it
+/// through the normal refund endpoint (up to `amount_refundable`).
+#[derive(Debug, Serialize)]
+pub struct LatePaymentView {
+    pub provider_transaction_id: String,
+    pub amount: i64,
+    pub currency: &'static str,
+    pub at: i64,
+}
+
+impl From<&LatePayment> for LatePaymentView {
+    fn from(p: &LatePayment) -> Self {
+        LatePaymentView {
+            provider_transaction_id: p.provider_transaction_id.clone(),
+            amount: p.amount.minor(),
+            currency: p.amount.currency().code(),
+            at: secs(p.at),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct OrderView {
     pub id: String,
@@ -89,6 +111,9 @@ pub struct OrderView {
     pub amount: i64,
     pub currency: &'static str,
     pub amount_refunded: i64,
+    /// What a refund may still ask for: of the payment when paid, of the late payments
+    /// when closed/failed.
+    pub amount_refundable: i64,
     pub channel: String,
     pub method: &'static str,
     pub subject: String,
@@ -105,6 +130,7 @@ pub struct OrderView {
     pub metadata: BTreeMap<String, String>,
     pub refunds: Vec<RefundView>,
     pub anomalies: Vec<AnomalyView>,
+    pub late_payments: Vec<LatePaymentView>,
     /// Increases with every change; merchants drop webhook events older than what they hold.
     pub version: u64,
     /// The risk decision at creation (`review` orders are flagged for operators).
@@ -136,6 +162,7 @@ impl From<&Order> for OrderView {
             amount: o.spec.amount.minor(),
             currency: o.spec.amount.currency().code(),
             amount_refunded: o.amount_refunded(),
+            amount_refundable: o.refundable(),
             channel: o.spec.channel.to_string(),
             method: o.spec.method.as_str(),
             subject: o.spec.subject.clone(),
@@ -155,6 +182,11 @@ impl From<&Order> for OrderView {
             metadata: o.spec.metadata.clone(),
             refunds: o.refunds().iter().map(|r| RefundView::new(o, r)).collect(),
             anomalies: o.anomalies().iter().map(AnomalyView::from).collect(),
+            late_payments: o
+                .late_payments()
+                .iter()
+                .map(LatePaymentView::from)
+                .collect(),
             version: o.version(),
             risk: o.risk().map(RiskView::from),
         }

@@ -127,6 +127,7 @@ fn merchant(id: &str, url: Option<&str>) -> MerchantConfig {
         webhook_secret: Secret::new(SECRET),
         previous_webhook_secret: Some(Secret::new(PREVIOUS)),
         notify_url: url.map(str::to_string),
+        refund_late_payments: false,
     }
 }
 

@@ -16,13 +16,13 @@ pub use order::{Command, OrderActor, Reply};
 pub use registry::Registry;
 pub use timers::TimerService;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::ActorsConfig;
 use crate::connectors::ConnectorError;
-use crate::domain::{ChannelName, DomainError, OrderId};
+use crate::domain::{ChannelName, DomainError, MerchantId, OrderId};
 use crate::store::{Store, StoreError};
 
 /// Errors of order operations, mapped to HTTP statuses at the API edge.
@@ -60,9 +60,17 @@ pub struct Deps {
     pub actors: ActorsConfig,
     /// Woken after a commit that wrote outbox records, so webhooks go out at once.
     pub outbox_written: Arc<tokio::sync::Notify>,
+    /// Merchants configured with `refund_late_payments = true`: their orders refund a
+    /// payment that arrives after close without waiting for the merchant.
+    pub auto_refund_late: HashSet<MerchantId>,
 }
 
 impl Deps {
+    /// Whether late payments of `merchant`'s orders are refunded automatically.
+    pub fn refunds_late_payments(&self, merchant: &MerchantId) -> bool {
+        self.auto_refund_late.contains(merchant)
+    }
+
     pub fn channel(&self, name: &ChannelName) -> Option<&Arc<ChannelHandle>> {
         self.channels.get(name)
     }

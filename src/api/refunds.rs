@@ -1,6 +1,7 @@
 //! `POST /v1/orders/{id}/refunds` and `GET /v1/refunds/{id}` (routes mounted with the
 //! orders' `/v1` scope): partial refunds up to the paid amount, each with the merchant's
-//! own unique `merchant_refund_no`.
+//! own unique `merchant_refund_no`. A closed/failed order that received a late payment is
+//! refunded here too, up to that payment.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -43,7 +44,9 @@ pub(super) async fn create_refund(
         if let Some(existing) = store.find_refund_by_merchant_ref(&auth.0.id, &no)? {
             return Err(EngineError::DuplicateRefund(existing.to_string()).into());
         }
-        if amount.minor() > o.refundable() && o.status().is_paid() {
+        // Paid orders refund their payment, closed/failed ones their late payments; other
+        // states are left to the state machine's typed refusal (409).
+        if o.holds_money() && amount.minor() > o.refundable() {
             return Err(crate::domain::DomainError::RefundExceedsPaid {
                 requested: amount.minor(),
                 available: o.refundable(),

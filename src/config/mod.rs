@@ -294,6 +294,11 @@ pub struct MerchantConfig {
     /// Default webhook URL when an order has no `notify_url`.
     #[serde(default)]
     pub notify_url: Option<String>,
+    /// Refund a payment that arrives after its order was closed or failed as soon as it is
+    /// recorded (DESIGN §3), instead of waiting for the merchant to refund it. Off by
+    /// default: some merchants would rather ship the goods than return the money.
+    #[serde(default)]
+    pub refund_late_payments: bool,
 }
 
 impl Config {

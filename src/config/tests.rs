@@ -74,3 +74,20 @@ fn secrets_do_not_debug_print() {
     let c = Config::from_toml(BASE, vec![]).unwrap();
     assert!(!format!("{c:?}").contains("whsec_0123456789abcdef"));
 }
+
+#[test]
+fn refund_late_payments_is_an_opt_in_boolean() {
+    let c = Config::from_toml(BASE, vec![]).unwrap();
+    assert!(!c.merchants[0].refund_late_payments, "off by default");
+    let c = Config::from_toml(
+        BASE,
+        env(&[("PAYGATE__MERCHANTS__0__REFUND_LATE_PAYMENTS", "true")]),
+    )
+    .unwrap();
+    assert!(c.merchants[0].refund_late_payments);
+    let bad = Config::from_toml(
+        BASE,
+        env(&[("PAYGATE__MERCHANTS__0__REFUND_LATE_PAYMENTS", "sometimes")]),
+    );
+    assert!(bad.is_err(), "a non-boolean is refused");
+}

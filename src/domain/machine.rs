@@ -8,7 +8,7 @@ use super::order::{
     Anomaly, AnomalyKind, CloseReason, Failure, Millis, Order, OrderStatus, PayAction, Refund,
     RefundStatus,
 };
-use super::{DomainError, Money, RefundId};
+use super::{DomainError, LatePayment, Money, RefundId};
 
 /// Something that happened to an order. Provider-reported events may arrive twice or out of
 /// order; `apply` makes them idempotent.
@@ -192,9 +192,19 @@ impl Order {
                     ..
                 },
             ) => {
-                if self.has_anomaly(AnomalyKind::PaidAfterClose, provider_transaction_id) {
+                let known = self
+                    .late_payments
+                    .iter()
+                    .any(|p| &p.provider_transaction_id == provider_transaction_id);
+                if known || self.has_anomaly(AnomalyKind::PaidAfterClose, provider_transaction_id) {
                     return Ok(Applied::Unchanged);
                 }
+                // Recorded structurally so the money can be refunded; the status stays.
+                next.late_payments.push(LatePayment {
+                    provider_transaction_id: provider_transaction_id.clone(),
+                    amount: *amount,
+                    at: now,
+                });
                 anomaly = Some(Anomaly {
                     kind: AnomalyKind::PaidAfterClose,
                     detail: format!(
@@ -223,7 +233,14 @@ impl Order {
             }
             (S::Closed | S::Failed, E::ProviderEnded { .. }) => return Ok(Applied::Unchanged),
 
-            (S::Paid | S::PartiallyRefunded, E::RefundRequested { refund }) => {
+            // A closed/failed order takes refunds only of the late payments it holds.
+            (S::Closed | S::Failed, E::RefundRequested { .. }) if self.late_payments.is_empty() => {
+                return Err(invalid())
+            }
+            (
+                S::Paid | S::PartiallyRefunded | S::Closed | S::Failed,
+                E::RefundRequested { refund },
+            ) => {
                 if refund.amount.currency() != self.spec.amount.currency() {
                     return Err(DomainError::CurrencyMismatch {
                         expected: self.spec.amount.currency(),
@@ -246,7 +263,7 @@ impl Order {
                 next.refunds.push(refund.clone());
             }
             (
-                S::Paid | S::PartiallyRefunded | S::Refunded,
+                S::Paid | S::PartiallyRefunded | S::Refunded | S::Closed | S::Failed,
                 E::RefundSucceeded {
                     refund_id,
                     provider_refund_id,
@@ -268,15 +285,19 @@ impl Order {
                         r.completed_at = Some(now);
                     }
                 }
-                next.status = if next.amount_refunded() == self.spec.amount.minor() {
-                    S::Refunded
-                } else {
-                    S::PartiallyRefunded
-                };
+                // A refund of a late payment leaves a closed/failed order as it is: the
+                // order itself was never paid.
+                if self.status.is_paid() {
+                    next.status = if next.amount_refunded() == self.spec.amount.minor() {
+                        S::Refunded
+                    } else {
+                        S::PartiallyRefunded
+                    };
+                }
                 notices.push(MerchantNotice::RefundSucceeded(refund_id.clone()));
             }
             (
-                S::Paid | S::PartiallyRefunded | S::Refunded,
+                S::Paid | S::PartiallyRefunded | S::Refunded | S::Closed | S::Failed,
                 E::RefundFailed { refund_id, failure },
             ) => {
                 let r = next

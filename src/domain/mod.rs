@@ -3,6 +3,7 @@
 
 pub mod calendar;
 mod ids;
+mod late;
 mod machine;
 mod money;
 mod order;
@@ -12,6 +13,7 @@ mod risk;
 mod tests;
 
 pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
+pub use late::{LatePayment, LateRefundDue, LATE_REFUND_PREFIX};
 pub use machine::{Applied, MerchantNotice, OrderEvent};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
 pub use order::{

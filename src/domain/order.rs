@@ -7,7 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::{
-    ChannelName, DomainError, MerchantId, MerchantRef, Money, OrderId, RefundId, RiskDecision,
+    ChannelName, DomainError, LatePayment, MerchantId, MerchantRef, Money, OrderId, RefundId,
+    RiskDecision,
 };
 
 /// Unix time in milliseconds.
@@ -43,6 +44,12 @@ impl OrderStatus {
             self,
             OrderStatus::Refunded | OrderStatus::Closed | OrderStatus::Failed
         )
+    }
+
+    /// Side exits (`closed`, `failed`) that still take refunds of late payments; the
+    /// refunds never change their status.
+    pub fn accepts_late_refunds(self) -> bool {
+        matches!(self, OrderStatus::Closed | OrderStatus::Failed)
     }
 
     /// States in which money has been received.
@@ -282,6 +289,11 @@ pub struct Order {
     /// Appended last: bincode is positional, so stores written before this field existed
     /// are not readable (there were none).
     pub(super) risk: Option<RiskDecision>,
+    /// Payments the provider reported after the order was closed or failed, one per
+    /// provider transaction: the money a payer may get back through a refund.
+    /// Appended last: bincode is positional, so stores written before this field existed
+    /// are not readable (there were none, so no migration).
+    pub(super) late_payments: Vec<LatePayment>,
 }
 
 impl Order {
@@ -301,6 +313,7 @@ impl Order {
             refunds: Vec::new(),
             anomalies: Vec::new(),
             risk: None,
+            late_payments: Vec::new(),
         }
     }
 
@@ -365,12 +378,45 @@ impl Order {
             .sum()
     }
 
-    /// What is still refundable in minor units (0 unless paid).
+    pub fn late_payments(&self) -> &[LatePayment] {
+        &self.late_payments
+    }
+
+    /// Sum of late payments in the order's currency (a payment in another currency cannot
+    /// be refunded by a refund of this order), in minor units.
+    pub fn amount_paid_late(&self) -> i64 {
+        let cur = self.spec.amount.currency();
+        self.late_payments
+            .iter()
+            .filter(|p| p.amount.currency() == cur)
+            .map(|p| p.amount.minor())
+            .sum()
+    }
+
+    /// What can still be refunded of late payments, in minor units: only a closed or
+    /// failed order holds late payments, and every refund of such an order returns one.
+    pub fn late_refundable(&self) -> i64 {
+        if self.status.accepts_late_refunds() {
+            (self.amount_paid_late() - self.amount_committed_to_refunds()).max(0)
+        } else {
+            0
+        }
+    }
+
+    /// Whether a refund request may be considered at all: the order holds money, either
+    /// as its own payment or as late payments.
+    pub fn holds_money(&self) -> bool {
+        self.status.is_paid()
+            || (self.status.accepts_late_refunds() && !self.late_payments.is_empty())
+    }
+
+    /// What is still refundable in minor units: the paid amount less refunds for a paid
+    /// order, the late payments less refunds for a closed/failed one, otherwise 0.
     pub fn refundable(&self) -> i64 {
         if self.status.is_paid() {
             self.spec.amount.minor() - self.amount_committed_to_refunds()
         } else {
-            0
+            self.late_refundable()
         }
     }
 }

@@ -4,6 +4,8 @@ use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
+mod late;
+
 const T0: Millis = 1_700_000_000_000;
 
 fn cny(v: i64) -> Money {
@@ -469,9 +471,18 @@ proptest! {
                 Err(_) => {}
             }
             // Invariants.
-            let paid_cap = if o.status().is_paid() { amount } else { 0 };
+            // Refunds return either the order's payment or its late payments, never more.
+            let paid_cap = if o.status().is_paid() { amount } else { o.amount_paid_late() };
             prop_assert!(o.amount_committed_to_refunds() <= paid_cap);
-            prop_assert!(o.amount_refunded() <= amount);
+            prop_assert!(o.amount_refunded() <= paid_cap);
+            prop_assert!(o.refundable() >= 0);
+            if !o.status().accepts_late_refunds() {
+                prop_assert!(o.late_payments().is_empty());
+            }
+            let mut txns: Vec<_> = o.late_payments().iter().map(|p| &p.provider_transaction_id).collect();
+            txns.sort();
+            txns.dedup();
+            prop_assert_eq!(txns.len(), o.late_payments().len(), "a late payment recorded twice");
             if o.status().is_paid() {
                 prop_assert!(o.paid_at().is_some());
                 prop_assert!(o.provider_transaction_id().is_some());

@@ -169,6 +169,10 @@ impl Worker {
     async fn apply_payment(&mut self, p: &ProviderPayment) -> Result<(), EngineError> {
         if let Some(ev) = payment_event(p) {
             match self.transition(ev).await {
+                // A payment after close was recorded: refund it now where configured.
+                Ok(true) if self.order().status().accepts_late_refunds() => {
+                    self.refund_late_payments().await
+                }
                 Ok(_) => {}
                 Err(EngineError::Domain(e)) => {
                     tracing::info!(order_id = %self.id, error = %e, "provider status not applicable");
@@ -366,6 +370,8 @@ impl Worker {
                 }
             }
         } else {
+            // Normally done when the late payment was recorded; after a crash, here.
+            self.refund_late_payments().await;
             let o = self.order().clone();
             for r in o
                 .refunds()

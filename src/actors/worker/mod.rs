@@ -34,6 +34,7 @@ pub(super) async fn run(
 }
 
 mod commands;
+mod late;
 
 struct Worker {
     deps: Arc<Deps>,
@@ -89,12 +90,21 @@ impl Worker {
             OrderStatus::Created | OrderStatus::Pending => {
                 Wake::At((now + interval).min(o.spec.expires_at))
             }
-            OrderStatus::Paid | OrderStatus::PartiallyRefunded
+            // Refunds of late payments (closed/failed orders) are polled like any other.
+            OrderStatus::Paid
+            | OrderStatus::PartiallyRefunded
+            | OrderStatus::Closed
+            | OrderStatus::Failed
                 if o.refunds()
                     .iter()
                     .any(|r| r.status() == RefundStatus::Pending) =>
             {
                 Wake::At(now + interval)
+            }
+            // A late payment an automatic refund has not yet requested (the worker asks right
+            // after recording it; this wake covers a crash in between).
+            OrderStatus::Closed | OrderStatus::Failed if self.auto_refund_due(o) => {
+                Wake::At(now + a.poll_first_secs as i64 * 1000)
             }
             _ => Wake::Clear,
         };
@@ -225,6 +235,12 @@ impl Worker {
             wake,
         };
         self.commit(write).await
+    }
+
+    /// Whether `o` holds a late payment its merchant wants refunded automatically and no
+    /// refund has been requested for yet.
+    fn auto_refund_due(&self, o: &Order) -> bool {
+        self.deps.refunds_late_payments(&o.spec.merchant_id) && !o.late_refunds_due().is_empty()
     }
 
     fn channel(&self) -> Result<Arc<super::ChannelHandle>, EngineError> {

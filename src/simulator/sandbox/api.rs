@@ -103,6 +103,13 @@ impl SandboxSimulator {
             Op::Close => {
                 let req: wire::TradeRef = parse(body)?;
                 check_ref("out_trade_no", &req.out_trade_no)?;
+                if super::take_one(&self.ignore_next_close) {
+                    // The fault: answer "closed" but leave the trade payable, so the payer
+                    // can still pay an order paygate holds as closed (a late payment).
+                    let mut state = self.books.trade(&req.out_trade_no, now)?.state();
+                    state.status = super::state::TradeStatus::Closed.as_str().into();
+                    return Ok(value(&state));
+                }
                 Ok(value(&self.books.close(&req.out_trade_no, now)?.state()))
             }
             Op::Refund => {

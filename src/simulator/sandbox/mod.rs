@@ -82,6 +82,10 @@ pub struct SandboxSimulator {
     /// `{"delay_next_ms": N}`: the next API request is answered only after N ms, like a
     /// slow provider, so a merchant's client can give up while paygate still waits.
     delay_next_ms: std::sync::atomic::AtomicU64,
+    /// `{"ignore_next_close": N}`: the next N close requests are answered "closed" but the
+    /// trade stays payable, like a provider whose close raced the payer: the only way to
+    /// produce a genuine payment after close (DESIGN §3 `paid_after_close`) end to end.
+    ignore_next_close: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -100,6 +104,7 @@ impl SandboxSimulator {
             fail_next: std::sync::atomic::AtomicU32::new(0),
             lose_next: std::sync::atomic::AtomicU32::new(0),
             delay_next_ms: std::sync::atomic::AtomicU64::new(0),
+            ignore_next_close: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -310,7 +315,7 @@ impl SandboxSimulator {
 }
 
 /// Decrements a fault counter; true when a fault was due.
-fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
+pub(super) fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
     use std::sync::atomic::Ordering::SeqCst;
     counter
         .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
@@ -327,6 +332,8 @@ pub struct Faults {
     pub lose_next: u32,
     #[serde(default)]
     pub delay_next_ms: u64,
+    #[serde(default)]
+    pub ignore_next_close: u32,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -385,10 +392,12 @@ impl Simulator for SandboxSimulator {
                     sim.fail_next.store(body.fail_next, SeqCst);
                     sim.lose_next.store(body.lose_next, SeqCst);
                     sim.delay_next_ms.store(body.delay_next_ms, SeqCst);
+                    sim.ignore_next_close.store(body.ignore_next_close, SeqCst);
                     HttpResponse::Ok().json(serde_json::json!({
                         "fail_next": body.fail_next,
                         "lose_next": body.lose_next,
                         "delay_next_ms": body.delay_next_ms,
+                        "ignore_next_close": body.ignore_next_close,
                     }))
                 }
             }),
