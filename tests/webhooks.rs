@@ -66,6 +66,25 @@ async fn advance_until_attempts(app: &TestApp, n: u64, step_secs: u64) {
     }
 }
 
+/// `GET /v1/events/{id}` once it reads `delivered`: the merchant endpoint has the request
+/// a moment before the notifier has recorded its answer.
+async fn delivered_event(app: &TestApp, event_id: &str) -> Resp {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = app.get(&format!("/v1/events/{event_id}")).await;
+        assert_eq!(e.status, 200, "{}", e.text);
+        if e.body["status"] == "delivered" {
+            return e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded as delivered: {}",
+            e.text
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn paid_with_hook(app: &TestApp, hook: &Hook, no: &str) -> String {
     let mut b = order_body(no, 1200);
     b["notify_url"] = json!(hook.url);
@@ -104,9 +123,7 @@ async fn order_paid_reaches_the_merchant_signed() {
     .is_err());
 
     // The merchant can read its event; another merchant cannot.
-    let e = app.get(&format!("/v1/events/{}", d.event_id)).await;
-    assert_eq!(e.status, 200, "{}", e.text);
-    assert_eq!(e.body["status"], "delivered");
+    let e = delivered_event(&app, &d.event_id).await;
     assert_eq!(e.body["attempts"], 1);
     let other = app
         .request(
@@ -164,8 +181,7 @@ async fn failures_are_retried_on_schedule_with_the_same_event_id() {
     let all = hook.deliveries();
     assert_eq!(all.len(), 3, "two failures then one success");
     assert!(all.iter().all(|d| d.event_id == ok[0].event_id));
-    let e = app.get(&format!("/v1/events/{}", ok[0].event_id)).await;
-    assert_eq!(e.body["status"], "delivered");
+    let e = delivered_event(&app, &ok[0].event_id).await;
     assert_eq!(e.body["attempts"], 3);
 }
 
