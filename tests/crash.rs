@@ -81,6 +81,30 @@ impl Node {
         });
     }
 
+    /// Polls the order until its status is `status` (20 s at most; `why` says what failed).
+    fn wait_order(&self, id: &str, status: &str, why: &str) -> Value {
+        let (http, base) = (self.http.clone(), self.base.clone());
+        self.rt.block_on(async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let o: Value = http
+                    .get(format!("{base}/v1/orders/{id}"))
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if o["status"] == status {
+                    return o;
+                }
+                assert!(Instant::now() < deadline, "{why}: {o}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
     fn kill9(&self) {
         if let Some(mut c) = self.child.lock().unwrap().take() {
             c.kill().expect("SIGKILL");
@@ -279,29 +303,12 @@ fn expiry_timers_survive_kill_9() {
     // Killed before the order expires: the due time lives only on disk now.
     node.kill9();
     node.start();
-    node.rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o: Value = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if o["status"] == "closed" {
-                assert_eq!(o["close_reason"], "expired");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the expiry timer did not survive the restart: {o}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let o = node.wait_order(
+        &id,
+        "closed",
+        "the expiry timer did not survive the restart",
+    );
+    assert_eq!(o["close_reason"], "expired");
     node.kill9();
 }
 
@@ -345,28 +352,6 @@ fn status_polling_survives_kill_9() {
     });
     node.kill9();
     node.start();
-    node.rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o: Value = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if o["status"] == "paid" {
-                break;
-            }
-            assert_eq!(o["status"], "pending", "{o}");
-            assert!(
-                Instant::now() < deadline,
-                "the status poll did not survive the restart: {o}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    node.wait_order(&id, "paid", "the status poll did not survive the restart");
     node.kill9();
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use paygate::connectors::sandbox::sign::SignedHeaders;
 use serde_json::{json, Value};
 
 fn events_of(app: &TestApp, order_id: &str) -> Vec<String> {
@@ -53,17 +52,7 @@ async fn resend_payment_callback(app: &TestApp, id: &str, amount: i64, txn: &str
             .unwrap()
             .as_secs() as i64,
     });
-    let bytes = serde_json::to_vec(&body).unwrap();
-    let now = body["paid_at"].as_i64().unwrap();
-    let signed = SignedHeaders::sign(SANDBOX_KEY.as_bytes(), "sandbox_mch_1", now, &bytes);
-    let mut r = app
-        .http
-        .post(format!("{}/callbacks/sandbox", app.base))
-        .header("Content-Type", "application/json");
-    for (k, v) in signed.pairs() {
-        r = r.header(k, v);
-    }
-    let r = TestApp::read(r.body(bytes).send().await.unwrap()).await;
+    let r = app.sandbox_callback(&body, SANDBOX_KEY).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 

@@ -20,19 +20,8 @@ fn events_of(app: &TestApp, order_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sends a sandbox callback signed with `key`.
 async fn send_callback(app: &TestApp, body: &Value, key: &str) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let now = Clock_now_secs();
-    let signed = SignedHeaders::sign(key.as_bytes(), "sandbox_mch_1", now, &bytes);
-    let mut r = app
-        .http
-        .post(format!("{}/callbacks/sandbox", app.base))
-        .header("Content-Type", "application/json");
-    for (k, v) in signed.pairs() {
-        r = r.header(k, v);
-    }
-    TestApp::read(r.body(bytes).send().await.unwrap()).await
+    app.sandbox_callback(body, key).await
 }
 
 #[allow(non_snake_case)]

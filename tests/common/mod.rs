@@ -195,6 +195,30 @@ impl TestApp {
         Self::read(res).await
     }
 
+    /// Posts a sandbox provider callback signed with `key` (the sandbox channel's own key
+    /// is [`SANDBOX_KEY`]), as the provider would send it.
+    pub async fn sandbox_callback(&self, body: &Value, key: &str) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let signed = paygate::connectors::sandbox::sign::SignedHeaders::sign(
+            key.as_bytes(),
+            "sandbox_mch_1",
+            now,
+            &bytes,
+        );
+        let mut r = self
+            .http
+            .post(format!("{}/callbacks/sandbox", self.base))
+            .header("Content-Type", "application/json");
+        for (k, v) in signed.pairs() {
+            r = r.header(k, v);
+        }
+        Self::read(r.body(bytes).send().await.unwrap()).await
+    }
+
     /// Sets the sandbox provider's fault injection (`fail_next`, `lose_next`,
     /// `delay_next_ms`, `ignore_next_close`; see `simulator::sandbox`).
     pub async fn sandbox_faults(&self, faults: Value) {
