@@ -240,3 +240,54 @@ async fn dead_letters_are_listed_and_replayed_by_operators() {
     let ok = hook.wait_ok(1).await;
     assert_eq!(ok[0].event_id, id);
 }
+
+/// The operators' webhook list is cursor-paginated like the merchant API: pages of
+/// `limit`, newest first, `starting_after` the last id seen, `has_more` until the end.
+#[actix_web::test]
+async fn the_notification_list_pages_with_a_cursor() {
+    let app = spawn_app().await;
+    let hook = spawn_hook(0);
+    for i in 0..5 {
+        paid_with_hook(&app, &hook, &format!("wh-page-{i}")).await;
+    }
+    hook.wait_ok(5).await;
+    let admin = |path: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .request(Method::GET, &path, Some(ADMIN_TOKEN), None, None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body
+        }
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/notifications?limit=2&starting_after={c}"),
+            None => "/admin/notifications?limit=2".to_string(),
+        };
+        let page = admin(path).await;
+        let ids: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(ids.len() <= 2);
+        seen.extend(ids.iter().cloned());
+        if page["has_more"] == false {
+            break;
+        }
+        assert_eq!(ids.len(), 2, "a page before the end is full");
+        cursor = ids.last().cloned();
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first, no repeats");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5);
+}

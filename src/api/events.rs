@@ -101,6 +101,9 @@ struct ListQuery {
     status: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
+    /// An event id: list the events older than it (cursor pagination).
+    #[serde(default)]
+    starting_after: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +112,7 @@ struct QueueView {
     dead: usize,
     in_flight: usize,
     data: Vec<DeliveryView>,
+    has_more: bool,
 }
 
 async fn list_notifications(
@@ -132,7 +136,12 @@ async fn list_notifications(
         }
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let records = state.engine.deps.store.list_outbox(status, None, limit)?;
+    let (records, has_more) =
+        state
+            .engine
+            .deps
+            .store
+            .outbox_page(status, None, q.starting_after.as_deref(), limit)?;
     let counts = state
         .notifier
         .send(QueueStats)
@@ -145,6 +154,7 @@ async fn list_notifications(
             dead: counts.dead,
             in_flight: counts.in_flight,
             data: records.iter().map(DeliveryView::from).collect(),
+            has_more,
         },
     ))
 }

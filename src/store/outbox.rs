@@ -184,20 +184,36 @@ impl Store {
         merchant: Option<&MerchantId>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(self.outbox_page(status, merchant, None, limit)?.0)
+    }
+
+    /// Newest first, starting after event `starting_after` (exclusive; ids sort by time),
+    /// at most `limit` records, and whether more follow.
+    pub fn outbox_page(
+        &self,
+        status: Option<OutboxStatus>,
+        merchant: Option<&MerchantId>,
+        starting_after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<OutboxRecord>, bool), StoreError> {
         let mut out = Vec::new();
-        for kv in self.inner.outbox.iter().rev() {
+        let iter = match starting_after {
+            Some(id) => self.inner.outbox.range(..id.as_bytes()),
+            None => self.inner.outbox.iter(),
+        };
+        for kv in iter.rev() {
             let r: OutboxRecord = decode(&kv?.1)?;
             if status.is_some_and(|s| s != r.status)
                 || merchant.is_some_and(|m| m != &r.merchant_id)
             {
                 continue;
             }
-            out.push(r);
-            if out.len() >= limit {
-                break;
+            if out.len() == limit {
+                return Ok((out, true));
             }
+            out.push(r);
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Number of pending records (queue depth).
