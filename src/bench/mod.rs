@@ -39,6 +39,8 @@ struct Phase {
     errors: u64,
     elapsed: Duration,
     hist: Histogram<u64>,
+    /// CPU time the whole process (load generator included) spent during the phase.
+    cpu: Duration,
 }
 
 impl Phase {
@@ -49,7 +51,7 @@ impl Phase {
     fn print(&self) {
         let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
         println!(
-            "{:<28} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} ok, {} errors, {:.1} s)",
+            "{:<28} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} ok, {} errors, {:.1} s; CPU {:.0} µs/op)",
             self.name,
             self.rate(),
             q(0.5),
@@ -57,7 +59,8 @@ impl Phase {
             q(0.999),
             self.ops,
             self.errors,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
         );
     }
 }
@@ -79,6 +82,7 @@ where
     let seq = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -112,6 +116,7 @@ where
         errors: errors.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         hist,
+        cpu: process_cpu().saturating_sub(cpu_before),
     }
 }
 
@@ -185,6 +190,22 @@ pub async fn webhook_sink(
             }
         });
     }
+}
+
+/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of
+/// 10 ms): CPU per operation varies far less than throughput on a shared machine, so it is
+/// the figure to compare when changing the code.
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn rss_mib() -> f64 {
