@@ -1,4 +1,4 @@
-//! Liveness, readiness and Prometheus metrics.
+//! Liveness, readiness, Prometheus metrics and the merchant API's OpenAPI document.
 
 use actix_web::{web, HttpResponse};
 
@@ -8,7 +8,18 @@ use crate::telemetry::metrics;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(prometheus));
+        .route("/metrics", web::get().to(prometheus))
+        .route("/openapi.json", web::get().to(openapi));
+}
+
+/// The merchant API's OpenAPI 3.0.3 document (`docs/openapi.json`, kept true by
+/// `tests/openapi.rs`), served as is and without authentication.
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 async fn healthz() -> HttpResponse {
