@@ -100,6 +100,14 @@ async fn a_merchant_refunds_a_late_payment_and_the_order_stays_closed() {
     assert_eq!(o["amount_refunded"], 700);
     assert_eq!(o["amount_refundable"], 0);
     assert_eq!(count(&events_of(&app, &id), "refund.succeeded"), 1);
+    // Statistics account for the money apart from paid orders: no paid order, no success.
+    let stats = app.get("/v1/stats?group_by=currency").await;
+    assert_eq!(stats.status, 200, "{}", stats.text);
+    let g = &stats.body["groups"][0];
+    assert_eq!(g["paid_count"], 0, "{g}");
+    assert_eq!(g["amounts"]["CNY"]["paid"], 0, "{g}");
+    assert_eq!(g["amounts"]["CNY"]["late_paid"], 700, "{g}");
+    assert_eq!(g["amounts"]["CNY"]["late_refunded"], 700, "{g}");
 
     // Nothing is left to refund.
     let again = app

@@ -52,10 +52,13 @@ async fn operator_views_stats_and_metrics_after_a_lifecycle() {
     assert_eq!(cny["paid_count"], 1);
     assert_eq!(
         cny["amounts"]["CNY"],
-        json!({"paid": 1000, "refunded": 300})
+        json!({"paid": 1000, "refunded": 300, "late_paid": 0, "late_refunded": 0})
     );
     let usd = groups.iter().find(|g| g["key"] == "USD").unwrap();
-    assert_eq!(usd["amounts"]["USD"], json!({"paid": 500, "refunded": 0}));
+    assert_eq!(
+        usd["amounts"]["USD"],
+        json!({"paid": 500, "refunded": 0, "late_paid": 0, "late_refunded": 0})
+    );
     assert!(
         usd["amounts"].get("CNY").is_none(),
         "currencies are never mixed"
@@ -109,7 +112,7 @@ async fn operator_views_stats_and_metrics_after_a_lifecycle() {
     assert_eq!(
         own.body["groups"],
         json!([{"key": "other", "order_count": 1, "paid_count": 0, "success_rate": 0.0,
-        "amounts": {"CNY": {"paid": 0, "refunded": 0}}}]),
+        "amounts": {"CNY": {"paid": 0, "refunded": 0, "late_paid": 0, "late_refunded": 0}}}]),
         "{}",
         own.text
     );

@@ -23,8 +23,14 @@ struct StatsQuery {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Amounts {
+    /// Amounts of paid orders (and what was refunded of them).
     pub paid: i64,
     pub refunded: i64,
+    /// Money that arrived for orders already closed or failed (`late_payments`), and what
+    /// was refunded of it: kept apart so `paid` and the success rate stay about orders
+    /// that were paid, while every amount that moved is still accounted for.
+    pub late_paid: i64,
+    pub late_refunded: i64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -112,6 +118,15 @@ fn compute(
             g.paid_count += 1;
             a.paid += o.spec.amount.minor();
             a.refunded += o.amount_refunded();
+        } else if !o.late_payments().is_empty() {
+            let currency = o.spec.amount.currency();
+            a.late_paid += o
+                .late_payments()
+                .iter()
+                .filter(|p| p.amount.currency() == currency)
+                .map(|p| p.amount.minor())
+                .sum::<i64>();
+            a.late_refunded += o.amount_refunded();
         }
     }
     let groups = groups
