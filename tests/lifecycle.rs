@@ -301,7 +301,7 @@ async fn wrong_amount_is_an_anomaly_not_a_payment() {
 }
 
 #[actix_web::test]
-async fn refund_callback_for_unknown_refund_is_rejected() {
+async fn refund_callbacks_for_refunds_paygate_did_not_make_are_acknowledged_and_alerted() {
     let app = spawn_app().await;
     let id = app.paid_order("rfu-1", 100).await;
     let cb = json!({
@@ -311,9 +311,37 @@ async fn refund_callback_for_unknown_refund_is_rejected() {
         "refund_no": "R1",
         "amount": 100,
     });
-    let r = send_callback(&app, &cb, SANDBOX_KEY).await;
+    let before = app.order(&id).await;
+    // Refunds made outside paygate (the provider's portal): acknowledged, since retries
+    // cannot change them, nothing applied, and operators told once however often it comes.
+    for cb in [cb.clone(), cb, {
+        let mut other = payment_cb(&id, 100, "x");
+        other["event"] = json!("refund.succeeded");
+        other["out_refund_no"] = json!("PORTAL-REFUND-77");
+        other["refund_no"] = json!("R2");
+        other
+    }] {
+        let r = send_callback(&app, &cb, SANDBOX_KEY).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["code"], "SUCCESS");
+    }
+    assert_eq!(app.order(&id).await, before, "nothing applied");
+    let alerts = app.engine.deps.store.alerts().unwrap();
+    let unknown: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == "unknown_refund" && a.order_id.as_deref() == Some(id.as_str()))
+        .collect();
+    assert_eq!(unknown.len(), 2, "one per unknown refund: {unknown:?}");
+    // A refund notification naming no trade of ours is still refused.
+    let stray = json!({
+        "event": "refund.succeeded",
+        "out_trade_no": "0000000000ZZZZZZZZZZZZZZ",
+        "out_refund_no": "PORTAL-REFUND-78",
+        "refund_no": "R3",
+        "amount": 100,
+    });
+    let r = send_callback(&app, &stray, SANDBOX_KEY).await;
     assert_eq!(r.status, 500, "{}", r.text);
-    assert_eq!(app.order(&id).await["status"], "paid");
 }
 
 #[actix_web::test]

@@ -89,12 +89,15 @@ async fn callback(
             refund_ref,
             order_ref,
             ..
-        } => match RefundId::from_provider_ref(refund_ref) {
-            Ok(rid) => store.order_of_refund(&rid).ok().flatten(),
-            Err(_) => order_ref
-                .as_deref()
-                .and_then(|r| OrderId::from_provider_ref(r).ok()),
-        },
+        } => RefundId::from_provider_ref(refund_ref)
+            .ok()
+            .and_then(|rid| store.order_of_refund(&rid).ok().flatten())
+            // A refund paygate did not make still names its trade.
+            .or_else(|| {
+                order_ref
+                    .as_deref()
+                    .and_then(|r| OrderId::from_provider_ref(r).ok())
+            }),
     };
     let order = order_id.and_then(|id| store.get_order(&id).ok().flatten());
     let Some(order) = order.filter(|o| o.spec.channel == ch.name) else {
@@ -121,6 +124,10 @@ async fn callback(
         state.risk.callback_mismatch(store, name, &order, &m);
         return reject(connector, name, m.kind, &m.to_string());
     }
+    let refund_ref = match &notification {
+        Notification::Refund { refund_ref, .. } => Some(refund_ref.clone()),
+        Notification::Payment { .. } => None,
+    };
     match state
         .engine
         .send(&order.id, Command::Notify(Box::new(notification)))
@@ -132,12 +139,18 @@ async fn callback(
                 .inc();
             ack_response(connector.ack(Ok(())))
         }
-        Err(EngineError::NotFound) => reject(
-            connector,
-            name,
-            "unknown_refund",
-            "no such refund on this order",
-        ),
+        Err(EngineError::NotFound) => {
+            // The order is ours (and the notification fits it) but the refund is not: one
+            // made outside paygate. Retries cannot fix that, so it is acknowledged and
+            // operators are told once.
+            if let Some(r) = refund_ref {
+                state.risk.callback_unknown_refund(store, name, &order, &r);
+            }
+            metrics::CALLBACKS
+                .with_label_values(&[name, "unknown_refund"])
+                .inc();
+            ack_response(connector.ack(Ok(())))
+        }
         Err(e) => {
             tracing::error!(error = %e, "callback could not be applied; provider will retry");
             metrics::CALLBACKS

@@ -391,12 +391,55 @@ impl RiskEngine {
         order: &Order,
         m: &crate::connectors::Mismatch,
     ) {
+        self.callback_fact(
+            store,
+            channel,
+            order,
+            m.kind,
+            &m.detail,
+            format!("callback on channel {channel} refused: {}", m.detail),
+        );
+    }
+
+    /// A signed refund notification for a refund paygate did not make (one made in the
+    /// provider's merchant portal, say): acknowledged, since the provider's retries could
+    /// not change that, and raised once for operators, who reconcile it by hand.
+    pub fn callback_unknown_refund(
+        &self,
+        store: &Store,
+        channel: &str,
+        order: &Order,
+        refund_ref: &str,
+    ) {
+        self.callback_fact(
+            store,
+            channel,
+            order,
+            "unknown_refund",
+            refund_ref,
+            format!(
+                "channel {channel} reported refund {refund_ref} of this order, which paygate did not make; acknowledged"
+            ),
+        );
+    }
+
+    /// One alert per (channel, kind, fact, order): its id is derived from them, so a
+    /// provider repeating the notification adds nothing.
+    fn callback_fact(
+        &self,
+        store: &Store,
+        channel: &str,
+        order: &Order,
+        kind: &'static str,
+        fact: &str,
+        detail: String,
+    ) {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("{channel}\n{}\n{}", m.kind, m.detail));
+        let digest = Sha256::digest(format!("{channel}\n{kind}\n{fact}"));
         let a = Alert {
-            id: format!("alr_{}_{}_{}", m.kind, order.id, hex::encode(&digest[..8])),
-            kind: m.kind.to_string(),
-            detail: format!("callback on channel {channel} refused: {}", m.detail),
+            id: format!("alr_{kind}_{}_{}", order.id, hex::encode(&digest[..8])),
+            kind: kind.to_string(),
+            detail,
             source: None,
             order_id: Some(order.id.to_string()),
             at: self.clock.now(),

@@ -85,7 +85,8 @@ pub static PROVIDER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel", "operation", "kind"],
     )
 });
-/// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted` or a rejection reason.
+/// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted`, `unknown_refund` (a
+/// refund paygate did not make, acknowledged and alerted) or a rejection reason.
 pub static CALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "paygate_callbacks_total",
