@@ -354,3 +354,44 @@ async fn concurrent_commands_for_one_order_activate_exactly_one_actor() {
     let stats = app.engine.deps.channel(&sandbox).unwrap().stats();
     assert_eq!(stats.live_actors, 1, "{stats:?}");
 }
+
+/// A merchant may ship on what `GET` shows, so it shows only what is on disk: while the
+/// flush of a payment is held (a stalled disk), the order is not shown as paid; once the
+/// flush completes it is.
+#[actix_web::test]
+async fn reads_wait_for_the_flush_of_what_they_show() {
+    let app = spawn_app().await;
+    let id = app.pending_order("settled-1", 100).await;
+    let store = app.engine.deps.store.clone();
+    store.pause_flushes(true);
+    let (http, base, pid) = (app.http.clone(), app.base.clone(), id.clone());
+    let pay = tokio::spawn(async move {
+        http.post(format!("{base}/sandbox/pay/{pid}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    // The payment is applied (visible inside the store) but not yet flushed.
+    let oid = paygate::domain::OrderId::parse(&id).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.get_order(&oid).unwrap().unwrap().status() != paygate::domain::OrderStatus::Paid {
+        assert!(Instant::now() < deadline, "the payment never applied");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let early = app
+        .http
+        .get(format!("{}/v1/orders/{id}", app.base))
+        .bearer_auth(DEMO_KEY)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        early.is_err(),
+        "GET answered while the payment was not on disk: {:?}",
+        early.map(|r| r.status())
+    );
+    store.pause_flushes(false);
+    assert_eq!(app.order(&id).await["status"], "paid");
+    assert_eq!(pay.await.unwrap().unwrap(), 200);
+}

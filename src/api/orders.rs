@@ -302,7 +302,10 @@ async fn retry_or_duplicate(
     spec: &OrderSpec,
 ) -> Result<(StatusCode, Vec<u8>), ApiError> {
     let duplicate = || EngineError::DuplicateOrder(existing.to_string()).into();
-    let Some(prior) = state.engine.deps.store.get_order(&existing)? else {
+    let store = &state.engine.deps.store;
+    // A "duplicate" answer must not be about an order a crash could still take back.
+    store.settled().await?;
+    let Some(prior) = store.get_order(&existing)? else {
         return Err(duplicate());
     };
     let p = &prior.spec;
@@ -335,6 +338,8 @@ async fn get_order(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let o = owned_order(&state, &auth, &id)?;
+    // What was read is on disk before it is shown (a merchant may ship on it).
+    state.engine.deps.store.settled().await?;
     Ok(json_response(StatusCode::OK, &OrderView::from(&o)))
 }
 
@@ -382,6 +387,7 @@ async fn list_orders(
             Some(id) => store.get_order(&id)?.iter().map(OrderView::from).collect(),
             None => Vec::new(),
         };
+        store.settled().await?;
         return Ok(json_response(
             StatusCode::OK,
             &ListView {
@@ -413,6 +419,7 @@ async fn list_orders(
         })
         .transpose()?;
     let (orders, has_more) = store.list_orders(&auth.0.id, after.as_ref(), limit)?;
+    store.settled().await?;
     Ok(json_response(
         StatusCode::OK,
         &ListView {

@@ -83,6 +83,7 @@ pub(super) async fn get_refund(
         Some(oid) => store.get_order(&oid)?,
         None => None,
     };
+    store.settled().await?;
     match order {
         Some(o) if o.spec.merchant_id == auth.0.id => {
             let r = o

@@ -26,6 +26,8 @@ pub struct GroupCommit {
     /// Flush count and summed batch size, for metrics.
     pub flushes: AtomicU64,
     pub flushed_writes: AtomicU64,
+    /// Test hook: while set, the flusher waits before flushing (a slow disk).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl GroupCommit {
@@ -39,6 +41,7 @@ impl GroupCommit {
             flushed: tx,
             flushes: AtomicU64::new(0),
             flushed_writes: AtomicU64::new(0),
+            paused: std::sync::atomic::AtomicBool::new(false),
         });
         let me = gc.clone();
         std::thread::Builder::new()
@@ -64,6 +67,9 @@ impl GroupCommit {
                 // do) into fewer, larger ones.
                 if !self.delay.is_zero() {
                     std::thread::sleep(self.delay);
+                }
+                while self.paused.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
                 let target = self.tickets.load(Ordering::Acquire);
                 if target <= done {
@@ -91,6 +97,34 @@ impl GroupCommit {
                 }
             }
         });
+    }
+
+    /// Waits until every write that has taken a ticket so far is on disk, without taking
+    /// one: a reader calls it after reading, so what it read is durable before it answers
+    /// (no flush is started when nothing is pending). A write is visible a moment before
+    /// its writer takes its ticket (the same thread, right after applying), so that moment
+    /// is the only window in which a reader can still see a write a crash then loses.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        let target = self.tickets.load(Ordering::Acquire);
+        let mut rx = self.flushed.subscribe();
+        let f = rx
+            .wait_for(|f| f.upto >= target || f.failed_upto >= target)
+            .await
+            .map_err(|_| StoreError::Flush("flusher stopped".into()))?
+            .clone();
+        if f.upto >= target {
+            Ok(())
+        } else {
+            Err(StoreError::Flush(f.error.unwrap_or_default()))
+        }
+    }
+
+    /// Test hook: holds (or releases) every flush, as a stalled disk would.
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            self.wake.notify_one();
+        }
     }
 
     /// Waits until every write this thread applied before calling is on disk.

@@ -150,6 +150,18 @@ impl Store {
         self.inner.commit.durable().await
     }
 
+    /// For readers: waits until the writes already committed (and so possibly just read)
+    /// are flushed, so an answer never shows a state a crash could still take back. Free
+    /// when nothing is pending.
+    pub async fn settled(&self) -> Result<(), StoreError> {
+        self.inner.commit.settled().await
+    }
+
+    /// Test hook: holds every flush while `paused` (a stalled disk).
+    pub fn pause_flushes(&self, paused: bool) {
+        self.inner.commit.pause(paused)
+    }
+
     /// (flushes, writes covered) since start, to show how well writes are batched.
     pub fn flush_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
