@@ -322,7 +322,7 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         for (var, raw) in env {
             if let Some(path) = var.strip_prefix("PAYGATE__") {
-                apply_override(&mut value, &var, path, &raw)?;
+                env::apply_override(&mut value, &var, path, &raw)?;
             }
         }
         let cfg: Config = value
@@ -479,78 +479,12 @@ fn check_http_url(field: &str, v: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Sets `a__b__0__c` inside `root`, creating tables as needed. Values that parse as TOML
-/// scalars (integers, booleans, floats) keep that type; anything else is a string.
-fn apply_override(
-    root: &mut toml::Value,
-    var: &str,
-    path: &str,
-    raw: &str,
-) -> Result<(), ConfigError> {
-    let err = |reason: &str| ConfigError::Env {
-        var: var.to_string(),
-        reason: reason.to_string(),
-    };
-    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(err("empty path segment"));
-    }
-    let value = parse_scalar(raw);
-    let mut cur = root;
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        cur = match cur {
-            toml::Value::Table(t) => {
-                if last {
-                    t.insert(part.clone(), value);
-                    return Ok(());
-                }
-                t.entry(part.clone())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            }
-            toml::Value::Array(a) => {
-                let idx: usize = part
-                    .parse()
-                    .map_err(|_| err("array segments must be indexes"))?;
-                let slot = a
-                    .get_mut(idx)
-                    .ok_or_else(|| err("array index out of range"))?;
-                if last {
-                    *slot = value;
-                    return Ok(());
-                }
-                slot
-            }
-            _ => return Err(err("path goes through a value that is not a table")),
-        };
-    }
-    Ok(())
-}
-
-fn parse_scalar(raw: &str) -> toml::Value {
-    if raw.starts_with('[') {
-        if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-            if let Some(v) = t.get("v") {
-                return v.clone();
-            }
-        }
-    }
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match raw {
-        "true" => return toml::Value::Boolean(true),
-        "false" => return toml::Value::Boolean(false),
-        _ => {}
-    }
-    toml::Value::String(raw.to_string())
-}
-
 /// Hex SHA-256 of a token, as stored in config for API keys and the admin token.
 pub fn sha256_hex(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+mod env;
 #[cfg(test)]
 mod tests;
