@@ -117,6 +117,7 @@ fn config(schedule_secs: &[u64], timeout_ms: u64, global: usize, per: usize) -> 
         timeout_ms,
         global_concurrency: global,
         per_merchant_concurrency: per,
+        retain_delivered_days: 30,
     }
 }
 

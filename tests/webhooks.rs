@@ -291,3 +291,31 @@ async fn the_notification_list_pages_with_a_cursor() {
     sorted.dedup();
     assert_eq!(sorted.len(), 5);
 }
+
+/// Delivered events are kept for `retain_delivered_days`, then removed so the outbox does
+/// not grow with every event ever sent; pending and dead events are never removed.
+#[actix_web::test]
+async fn delivered_events_past_retention_are_purged_and_nothing_else() {
+    let app = spawn_app_with(&[("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[10]")]).await;
+    let ok_hook = spawn_hook(0);
+    let delivered = paid_with_hook(&app, &ok_hook, "wh-keep-1").await;
+    let got = ok_hook.wait_ok(1).await;
+    let event_id = got[0].event_id.clone();
+    delivered_event(&app, &event_id).await;
+    // An event for an endpoint that always fails stays pending (then dead).
+    let failing = spawn_hook(usize::MAX);
+    paid_with_hook(&app, &failing, "wh-keep-2").await;
+    let store = &app.engine.deps.store;
+    let now = app.engine.deps.clock.now();
+    // Within retention nothing goes.
+    assert_eq!(store.purge_delivered(now - 86_400_000).unwrap(), 0);
+    assert_eq!(store.list_outbox(None, None, 100).unwrap().len(), 2);
+    // Past it, only the delivered event goes.
+    assert_eq!(store.purge_delivered(now + 1).unwrap(), 1);
+    let left = store.list_outbox(None, None, 100).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].status, paygate::store::OutboxStatus::Delivered);
+    let gone = app.get(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    assert_eq!(app.order(&delivered).await["status"], "paid", "orders stay");
+}

@@ -117,7 +117,12 @@ struct Shared {
     merchants: HashMap<MerchantId, MerchantHooks>,
     schedule_ms: Vec<u64>,
     timeout: Duration,
+    /// Delivered events older than this are purged; None keeps them.
+    retain_delivered_ms: Option<i64>,
 }
+
+/// How often delivered events past their retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct NotifierActor {
     shared: Arc<Shared>,
@@ -201,6 +206,8 @@ impl NotifierActor {
                 merchants: hooks,
                 schedule_ms: cfg.schedule_secs.iter().map(|s| s * 1000).collect(),
                 timeout,
+                retain_delivered_ms: (cfg.retain_delivered_days > 0)
+                    .then(|| cfg.retain_delivered_days as i64 * 86_400_000),
             }),
             global: Arc::new(Semaphore::new(cfg.global_concurrency)),
             per_merchant: HashMap::new(),
@@ -250,6 +257,27 @@ impl Actor for NotifierActor {
             "notifier started; resuming pending webhooks"
         );
         self.request_scan(ctx);
+        self.purge_delivered();
+        ctx.run_interval(PURGE_EVERY, |act, _| act.purge_delivered());
+    }
+}
+
+impl NotifierActor {
+    /// Removes delivered events past their retention, off this actor's thread (it walks
+    /// the whole outbox).
+    fn purge_delivered(&self) {
+        let Some(retain) = self.shared.retain_delivered_ms else {
+            return;
+        };
+        let (store, before) = (self.shared.store.clone(), self.shared.clock.now() - retain);
+        actix_rt::task::spawn_blocking(move || match store.purge_delivered(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                purged = n,
+                "notifier: delivered webhooks past retention removed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "notifier: purging delivered webhooks failed"),
+        });
     }
 }
 

@@ -229,6 +229,9 @@ pub struct NotifierConfig {
     pub timeout_ms: u64,
     pub global_concurrency: usize,
     pub per_merchant_concurrency: usize,
+    /// Delivered events are kept this many days (readable at `/v1/events/{id}`, listed to
+    /// operators), then removed; 0 keeps them for ever. Pending and dead events are kept.
+    pub retain_delivered_days: u64,
 }
 
 impl Default for NotifierConfig {
@@ -240,6 +243,7 @@ impl Default for NotifierConfig {
             timeout_ms: 10_000,
             global_concurrency: 256,
             per_merchant_concurrency: 16,
+            retain_delivered_days: 30,
         }
     }
 }

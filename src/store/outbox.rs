@@ -216,6 +216,30 @@ impl Store {
         Ok((out, false))
     }
 
+    /// Removes delivered records delivered before `before` (retention): the outbox would
+    /// otherwise grow with every event ever sent. A record is removed only if it is still
+    /// the delivered one that was read (compare-and-swap), so a replay that made it pending
+    /// again in the meantime keeps it. Pending and dead records are never removed here.
+    pub fn purge_delivered(&self, before: Millis) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.inner.outbox.iter() {
+            let (k, v) = kv?;
+            let r: OutboxRecord = decode(&v)?;
+            if r.status != OutboxStatus::Delivered || r.delivered_at.map_or(true, |t| t >= before) {
+                continue;
+            }
+            if self
+                .inner
+                .outbox
+                .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Number of pending records (queue depth).
     pub fn outbox_pending(&self) -> usize {
         self.inner.outbox_due.len()
