@@ -56,6 +56,7 @@ mod tree {
     pub const RISK_DAILY: &str = "risk_daily";
     pub const ALERTS: &str = "alerts";
     pub const ANOMALY_ACKS: &str = "anomaly_acks";
+    pub const ANOMALOUS_ORDERS: &str = "anomalous_orders";
 }
 
 #[derive(Clone)]
@@ -78,6 +79,10 @@ struct Inner {
     risk_daily: sled::Tree,
     alerts: sled::Tree,
     anomaly_acks: sled::Tree,
+    /// Ids of orders with at least one anomaly (anomalies are never removed from an
+    /// order; acknowledgements live in `anomaly_acks`), so operators' anomaly views read
+    /// these orders instead of scanning them all.
+    anomalous_orders: sled::Tree,
     commit: Arc<GroupCommit>,
     /// Fault injection ([`Store::fail_next_commits`]).
     fail_commits: std::sync::atomic::AtomicU32,
@@ -115,6 +120,7 @@ impl Store {
             risk_daily: t(tree::RISK_DAILY)?,
             alerts: t(tree::ALERTS)?,
             anomaly_acks: t(tree::ANOMALY_ACKS)?,
+            anomalous_orders: t(tree::ANOMALOUS_ORDERS)?,
             commit: GroupCommit::start(db.clone(), group_commit_delay),
             fail_commits: std::sync::atomic::AtomicU32::new(0),
             db,

@@ -166,8 +166,8 @@ struct AnomalyQuery {
     all: Option<bool>,
 }
 
-/// Order anomalies (a full scan of orders: an operator request, not a hot path) and
-/// operator alerts, newest first.
+/// Order anomalies (read through the store's index of anomalous orders, so the console's
+/// polling does not scan every order) and operator alerts, newest first.
 pub async fn anomalies(
     state: web::Data<AppState>,
     _: Admin,
@@ -178,11 +178,9 @@ pub async fn anomalies(
         .into_inner();
     let store = &state.engine.deps.store;
     let mut rows = Vec::new();
-    for o in store.scan_orders() {
+    for o in store.anomalous_orders() {
         let o = o?;
-        if !o.anomalies().is_empty() {
-            rows.extend(order_rows(&o, &store.order_anomaly_acks(&o.id)?));
-        }
+        rows.extend(order_rows(&o, &store.order_anomaly_acks(&o.id)?));
     }
     for a in store.alerts()? {
         rows.push(AnomalyRow {

@@ -118,11 +118,16 @@ impl Store {
             &i.outbox,
             &i.outbox_due,
             &i.timers,
+            &i.anomalous_orders,
         ];
+        let anomalous = !order.anomalies().is_empty();
         let res = trees[..].transaction(|t| {
             let (orders, events_t, m_orders, m_list, refunds, m_refunds, ob, ob_due, timers) = (
                 &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8],
             );
+            if anomalous {
+                t[9].insert(id.as_bytes(), &[])?;
+            }
             let current = match orders.get(id)? {
                 Some(b) => Some(decode::<StoredOrder>(&b).map_err(lift)?),
                 None => None,
@@ -353,11 +358,20 @@ impl Store {
     }
 
     /// Every stored order, in id (creation) order. For statistics and recovery scans.
-    pub fn scan_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
-        self.inner.orders.iter().map(|kv| {
-            kv.map_err(StoreError::from)
-                .and_then(|(_, v)| decode::<StoredOrder>(&v))
-                .map(|r| r.order)
+    /// The orders that have anomalies, newest first (ids sort by creation time).
+    pub fn anomalous_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
+        self.inner.anomalous_orders.iter().rev().filter_map(|kv| {
+            let id = match kv {
+                Ok((k, _)) => k,
+                Err(e) => return Some(Err(e.into())),
+            };
+            self.inner
+                .orders
+                .get(&id)
+                .map_err(StoreError::from)
+                .and_then(|v| v.map(|b| decode::<StoredOrder>(&b)).transpose())
+                .map(|r| r.map(|r| r.order))
+                .transpose()
         })
     }
 }

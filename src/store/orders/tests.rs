@@ -156,3 +156,33 @@ async fn concurrent_writers_share_flushes() {
     assert!(flushes < 200, "{flushes} flushes for 200 writes");
     assert_eq!(s.order_count(), 200);
 }
+
+#[tokio::test]
+async fn the_anomaly_index_holds_exactly_the_orders_with_anomalies() {
+    let (_d, s) = temp_store();
+    let plain = new_order("N1", 1000);
+    s.commit(&create(&plain)).await.unwrap();
+    let odd = new_order("N2", 1001);
+    s.commit(&create(&odd)).await.unwrap();
+    // A wrong amount reported for `odd` (still `created`) is an anomaly, not a payment.
+    let ev = OrderEvent::PaymentReported {
+        amount: Money::new(99, Currency::Cny).unwrap(),
+        provider_transaction_id: "T9".into(),
+        paid_at: 1002,
+    };
+    let Applied::Changed { order, .. } = odd.apply(&ev, 1002).unwrap() else {
+        panic!("an anomaly is a change");
+    };
+    assert_eq!(order.anomalies().len(), 1);
+    s.commit(&OrderWrite {
+        order: (*order).clone(),
+        prev_version: odd.version(),
+        events: vec![],
+        outbox: vec![],
+        wake: Wake::Keep,
+    })
+    .await
+    .unwrap();
+    let listed: Vec<OrderId> = s.anomalous_orders().map(|o| o.unwrap().id).collect();
+    assert_eq!(listed, vec![odd.id.clone()]);
+}
