@@ -112,16 +112,7 @@ async fn every_alipay_method_goes_from_create_to_refunded() {
             .await;
         assert_eq!(v.status, 200, "{}", v.text);
         assert_eq!(v.body["order"]["status"], "refunded");
-        let events: Vec<String> = app
-            .engine
-            .deps
-            .store
-            .list_outbox(None, None, 1000)
-            .unwrap()
-            .into_iter()
-            .filter(|r| r.order_id.as_str() == id)
-            .map(|r| r.event_type)
-            .collect();
+        let events = app.events_of(&id);
         assert_eq!(events.iter().filter(|e| *e == "order.paid").count(), 1);
         assert_eq!(
             events.iter().filter(|e| *e == "refund.succeeded").count(),

@@ -10,15 +10,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn events_of(app: &TestApp, order_id: &str) -> Vec<String> {
-    app.engine
-        .deps
-        .store
-        .list_outbox(None, None, 1000)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.order_id.as_str() == order_id)
-        .map(|r| r.event_type)
-        .collect()
+    app.events_of(order_id)
 }
 
 fn count(events: &[String], ty: &str) -> usize {

@@ -10,14 +10,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn events_of(app: &TestApp, order_id: &str) -> Vec<String> {
-    let store = &app.engine.deps.store;
-    store
-        .list_outbox(None, None, 1000)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.order_id.as_str() == order_id)
-        .map(|r| r.event_type)
-        .collect()
+    app.events_of(order_id)
 }
 
 async fn send_callback(app: &TestApp, body: &Value, key: &str) -> Resp {

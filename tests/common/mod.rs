@@ -219,6 +219,19 @@ impl TestApp {
         Self::read(r.body(bytes).send().await.unwrap()).await
     }
 
+    /// The webhook event types written to the outbox for one order (newest first).
+    pub fn events_of(&self, order_id: &str) -> Vec<String> {
+        self.engine
+            .deps
+            .store
+            .list_outbox(None, None, 10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.order_id.as_str() == order_id)
+            .map(|r| r.event_type)
+            .collect()
+    }
+
     /// Sets the sandbox provider's fault injection (`fail_next`, `lose_next`,
     /// `delay_next_ms`, `ignore_next_close`; see `simulator::sandbox`).
     pub async fn sandbox_faults(&self, faults: Value) {
