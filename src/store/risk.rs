@@ -219,7 +219,44 @@ impl Store {
             .range(order_key_at(from)..)
             .map(|kv| {
                 kv.map_err(StoreError::from)
-                    .and_then(|(_, v)| decode::<Order>(&v))
+                    .and_then(|(_, v)| decode::<super::orders::StoredOrder>(&v))
+                    .map(|r| r.order)
+            })
+            .filter(move |o| {
+                o.as_ref()
+                    .map(|o| o.created_at >= from && o.created_at < to)
+                    .unwrap_or(true)
+            })
+    }
+
+    /// One merchant's orders created in `[from, to)`, through the merchant's own index
+    /// (`merchant ‖ id`), so a merchant's statistics read only that merchant's orders.
+    pub fn merchant_orders_between(
+        &self,
+        merchant: &crate::domain::MerchantId,
+        from: Millis,
+        to: Millis,
+    ) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
+        let m = merchant.as_str();
+        let mut lo = m.as_bytes().to_vec();
+        lo.push(0);
+        lo.extend_from_slice(&order_key_at(from));
+        let mut hi = m.as_bytes().to_vec();
+        hi.push(1);
+        let skip = m.len() + 1;
+        self.inner
+            .merchant_list
+            .range(lo..hi)
+            .filter_map(move |kv| {
+                let k = match kv {
+                    Ok((k, _)) => k,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let id = match OrderId::parse(std::str::from_utf8(&k[skip..]).unwrap_or("")) {
+                    Ok(id) => id,
+                    Err(e) => return Some(Err(StoreError::Codec(e.to_string()))),
+                };
+                self.get_order(&id).transpose()
             })
             .filter(move |o| {
                 o.as_ref()

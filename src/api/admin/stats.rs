@@ -99,11 +99,13 @@ fn compute(
         _ => day_of(o.created_at),
     };
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for o in state.engine.deps.store.orders_between(from, to) {
+    let store = &state.engine.deps.store;
+    let orders: Box<dyn Iterator<Item = _>> = match merchant {
+        Some(m) => Box::new(store.merchant_orders_between(m, from, to)),
+        None => Box::new(store.orders_between(from, to)),
+    };
+    for o in orders {
         let o = o?;
-        if merchant.is_some_and(|m| *m != o.spec.merchant_id) {
-            continue;
-        }
         let k = key(&o);
         let g = groups.entry(k.clone()).or_insert_with(|| Group {
             key: k,

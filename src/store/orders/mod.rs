@@ -28,9 +28,9 @@ pub struct StoredEvent {
 /// The `orders` record: the snapshot plus the order's pending wake-up time, kept together
 /// so moving a timer needs no second per-order record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredOrder {
-    order: Order,
-    wake: Option<Millis>,
+pub(super) struct StoredOrder {
+    pub(super) order: Order,
+    pub(super) wake: Option<Millis>,
 }
 
 /// What to do with the order's wake-up timer.
