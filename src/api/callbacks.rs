@@ -114,20 +114,18 @@ async fn callback(
     // Signed is not enough: the notification must also fit this order (its app and
     // merchant ids, references, amounts). A mismatch changes nothing; the provider is told
     // to retry (it may be a key shared with another app) and operators hear of it once.
-    let refund = match &notification {
-        Notification::Refund { refund_ref, .. } => RefundId::from_provider_ref(refund_ref)
-            .ok()
-            .and_then(|rid| order.refund(&rid)),
-        Notification::Payment { .. } => None,
-    };
-    if let Err(m) = connector.check_notification(&raw, &notification, &order, refund) {
-        state.risk.callback_mismatch(store, name, &order, &m);
-        return reject(connector, name, m.kind, &m.to_string());
-    }
     let refund_ref = match &notification {
         Notification::Refund { refund_ref, .. } => Some(refund_ref.clone()),
         Notification::Payment { .. } => None,
     };
+    let refund = refund_ref
+        .as_deref()
+        .and_then(|r| RefundId::from_provider_ref(r).ok())
+        .and_then(|rid| order.refund(&rid));
+    if let Err(m) = connector.check_notification(&raw, &notification, &order, refund) {
+        state.risk.callback_mismatch(store, name, &order, &m);
+        return reject(connector, name, m.kind, &m.to_string());
+    }
     match state
         .engine
         .send(&order.id, Command::Notify(Box::new(notification)))

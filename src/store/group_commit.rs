@@ -105,14 +105,19 @@ impl GroupCommit {
     /// its writer takes its ticket (the same thread, right after applying), so that moment
     /// is the only window in which a reader can still see a write a crash then loses.
     pub async fn settled(&self) -> Result<(), StoreError> {
+        let rx = self.flushed.subscribe();
         let target = self.tickets.load(Ordering::Acquire);
-        let mut rx = self.flushed.subscribe();
+        Self::flushed_upto(rx, target).await
+    }
+
+    /// Waits until the flush covering `ticket` has finished; its error if it failed.
+    async fn flushed_upto(mut rx: watch::Receiver<Flushed>, ticket: u64) -> Result<(), StoreError> {
         let f = rx
-            .wait_for(|f| f.upto >= target || f.failed_upto >= target)
+            .wait_for(|f| f.upto >= ticket || f.failed_upto >= ticket)
             .await
             .map_err(|_| StoreError::Flush("flusher stopped".into()))?
             .clone();
-        if f.upto >= target {
+        if f.upto >= ticket {
             Ok(())
         } else {
             Err(StoreError::Flush(f.error.unwrap_or_default()))
@@ -129,18 +134,9 @@ impl GroupCommit {
 
     /// Waits until every write this thread applied before calling is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
-        let mut rx = self.flushed.subscribe();
+        let rx = self.flushed.subscribe();
         let ticket = self.tickets.fetch_add(1, Ordering::AcqRel) + 1;
         self.wake.notify_one();
-        let f = rx
-            .wait_for(|f| f.upto >= ticket || f.failed_upto >= ticket)
-            .await
-            .map_err(|_| StoreError::Flush("flusher stopped".into()))?
-            .clone();
-        if f.upto >= ticket {
-            Ok(())
-        } else {
-            Err(StoreError::Flush(f.error.unwrap_or_default()))
-        }
+        Self::flushed_upto(rx, ticket).await
     }
 }
