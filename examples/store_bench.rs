@@ -75,13 +75,15 @@ fn main() {
         }
     });
     let el = t.elapsed().as_secs_f64();
-    let (flushes, writes) = store.flush_stats();
+    let (flushes, writes, batches) = store.flush_stats();
     println!(
-        "{} commits in {:.2}s = {:.0}/s; {} flushes ({:.1} writes/flush)",
+        "{} commits in {:.2}s = {:.0}/s; {} flushes ({:.1} writes/flush); {} transactions ({:.1} writes each)",
         n_tasks * per,
         el,
         (n_tasks * per) as f64 / el,
         flushes,
-        writes as f64 / flushes as f64
+        writes as f64 / flushes as f64,
+        batches,
+        writes as f64 / batches.max(1) as f64
     );
 }

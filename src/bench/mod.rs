@@ -394,10 +394,13 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         println!("  (events/s follows the lifecycle's production rate: the notifier kept up when all events arrived; the lag is measured from the start of the payer's pay call)");
         let writes = flushes_after.1 - flushes_before.1;
         let flushes = (flushes_after.0 - flushes_before.0).max(1);
+        let transactions = (flushes_after.2 - flushes_before.2).max(1);
         println!(
-            "create-order vs HTTP ceiling: {:.0}%   group commit during create: {} writes in {} flushes ({:.1} writes/flush)",
+            "create-order vs HTTP ceiling: {:.0}%   group commit during create: {} writes in {} transactions ({:.1} writes each) and {} flushes ({:.1} writes/flush)",
             100.0 * create.rate() / health.rate(),
             writes,
+            transactions,
+            writes as f64 / transactions as f64,
             flushes,
             writes as f64 / flushes as f64
         );

@@ -8,6 +8,7 @@ mod idempotency;
 mod orders;
 mod outbox;
 mod risk;
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use outbox::{OutboxRecord, OutboxStatus};
 pub use risk::{Alert, CapExceeded, DailyReservation, DailyUsage};
 
 use group_commit::GroupCommit;
+use writer::Writer;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -84,6 +86,8 @@ struct Inner {
     /// these orders instead of scanning them all.
     anomalous_orders: sled::Tree,
     commit: Arc<GroupCommit>,
+    /// Applies order transitions and webhook-attempt records, many per transaction.
+    writer: Writer,
     /// Fault injection ([`Store::fail_next_commits`]).
     fail_commits: std::sync::atomic::AtomicU32,
 }
@@ -106,22 +110,36 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()?;
         let t = |name: &str| db.open_tree(name);
-        let inner = Inner {
+        let written = writer::Trees {
             orders: t(tree::ORDERS)?,
             events: t(tree::EVENTS)?,
             merchant_orders: t(tree::MERCHANT_ORDERS)?,
             merchant_list: t(tree::MERCHANT_LIST)?,
             refunds: t(tree::REFUNDS)?,
             merchant_refunds: t(tree::MERCHANT_REFUNDS)?,
-            idempotency: t(tree::IDEMPOTENCY)?,
             outbox: t(tree::OUTBOX)?,
             outbox_due: t(tree::OUTBOX_DUE)?,
             timers: t(tree::TIMERS)?,
+            anomalous_orders: t(tree::ANOMALOUS_ORDERS)?,
+        };
+        let commit = Arc::new(GroupCommit::default());
+        let inner = Inner {
+            orders: written.orders.clone(),
+            events: written.events.clone(),
+            merchant_orders: written.merchant_orders.clone(),
+            merchant_list: written.merchant_list.clone(),
+            refunds: written.refunds.clone(),
+            merchant_refunds: written.merchant_refunds.clone(),
+            idempotency: t(tree::IDEMPOTENCY)?,
+            outbox: written.outbox.clone(),
+            outbox_due: written.outbox_due.clone(),
+            timers: written.timers.clone(),
             risk_daily: t(tree::RISK_DAILY)?,
             alerts: t(tree::ALERTS)?,
             anomaly_acks: t(tree::ANOMALY_ACKS)?,
-            anomalous_orders: t(tree::ANOMALOUS_ORDERS)?,
-            commit: GroupCommit::start(db.clone(), group_commit_delay),
+            anomalous_orders: written.anomalous_orders.clone(),
+            writer: Writer::start(db.clone(), written, commit.clone(), group_commit_delay),
+            commit,
             fail_commits: std::sync::atomic::AtomicU32::new(0),
             db,
         };
@@ -153,7 +171,8 @@ impl Store {
 
     /// Waits until everything written so far is flushed (shared with concurrent writers).
     pub async fn durable(&self) -> Result<(), StoreError> {
-        self.inner.commit.durable().await
+        let ticket = self.inner.writer.flush().await?;
+        self.inner.commit.wait(ticket).await
     }
 
     /// For readers: waits until the writes already committed (and so possibly just read)
@@ -168,12 +187,14 @@ impl Store {
         self.inner.commit.pause(paused)
     }
 
-    /// (flushes, writes covered) since start, to show how well writes are batched.
-    pub fn flush_stats(&self) -> (u64, u64) {
+    /// (flushes, writes covered, writer transactions) since start, to show how well
+    /// writes are batched.
+    pub fn flush_stats(&self) -> (u64, u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (
             self.inner.commit.flushes.load(Relaxed),
             self.inner.commit.flushed_writes.load(Relaxed),
+            self.inner.commit.batches.load(Relaxed),
         )
     }
 

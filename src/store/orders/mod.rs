@@ -7,6 +7,7 @@ use sled::Transactional;
 
 use super::codec::{decode, due_key, encode, scoped, split_due_key};
 use super::outbox::{outbox_due_key, OutboxRecord};
+use super::writer::{Op, Staged, Tx};
 use super::{Store, StoreError};
 use crate::domain::{
     MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundId,
@@ -55,29 +56,33 @@ pub struct OrderWrite {
     pub wake: Wake,
 }
 
-fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
-    Err(ConflictableTransactionError::Abort(e))
-}
-
 fn lift(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-impl Store {
-    /// Persists one transition and returns once it is durable.
-    pub async fn commit(&self, w: &OrderWrite) -> Result<(), StoreError> {
-        self.injected_failure()?;
-        self.apply(w)?;
-        self.durable().await
-    }
+/// An [`OrderWrite`] encoded ahead of the transaction, so the store writer's batch holds
+/// sled's lock only for the tree operations.
+pub(in crate::store) struct PreparedOrder {
+    id: String,
+    merchant: String,
+    merchant_order_no: String,
+    prev_version: u64,
+    /// The snapshot; encoded inside the transaction only because the wake time it carries
+    /// may depend on the stored one (`Wake::Keep`).
+    order: Order,
+    wake: Wake,
+    anomalous: bool,
+    events: Vec<(Vec<u8>, Vec<u8>)>,
+    new_refunds: Vec<(RefundId, MerchantRef)>,
+    /// (key, record, due-index key)
+    outbox: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+}
 
-    /// Applies the transaction without waiting for the flush.
-    fn apply(&self, w: &OrderWrite) -> Result<(), StoreError> {
-        let i = &self.inner;
+impl PreparedOrder {
+    fn new(w: &OrderWrite) -> Result<PreparedOrder, StoreError> {
         let order = &w.order;
-        let id = order.id.as_str();
-        let merchant = order.spec.merchant_id.as_str();
-        let events: Vec<(Vec<u8>, Vec<u8>)> = w
+        let id = order.id.as_str().to_string();
+        let events = w
             .events
             .iter()
             .map(|e| {
@@ -86,7 +91,7 @@ impl Store {
                 Ok((k, encode(e)?))
             })
             .collect::<Result<_, StoreError>>()?;
-        let new_refunds: Vec<(RefundId, MerchantRef)> = w
+        let new_refunds = w
             .events
             .iter()
             .filter_map(|e| match &e.event {
@@ -96,7 +101,7 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let outbox: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = w
+        let outbox = w
             .outbox
             .iter()
             .map(|r| {
@@ -107,92 +112,117 @@ impl Store {
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
+        Ok(PreparedOrder {
+            merchant: order.spec.merchant_id.as_str().to_string(),
+            merchant_order_no: order.spec.merchant_order_no.as_str().to_string(),
+            prev_version: w.prev_version,
+            anomalous: !order.anomalies().is_empty(),
+            order: order.clone(),
+            wake: w.wake,
+            id,
+            events,
+            new_refunds,
+            outbox,
+        })
+    }
+}
 
-        let trees = [
-            &i.orders,
-            &i.events,
-            &i.merchant_orders,
-            &i.merchant_list,
-            &i.refunds,
-            &i.merchant_refunds,
-            &i.outbox,
-            &i.outbox_due,
-            &i.timers,
-            &i.anomalous_orders,
-        ];
-        let anomalous = !order.anomalies().is_empty();
-        let res = trees[..].transaction(|t| {
-            let (orders, events_t, m_orders, m_list, refunds, m_refunds, ob, ob_due, timers) = (
-                &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8],
-            );
-            if anomalous {
-                t[9].insert(id.as_bytes(), &[])?;
-            }
-            let current = match orders.get(id)? {
-                Some(b) => Some(decode::<StoredOrder>(&b).map_err(lift)?),
-                None => None,
-            };
-            let found = current.as_ref().map_or(0, |c| c.order.version());
-            if found != w.prev_version {
-                return abort(StoreError::VersionConflict {
-                    expected: w.prev_version,
-                    found,
-                });
-            }
-            if w.prev_version == 0 {
-                let k = scoped(merchant, order.spec.merchant_order_no.as_str());
-                if let Some(existing) = m_orders.get(&k)? {
-                    return abort(StoreError::DuplicateMerchantOrderNo(
-                        String::from_utf8_lossy(&existing).into_owned(),
-                    ));
-                }
-                m_orders.insert(k, id.as_bytes())?;
-                m_list.insert(scoped(merchant, id), &[])?;
-            }
-            for (rid, mref) in &new_refunds {
-                let k = scoped(merchant, mref.as_str());
-                if let Some(existing) = m_refunds.get(&k)? {
-                    return abort(StoreError::DuplicateMerchantRefundNo(
-                        String::from_utf8_lossy(&existing).into_owned(),
-                    ));
-                }
-                m_refunds.insert(k, rid.as_str().as_bytes())?;
-                refunds.insert(rid.as_str().as_bytes(), id.as_bytes())?;
-            }
-            let old_wake = current.and_then(|c| c.wake);
-            let wake = match w.wake {
-                Wake::Keep => old_wake,
-                Wake::At(t) => Some(t),
-                Wake::Clear => None,
-            };
-            if wake != old_wake {
-                if let Some(due) = old_wake {
-                    timers.remove(due_key(due, id))?;
-                }
-                if let Some(due) = wake {
-                    timers.insert(due_key(due, id), &[])?;
-                }
-            }
-            let record = encode(&StoredOrder {
-                order: order.clone(),
-                wake,
-            })
-            .map_err(lift)?;
-            orders.insert(id.as_bytes(), record)?;
-            for (k, v) in &events {
-                events_t.insert(k.as_slice(), v.as_slice())?;
-            }
-            for (k, v, due) in &outbox {
-                ob.insert(k.as_slice(), v.as_slice())?;
-                ob_due.insert(due.as_slice(), &[])?;
-            }
-            Ok(())
-        });
-        match res {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+/// Stages one order transition inside the writer's transaction. Every check comes before
+/// the first write, so a rejected transition (stale version, reused merchant reference)
+/// writes nothing and its batch neighbours are unaffected.
+pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
+    let id = p.id.as_str();
+    let current = match t.orders.get(id)? {
+        Some(b) => match decode::<StoredOrder>(&b) {
+            Ok(c) => Some(c),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => None,
+    };
+    let found = current.as_ref().map_or(0, |c| c.order.version());
+    if found != p.prev_version {
+        return Ok(Err(StoreError::VersionConflict {
+            expected: p.prev_version,
+            found,
+        }));
+    }
+    let order_key = (p.prev_version == 0).then(|| scoped(&p.merchant, &p.merchant_order_no));
+    if let Some(k) = &order_key {
+        if let Some(existing) = t.merchant_orders.get(k)? {
+            return Ok(Err(StoreError::DuplicateMerchantOrderNo(
+                String::from_utf8_lossy(&existing).into_owned(),
+            )));
         }
+    }
+    let refund_keys: Vec<Vec<u8>> = p
+        .new_refunds
+        .iter()
+        .map(|(_, mref)| scoped(&p.merchant, mref.as_str()))
+        .collect();
+    for (n, k) in refund_keys.iter().enumerate() {
+        if let Some(existing) = t.merchant_refunds.get(k)? {
+            return Ok(Err(StoreError::DuplicateMerchantRefundNo(
+                String::from_utf8_lossy(&existing).into_owned(),
+            )));
+        }
+        if let Some(j) = refund_keys[..n].iter().position(|e| e == k) {
+            return Ok(Err(StoreError::DuplicateMerchantRefundNo(
+                p.new_refunds[j].0.as_str().to_string(),
+            )));
+        }
+    }
+    let old_wake = current.and_then(|c| c.wake);
+    let wake = match p.wake {
+        Wake::Keep => old_wake,
+        Wake::At(t) => Some(t),
+        Wake::Clear => None,
+    };
+    let record = match encode(&StoredOrder {
+        order: p.order.clone(),
+        wake,
+    }) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+
+    // Checks done: from here on, only writes.
+    if let Some(k) = order_key {
+        t.merchant_orders.insert(k, id.as_bytes())?;
+        t.merchant_list.insert(scoped(&p.merchant, id), &[])?;
+    }
+    for ((rid, _), k) in p.new_refunds.iter().zip(refund_keys) {
+        t.merchant_refunds.insert(k, rid.as_str().as_bytes())?;
+        t.refunds.insert(rid.as_str().as_bytes(), id.as_bytes())?;
+    }
+    if p.anomalous {
+        t.anomalous_orders.insert(id.as_bytes(), &[])?;
+    }
+    if wake != old_wake {
+        if let Some(due) = old_wake {
+            t.timers.remove(due_key(due, id))?;
+        }
+        if let Some(due) = wake {
+            t.timers.insert(due_key(due, id), &[])?;
+        }
+    }
+    t.orders.insert(id.as_bytes(), record)?;
+    for (k, v) in &p.events {
+        t.events.insert(k.as_slice(), v.as_slice())?;
+    }
+    for (k, v, due) in &p.outbox {
+        t.outbox.insert(k.as_slice(), v.as_slice())?;
+        t.outbox_due.insert(due.as_slice(), &[])?;
+    }
+    Ok(Ok(()))
+}
+
+impl Store {
+    /// Persists one transition and returns once it is durable.
+    pub async fn commit(&self, w: &OrderWrite) -> Result<(), StoreError> {
+        self.injected_failure()?;
+        let op = Op::Order(Box::new(PreparedOrder::new(w)?));
+        let ticket = self.inner.writer.apply(op).await?;
+        self.inner.commit.wait(ticket).await
     }
 
     fn get_record(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {

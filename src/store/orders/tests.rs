@@ -151,7 +151,7 @@ async fn concurrent_writers_share_flushes() {
     for t in tasks {
         t.await.unwrap();
     }
-    let (flushes, writes) = s.flush_stats();
+    let (flushes, writes, _) = s.flush_stats();
     assert_eq!(writes, 200);
     assert!(flushes < 200, "{flushes} flushes for 200 writes");
     assert_eq!(s.order_count(), 200);
@@ -185,4 +185,64 @@ async fn the_anomaly_index_holds_exactly_the_orders_with_anomalies() {
     .unwrap();
     let listed: Vec<OrderId> = s.anomalous_orders().map(|o| o.unwrap().id).collect();
     assert_eq!(listed, vec![odd.id.clone()]);
+}
+
+/// Writes queued together share one transaction, yet each stays all-or-nothing: a rejected
+/// write (a merchant_order_no taken by a neighbour in the same batch, a stale version)
+/// writes nothing and does not fail the others.
+#[tokio::test]
+async fn a_batch_judges_each_write_on_its_own() {
+    use std::pin::pin;
+    let (_d, s) = temp_store();
+    // Hold the writer in the flush of a first write, so the next three queue up together.
+    s.pause_flushes(true);
+    let first = new_order("F", 1000);
+    let w_first = create(&first);
+    let mut f = pin!(s.commit(&w_first));
+    assert!(futures::poll!(f.as_mut()).is_pending());
+    while s.flush_stats().2 < 1 {
+        tokio::task::yield_now().await;
+    }
+    let ok = new_order("B", 1001);
+    let dup = new_order("B", 1002);
+    let mut stale = create(&new_order("C", 1003));
+    stale.prev_version = 3;
+    let (w_ok, w_dup) = (create(&ok), create(&dup));
+    let mut a = pin!(s.commit(&w_ok));
+    let mut b = pin!(s.commit(&w_dup));
+    let mut c = pin!(s.commit(&stale));
+    assert!(futures::poll!(a.as_mut()).is_pending());
+    assert!(futures::poll!(b.as_mut()).is_pending());
+    assert!(futures::poll!(c.as_mut()).is_pending());
+    s.pause_flushes(false);
+
+    f.await.unwrap();
+    a.await.unwrap();
+    assert!(
+        matches!(b.await, Err(StoreError::DuplicateMerchantOrderNo(id)) if id == ok.id.as_str())
+    );
+    assert!(matches!(
+        c.await,
+        Err(StoreError::VersionConflict {
+            expected: 3,
+            found: 0
+        })
+    ));
+    assert_eq!(
+        s.flush_stats().2,
+        2,
+        "the three queued writes shared one transaction"
+    );
+    assert_eq!(s.order_count(), 2);
+    assert!(s.get_order(&dup.id).unwrap().is_none());
+    assert!(s.events(&dup.id).unwrap().is_empty());
+    let m = MerchantId::parse("demo").unwrap();
+    assert_eq!(s.list_orders(&m, None, 10).unwrap().0.len(), 2);
+    let due: Vec<OrderId> = s
+        .due_timers(i64::MAX - 1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(due, vec![first.id, ok.id]);
 }
