@@ -1,6 +1,6 @@
 //! Micro-benchmark of the store alone: concurrent writers committing order creations.
 //! Environment: TASKS (writers, default 64), TOTAL (commits, default 19200), DELAY_US
-//! (group-commit gathering delay, default 0).
+//! (group-commit gathering delay, default 0), CACHE_MB (sled cache, default 64).
 use paygate::domain::*;
 use paygate::store::{OrderWrite, Store, StoredEvent, Wake};
 use std::collections::BTreeMap;
@@ -17,8 +17,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let store =
-        Store::open_with(dir.path(), 64, std::time::Duration::from_micros(delay_us)).unwrap();
+    let cache_mb: u64 = std::env::var("CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let store = Store::open_with(
+        dir.path(),
+        cache_mb,
+        std::time::Duration::from_micros(delay_us),
+    )
+    .unwrap();
     let n_tasks: usize = std::env::var("TASKS")
         .ok()
         .and_then(|v| v.parse().ok())

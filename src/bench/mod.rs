@@ -51,7 +51,7 @@ impl Phase {
     fn print(&self) {
         let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
         println!(
-            "{:<28} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} ok, {} errors, {:.1} s; CPU {:.0} µs/op)",
+            "{:<28} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} ok, {} errors, {:.1} s; CPU {:.0} µs/op; RSS {:.0} MiB)",
             self.name,
             self.rate(),
             q(0.5),
@@ -60,7 +60,8 @@ impl Phase {
             self.ops,
             self.errors,
             self.elapsed.as_secs_f64(),
-            self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64
+            self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64,
+            rss_mib()
         );
     }
 }
@@ -131,7 +132,26 @@ async fn call(
 ) -> Option<Vec<u8>> {
     match c.send(method, path, key, body).await {
         Ok(a) if a.status == want => Some(a.body),
-        _ => None,
+        Ok(a) => {
+            report_error(format!(
+                "{method} {path}: {} {}",
+                a.status,
+                String::from_utf8_lossy(&a.body)
+            ));
+            None
+        }
+        Err(e) => {
+            report_error(format!("{method} {path}: {e}"));
+            None
+        }
+    }
+}
+
+/// Prints the first few failed calls of a run, so an error count comes with its cause.
+fn report_error(what: String) {
+    static SHOWN: AtomicU64 = AtomicU64::new(0);
+    if SHOWN.fetch_add(1, Ordering::Relaxed) < 5 {
+        eprintln!("bench: unexpected answer: {what}");
     }
 }
 
@@ -318,13 +338,14 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     }
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     println!(
-        "paygate bench: {} clients, {} s per phase, {} cores, {} arbiters, data in a temp dir",
+        "paygate bench: {} clients, {} s per phase, {} cores, {} arbiters, data in a temp dir; RSS at start {:.0} MiB",
         opts.clients,
         opts.seconds,
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        opts.arbiters
+        opts.arbiters,
+        rss_mib()
     );
     rt.block_on(async {
         let health = drive("GET /healthz (ceiling)", addr, opts.clients, opts.seconds, |mut c, _| async move {
