@@ -28,9 +28,15 @@ async fn healthz() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
-/// Ready when storage answers reads.
+/// Ready when storage answers reads and its writer is running.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.engine.deps.store.next_timer() {
+    let store = &state.engine.deps.store;
+    if !store.writable() {
+        return HttpResponse::ServiceUnavailable()
+            .content_type("application/json")
+            .body(r#"{"status":"unavailable","reason":"storage_writer"}"#);
+    }
+    match store.next_timer() {
         Ok(_) => HttpResponse::Ok()
             .content_type("application/json")
             .body(r#"{"status":"ready"}"#),

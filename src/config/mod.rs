@@ -100,8 +100,9 @@ pub struct StorageConfig {
     /// sled page cache in MiB; bounds resident memory.
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: u64,
-    /// Group commit: how long the flusher waits for more writers to join a flush. Adds at
-    /// most this much latency to a durable write; 0 flushes as soon as anyone waits.
+    /// Group commit: how long the store writer waits, after the first write of a batch
+    /// arrives, for more to share its transaction and flush. Adds at most this much
+    /// latency to a durable write; 0 starts the batch at once.
     #[serde(default = "default_group_commit_delay")]
     pub group_commit_delay_us: u64,
 }

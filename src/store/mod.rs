@@ -182,6 +182,11 @@ impl Store {
         self.inner.commit.settled().await
     }
 
+    /// Whether writes can be made: false once the store writer thread has stopped.
+    pub fn writable(&self) -> bool {
+        self.inner.writer.is_alive()
+    }
+
     /// Test hook: holds every flush while `paused` (a stalled disk).
     pub fn pause_flushes(&self, paused: bool) {
         self.inner.commit.pause(paused)

@@ -12,6 +12,7 @@
 //! Callers then wait for the flush covering that ticket, as before: nobody is answered
 //! before their write is on disk.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -79,6 +80,20 @@ pub(super) type Staged = Result<Result<(), StoreError>, UnabortableTransactionEr
 /// The handle writers hold. Dropping the last one ends the thread.
 pub(super) struct Writer {
     tx: mpsc::Sender<Request>,
+    /// Cleared when the thread ends, for readiness: without it no write can succeed.
+    alive: Arc<AtomicBool>,
+}
+
+/// Clears `alive` however the thread ends, a panic included.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+        if std::thread::panicking() {
+            tracing::error!("the store writer stopped on a panic; writes now fail");
+        }
+    }
 }
 
 impl Writer {
@@ -91,11 +106,21 @@ impl Writer {
         gather: std::time::Duration,
     ) -> Writer {
         let (tx, rx) = mpsc::channel::<Request>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(rx, db, trees, commit, gather))
+            .spawn(move || {
+                let _guard = guard;
+                run(rx, db, trees, commit, gather)
+            })
             .expect("spawn store writer thread");
-        Writer { tx }
+        Writer { tx, alive }
+    }
+
+    /// Whether the writer thread is still running.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     /// Queues `op` and waits until it is applied and flushed; the ticket that covered it
