@@ -43,8 +43,8 @@ impl Default for GroupCommit {
 }
 
 impl GroupCommit {
-    /// For the writer: `writes` were just applied in one transaction. Returns the ticket
-    /// the next [`Self::flush`] will cover them with.
+    /// For the writer: `writes` are about to be applied in one transaction. Returns the
+    /// ticket the next [`Self::flush`] will cover them with.
     pub fn applied(&self, writes: u64) -> u64 {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.tickets.fetch_add(writes, Ordering::AcqRel) + writes
@@ -87,9 +87,9 @@ impl GroupCommit {
 
     /// Waits until every write that has taken a ticket so far is on disk, without taking
     /// one: a reader calls it after reading, so what it read is durable before it answers
-    /// (nothing is waited for when nothing is pending). A write is visible a moment before
-    /// the writer counts it (the same thread, right after its transaction), so that moment
-    /// is the only window in which a reader can still see a write a crash then loses.
+    /// (nothing is waited for when nothing is pending). The writer takes a batch's tickets
+    /// before its transaction makes the writes visible, so whatever a reader saw is
+    /// counted by the time it asks.
     pub async fn settled(&self) -> Result<(), StoreError> {
         self.wait(self.current()).await
     }

@@ -170,22 +170,23 @@ fn run(
             std::thread::sleep(gather);
             drain(&mut batch);
         }
+        // Tickets are taken before the transaction makes the batch visible: a reader that
+        // sees any of these writes then also sees their tickets, and waits for this flush
+        // ([`GroupCommit::settled`]). Writes the batch then rejects were counted too, so a
+        // batch that counted any flushes even if it ends up writing nothing.
+        let writes = batch.iter().filter(|r| r.op.is_some()).count() as u64;
+        let ticket = commit.applied(writes);
         let results = apply_batch(&trees, &batch);
-        let applied = batch
-            .iter()
-            .zip(&results)
-            .filter(|(r, res)| r.op.is_some() && res.is_ok())
-            .count() as u64;
-        let ticket = commit.applied(applied);
         let mut waiting = Vec::with_capacity(batch.len());
         for (req, res) in batch.drain(..).zip(results) {
-            if res.is_ok() {
-                waiting.push(req.reply);
-            } else {
-                let _ = req.reply.send(res.map(|()| ticket));
+            match res {
+                Ok(()) => waiting.push(req.reply),
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                }
             }
         }
-        if !waiting.is_empty() {
+        if writes > 0 || !waiting.is_empty() {
             commit.flush(&db);
         }
         for reply in waiting {
