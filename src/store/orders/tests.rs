@@ -246,3 +246,24 @@ async fn a_batch_judges_each_write_on_its_own() {
         .collect();
     assert_eq!(due, vec![first.id, ok.id]);
 }
+
+/// A reader that can see a write is never told it is settled before that write's flush:
+/// the writer counts a batch before making it visible.
+#[tokio::test]
+async fn a_visible_write_settles_only_with_its_flush() {
+    use std::pin::pin;
+    let (_d, s) = temp_store();
+    s.pause_flushes(true);
+    let o = new_order("V", 1000);
+    let w = create(&o);
+    let mut commit = pin!(s.commit(&w));
+    assert!(futures::poll!(commit.as_mut()).is_pending());
+    while s.get_order(&o.id).unwrap().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let mut settled = pin!(s.settled());
+    assert!(futures::poll!(settled.as_mut()).is_pending());
+    s.pause_flushes(false);
+    settled.await.unwrap();
+    commit.await.unwrap();
+}
