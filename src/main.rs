@@ -47,6 +47,13 @@ enum Cmd {
         /// Arbiter threads for order actors (0 = one per core).
         #[arg(long, default_value_t = 0)]
         arbiters: usize,
+        /// Phases to run, comma-separated: healthz, create, lifecycle.
+        #[arg(
+            long,
+            default_value = "healthz,create,lifecycle",
+            value_delimiter = ','
+        )]
+        phases: Vec<paygate::bench::PhaseName>,
     },
     /// Print the SHA-256 digest to put in config for an API key or admin token.
     HashKey { key: String },
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
             seconds,
             idle_timeout_secs,
             arbiters,
+            phases,
         } => {
             let opts = paygate::bench::BenchOptions {
                 config,
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
                 seconds,
                 idle_timeout_secs,
                 arbiters,
+                phases,
             };
             match paygate::bench::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,16 @@ pub struct BenchOptions {
     pub seconds: u64,
     pub idle_timeout_secs: u64,
     pub arbiters: usize,
+    /// Which phases run (all by default); one alone is handy under a profiler.
+    pub phases: Vec<PhaseName>,
+}
+
+/// A phase of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PhaseName {
+    Healthz,
+    Create,
+    Lifecycle,
 }
 
 const KEY: &str = "sk_test_paygate_demo";
@@ -245,6 +255,106 @@ fn order_body(no: String) -> Value {
            "method": "native_qr", "subject": "bench"})
 }
 
+/// The full lifecycle phase, then the webhook drain and its delivery figures.
+async fn lifecycle_phase(
+    opts: &BenchOptions,
+    addr: std::net::SocketAddr,
+    paid_at: &Arc<Mutex<HashMap<String, Instant>>>,
+    lag: &Arc<Mutex<Histogram<u64>>>,
+    delivered: &Arc<AtomicU64>,
+) {
+    let pa = paid_at.clone();
+    let delivered_before = delivered.load(Ordering::Relaxed);
+    let lifecycle = drive(
+        "lifecycle (create+pay+refund)",
+        addr,
+        opts.clients,
+        opts.seconds,
+        move |mut c, n| {
+            let pa = pa.clone();
+            async move {
+                let body = order_body(format!("l-{n}")).to_string();
+                let Some(o) = call(
+                    &mut c,
+                    "POST",
+                    "/v1/orders",
+                    Some(KEY),
+                    Some(body.as_bytes()),
+                    201,
+                )
+                .await
+                else {
+                    return (c, false);
+                };
+                let Some(id) = serde_json::from_slice::<Value>(&o)
+                    .ok()
+                    .and_then(|o| o["id"].as_str().map(str::to_string))
+                else {
+                    return (c, false);
+                };
+                pa.lock().insert(id.clone(), Instant::now());
+                if call(
+                    &mut c,
+                    "POST",
+                    &format!("/sandbox/pay/{id}"),
+                    None,
+                    Some(b"{}"),
+                    200,
+                )
+                .await
+                .is_none()
+                {
+                    pa.lock().remove(&id);
+                    return (c, false);
+                }
+                let refund =
+                    json!({"merchant_refund_no": format!("r-{n}"), "amount": 1234}).to_string();
+                let ok = call(
+                    &mut c,
+                    "POST",
+                    &format!("/v1/orders/{id}/refunds"),
+                    Some(KEY),
+                    Some(refund.as_bytes()),
+                    201,
+                )
+                .await
+                .is_some();
+                (c, ok)
+            }
+        },
+    )
+    .await;
+    lifecycle.print();
+
+    // Let the webhook queue drain, then report delivery throughput and lag.
+    let expected = 2 * lifecycle.ops; // order.paid + refund.succeeded per order
+    let drain = Instant::now();
+    while delivered.load(Ordering::Relaxed) - delivered_before < expected
+        && drain.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n = delivered.load(Ordering::Relaxed) - delivered_before;
+    let span = lifecycle.elapsed + drain.elapsed();
+    let (lag_p50, lag_p99) = {
+        let l = lag.lock();
+        (l.value_at_quantile(0.5), l.value_at_quantile(0.99))
+    };
+    let undelivered = paid_at.lock().len();
+    println!(
+        "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} of {} events in {:.1} s; {} order.paid not seen)",
+        "webhooks delivered",
+        n as f64 / span.as_secs_f64(),
+        lag_p50 as f64 / 1000.0,
+        lag_p99 as f64 / 1000.0,
+        n,
+        expected,
+        span.as_secs_f64(),
+        undelivered
+    );
+    println!("  (events/s follows the lifecycle's production rate: the notifier kept up when all events arrived; the lag is measured from the start of the payer's pay call)");
+}
+
 pub fn run(opts: BenchOptions) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -347,84 +457,50 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         opts.arbiters,
         rss_mib()
     );
+    let runs = |p: PhaseName| opts.phases.contains(&p);
     rt.block_on(async {
-        let health = drive("GET /healthz (ceiling)", addr, opts.clients, opts.seconds, |mut c, _| async move {
-            let ok = call(&mut c, "GET", "/healthz", None, None, 200).await.is_some();
-            (c, ok)
-        })
-        .await;
-        health.print();
-
-        let flushes_before = engine.deps.store.flush_stats();
-        let create = drive("POST /v1/orders (durable)", addr, opts.clients, opts.seconds, |mut c, n| async move {
-            let body = order_body(format!("c-{n}")).to_string();
-            let ok = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await.is_some();
-            (c, ok)
-        })
-        .await;
-        create.print();
-        let flushes_after = engine.deps.store.flush_stats();
-
-        let pa = paid_at.clone();
-        let delivered_before = delivered.load(Ordering::Relaxed);
-        let lifecycle = drive("lifecycle (create+pay+refund)", addr, opts.clients, opts.seconds, move |mut c, n| {
-            let pa = pa.clone();
-            async move {
-                let body = order_body(format!("l-{n}")).to_string();
-                let Some(o) = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await else { return (c, false) };
-                let Some(id) = serde_json::from_slice::<Value>(&o).ok().and_then(|o| o["id"].as_str().map(str::to_string)) else { return (c, false) };
-                pa.lock().insert(id.clone(), Instant::now());
-                if call(&mut c, "POST", &format!("/sandbox/pay/{id}"), None, Some(b"{}"), 200).await.is_none() {
-                    pa.lock().remove(&id);
-                    return (c, false);
-                }
-                let refund = json!({"merchant_refund_no": format!("r-{n}"), "amount": 1234}).to_string();
-                let ok = call(&mut c, "POST", &format!("/v1/orders/{id}/refunds"), Some(KEY), Some(refund.as_bytes()), 201).await.is_some();
+        let health = if runs(PhaseName::Healthz) {
+            let health = drive("GET /healthz (ceiling)", addr, opts.clients, opts.seconds, |mut c, _| async move {
+                let ok = call(&mut c, "GET", "/healthz", None, None, 200).await.is_some();
                 (c, ok)
-            }
-        })
-        .await;
-        lifecycle.print();
-
-        // Let the webhook queue drain, then report delivery throughput and lag.
-        let expected = 2 * lifecycle.ops; // order.paid + refund.succeeded per order
-        let drain = Instant::now();
-        while delivered.load(Ordering::Relaxed) - delivered_before < expected
-            && drain.elapsed() < Duration::from_secs(30)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let n = delivered.load(Ordering::Relaxed) - delivered_before;
-        let span = lifecycle.elapsed + drain.elapsed();
-        let (lag_p50, lag_p99) = {
-            let l = lag.lock();
-            (l.value_at_quantile(0.5), l.value_at_quantile(0.99))
+            })
+            .await;
+            health.print();
+            Some(health)
+        } else {
+            None
         };
-        let undelivered = paid_at.lock().len();
-        println!(
-            "{:<28} {:>9.0} events/s  order.paid → delivered lag p50 {:.2} ms  p99 {:.2} ms  ({} of {} events in {:.1} s; {} order.paid not seen)",
-            "webhooks delivered",
-            n as f64 / span.as_secs_f64(),
-            lag_p50 as f64 / 1000.0,
-            lag_p99 as f64 / 1000.0,
-            n,
-            expected,
-            span.as_secs_f64(),
-            undelivered
-        );
-        println!("  (events/s follows the lifecycle's production rate: the notifier kept up when all events arrived; the lag is measured from the start of the payer's pay call)");
-        let writes = flushes_after.1 - flushes_before.1;
-        let flushes = (flushes_after.0 - flushes_before.0).max(1);
-        let transactions = (flushes_after.2 - flushes_before.2).max(1);
-        println!(
-            "create-order vs HTTP ceiling: {:.0}%   group commit during create: {} writes in {} transactions ({:.1} writes each) and {} flushes ({:.1} writes/flush)",
-            100.0 * create.rate() / health.rate(),
-            writes,
-            transactions,
-            writes as f64 / transactions as f64,
-            flushes,
-            writes as f64 / flushes as f64
-        );
+
+        if runs(PhaseName::Create) {
+            let flushes_before = engine.deps.store.flush_stats();
+            let create = drive("POST /v1/orders (durable)", addr, opts.clients, opts.seconds, |mut c, n| async move {
+                let body = order_body(format!("c-{n}")).to_string();
+                let ok = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await.is_some();
+                (c, ok)
+            })
+            .await;
+            create.print();
+            let flushes_after = engine.deps.store.flush_stats();
+            let writes = flushes_after.1 - flushes_before.1;
+            let flushes = (flushes_after.0 - flushes_before.0).max(1);
+            let transactions = (flushes_after.2 - flushes_before.2).max(1);
+            if let Some(health) = &health {
+                println!("create-order vs HTTP ceiling: {:.0}%", 100.0 * create.rate() / health.rate());
+            }
+            println!(
+                "group commit during create: {} writes in {} transactions ({:.1} writes each) and {} flushes ({:.1} writes/flush)",
+                writes,
+                transactions,
+                writes as f64 / transactions as f64,
+                flushes,
+                writes as f64 / flushes as f64
+            );
+        }
+
+        if runs(PhaseName::Lifecycle) {
+            lifecycle_phase(&opts, addr, &paid_at, &lag, &delivered).await;
+        }
+
         let total = engine.deps.store.order_count();
         println!(
             "orders stored: {total}; live order actors now: {}; resident memory {:.0} MiB (sled cache {} MiB)",
