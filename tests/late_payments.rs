@@ -150,6 +150,71 @@ async fn a_late_payment_is_refunded_automatically_where_configured() {
     assert_eq!(count(&ev, "refund.succeeded"), 1, "{ev:?}");
 }
 
+/// The provider declines paygate's own refund of a late payment: paygate does not try
+/// again under the same number, but flags the order for operators and leaves the amount
+/// refundable, so the merchant can return it by hand.
+#[actix_web::test]
+async fn a_declined_automatic_refund_is_flagged_and_can_be_made_by_hand() {
+    let app = auto_app().await;
+    let id = app.pending_order("late-d1", 600).await;
+    app.sandbox_faults(json!({"ignore_next_close": 1, "fail_next_refund": 1}))
+        .await;
+    let c = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+    assert_eq!(c.body["status"], "closed", "{}", c.text);
+    let p = app.pay(&id, json!({})).await;
+    assert_eq!(p.body["callback_status"], 200, "{}", p.text);
+    let o = app
+        .wait_order(&id, "automatic late refund failed", |o| {
+            o["refunds"][0]["status"] == "failed"
+        })
+        .await;
+    assert_eq!(o["status"], "closed", "{o}");
+    let kinds: Vec<&str> = o["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["paid_after_close", "late_refund_failed"], "{o}");
+    assert_eq!(o["amount_refundable"], 600, "{o}");
+    let ev = events_of(&app, &id);
+    assert_eq!(count(&ev, "refund.failed"), 1, "{ev:?}");
+    let flagged = app
+        .request(
+            reqwest::Method::GET,
+            "/admin/anomalies",
+            Some(ADMIN_TOKEN),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(flagged.status, 200, "{}", flagged.text);
+    let rows = flagged.body["data"].as_array().unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r["kind"] == "late_refund_failed" && r["order_id"] == id.as_str())
+            .count(),
+        1,
+        "{}",
+        flagged.text
+    );
+
+    let r = app
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            json!({"merchant_refund_no": "by-hand-d1", "amount": 600}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let o = app
+        .wait_order(&id, "refund by hand succeeded", |o| {
+            o["refunds"][1]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(o["amount_refundable"], 0, "{o}");
+    assert_eq!(o["refunds"].as_array().unwrap().len(), 2, "{o}");
+}
+
 #[actix_web::test]
 async fn duplicate_late_callbacks_make_one_late_payment_and_one_refund() {
     let app = auto_app().await;

@@ -314,6 +314,20 @@ impl Order {
                         r.completed_at = Some(now);
                     }
                 }
+                let automatic = self
+                    .late_payments
+                    .iter()
+                    .any(|p| p.auto_refund_no(self) == r.merchant_refund_no);
+                if automatic {
+                    anomaly = Some(Anomaly {
+                        kind: AnomalyKind::LateRefundFailed,
+                        detail: format!(
+                            "the automatic refund {refund_id} of a late payment failed ({}: {}); the payer has not been repaid",
+                            failure.code, failure.message
+                        ),
+                        at: now,
+                    });
+                }
                 notices.push(MerchantNotice::RefundFailed(refund_id.clone()));
             }
             (S::Pending, E::PrepayAccepted { .. }) => return Ok(Applied::Unchanged),

@@ -169,6 +169,9 @@ pub enum AnomalyKind {
     PaidAfterClose,
     DuplicatePayment,
     RefundMismatch,
+    /// paygate's own refund of a late payment failed at the provider: the payer's money is
+    /// still held, and only an operator (or the merchant, by hand) can return it.
+    LateRefundFailed,
 }
 
 impl AnomalyKind {
@@ -178,6 +181,7 @@ impl AnomalyKind {
             AnomalyKind::PaidAfterClose => "paid_after_close",
             AnomalyKind::DuplicatePayment => "duplicate_payment",
             AnomalyKind::RefundMismatch => "refund_mismatch",
+            AnomalyKind::LateRefundFailed => "late_refund_failed",
         }
     }
 }

@@ -127,7 +127,7 @@ pub static ACTOR_PASSIVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 /// `paygate_anomalies_total{kind}`: order anomalies (`amount_mismatch`, `paid_after_close`,
-/// `duplicate_payment`, `refund_mismatch`) and operator alerts
+/// `duplicate_payment`, `refund_mismatch`, `late_refund_failed`) and operator alerts
 /// (`callback_verification_failures`, `refund_larger_than_expected`).
 pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
@@ -254,11 +254,12 @@ const ORDER_STATUSES: [&str; 7] = [
     "failed",
 ];
 /// The documented label values of `paygate_anomalies_total{kind}`.
-const ANOMALY_KINDS: [&str; 6] = [
+const ANOMALY_KINDS: [&str; 7] = [
     "amount_mismatch",
     "paid_after_close",
     "duplicate_payment",
     "refund_mismatch",
+    "late_refund_failed",
     "callback_verification_failures",
     "refund_larger_than_expected",
 ];

@@ -148,6 +148,53 @@ fn a_failed_late_refund_releases_its_amount_and_the_order_stays_failed() {
     }
 }
 
+/// paygate's own refund of a late payment (the number `late_refunds_due` names) failing
+/// is an anomaly for operators; a merchant's own refund of it failing is not.
+#[test]
+fn a_failed_automatic_late_refund_is_an_anomaly_and_a_merchants_is_not() {
+    let o = step(&closed_order(100), paid(100, "T9"));
+    let due = o.late_refunds_due();
+    assert_eq!(due.len(), 1);
+    let fail = |id: &RefundId| OrderEvent::RefundFailed {
+        refund_id: id.clone(),
+        failure: Failure {
+            code: "DECLINED".into(),
+            message: "balance too low".into(),
+        },
+    };
+
+    let auto_id = RefundId::generate(T0 + 7);
+    let auto = step(
+        &o,
+        OrderEvent::RefundRequested {
+            refund: Refund::new(
+                auto_id.clone(),
+                due[0].merchant_refund_no.clone(),
+                due[0].amount,
+                None,
+                T0,
+            ),
+        },
+    );
+    match auto.apply(&fail(&auto_id), T0).unwrap() {
+        Applied::Changed { order, anomaly, .. } => {
+            let a = anomaly.expect("an anomaly");
+            assert_eq!(a.kind, AnomalyKind::LateRefundFailed);
+            assert!(a.detail.contains("DECLINED"), "{}", a.detail);
+            assert_eq!(order.anomalies().last(), Some(&a));
+            assert_eq!(order.late_refundable(), 100);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let (own_id, own) = refund(100, 1);
+    let own = step(&o, own);
+    match own.apply(&fail(&own_id), T0).unwrap() {
+        Applied::Changed { anomaly, .. } => assert_eq!(anomaly, None),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_paid_order_has_no_late_refundable_amount() {
     let o = paid_order(100);

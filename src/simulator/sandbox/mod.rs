@@ -86,6 +86,10 @@ pub struct SandboxSimulator {
     /// trade stays payable, like a provider whose close raced the payer: the only way to
     /// produce a genuine payment after close (DESIGN §3 `paid_after_close`) end to end.
     ignore_next_close: std::sync::atomic::AtomicU32,
+    /// `{"fail_next_refund": N}`: the next N refunds are accepted, then settle as failed
+    /// whatever their reason, like a provider declining them (merchant balance too low):
+    /// the only way to fail a refund whose reason paygate chose.
+    fail_next_refund: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -105,6 +109,7 @@ impl SandboxSimulator {
             lose_next: std::sync::atomic::AtomicU32::new(0),
             delay_next_ms: std::sync::atomic::AtomicU64::new(0),
             ignore_next_close: std::sync::atomic::AtomicU32::new(0),
+            fail_next_refund: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -254,7 +259,11 @@ impl SandboxSimulator {
     /// Settles a refund after its request was answered and delivers the callback,
     /// retrying until acknowledged like a provider would.
     async fn complete_refund(self: Arc<Self>, out_refund_no: String) {
-        let rec = match self.books.finish_refund(&out_refund_no, sign::now_secs()) {
+        let decline = take_one(&self.fail_next_refund);
+        let rec = match self
+            .books
+            .finish_refund(&out_refund_no, sign::now_secs(), decline)
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(channel = %self.env.channel, error = %e.message, "sandbox refund not settled");
@@ -334,6 +343,8 @@ pub struct Faults {
     pub delay_next_ms: u64,
     #[serde(default)]
     pub ignore_next_close: u32,
+    #[serde(default)]
+    pub fail_next_refund: u32,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -393,11 +404,13 @@ impl Simulator for SandboxSimulator {
                     sim.lose_next.store(body.lose_next, SeqCst);
                     sim.delay_next_ms.store(body.delay_next_ms, SeqCst);
                     sim.ignore_next_close.store(body.ignore_next_close, SeqCst);
+                    sim.fail_next_refund.store(body.fail_next_refund, SeqCst);
                     HttpResponse::Ok().json(serde_json::json!({
                         "fail_next": body.fail_next,
                         "lose_next": body.lose_next,
                         "delay_next_ms": body.delay_next_ms,
                         "ignore_next_close": body.ignore_next_close,
+                        "fail_next_refund": body.fail_next_refund,
                     }))
                 }
             }),

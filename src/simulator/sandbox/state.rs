@@ -402,12 +402,18 @@ impl Books {
     }
 
     /// Settles a processing refund; a failed one releases its amount on the trade.
-    pub fn finish_refund(&self, out_refund_no: &str, now: i64) -> Result<RefundRec, ApiError> {
+    /// `decline` fails it whatever its reason (the `fail_next_refund` fault).
+    pub fn finish_refund(
+        &self,
+        out_refund_no: &str,
+        now: i64,
+        decline: bool,
+    ) -> Result<RefundRec, ApiError> {
         let rec = self.refund_rec(out_refund_no)?;
         if rec.status != RefundStatus::Processing {
             return Ok(rec);
         }
-        let ok = rec.reason.as_deref() != Some(FAIL_REFUND_REASON);
+        let ok = !decline && rec.reason.as_deref() != Some(FAIL_REFUND_REASON);
         if !ok {
             self.with_trade(&rec.out_trade_no, now, |cur| match cur {
                 Some(t) => {
