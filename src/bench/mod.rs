@@ -473,6 +473,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
 
         if runs(PhaseName::Create) {
             let flushes_before = engine.deps.store.flush_stats();
+            let flush_time_before = engine.deps.store.flush_time();
             let create = drive("POST /v1/orders (durable)", addr, opts.clients, opts.seconds, |mut c, n| async move {
                 let body = order_body(format!("c-{n}")).to_string();
                 let ok = call(&mut c, "POST", "/v1/orders", Some(KEY), Some(body.as_bytes()), 201).await.is_some();
@@ -481,6 +482,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             .await;
             create.print();
             let flushes_after = engine.deps.store.flush_stats();
+            let flush_time = engine.deps.store.flush_time() - flush_time_before;
             let writes = flushes_after.1 - flushes_before.1;
             let flushes = (flushes_after.0 - flushes_before.0).max(1);
             let transactions = (flushes_after.2 - flushes_before.2).max(1);
@@ -488,12 +490,13 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
                 println!("create-order vs HTTP ceiling: {:.0}%", 100.0 * create.rate() / health.rate());
             }
             println!(
-                "group commit during create: {} writes in {} transactions ({:.1} writes each) and {} flushes ({:.1} writes/flush)",
+                "group commit during create: {} writes in {} transactions ({:.1} writes each) and {} flushes ({:.1} writes/flush, {:.2} ms each on average)",
                 writes,
                 transactions,
                 writes as f64 / transactions as f64,
                 flushes,
-                writes as f64 / flushes as f64
+                writes as f64 / flushes as f64,
+                flush_time.as_secs_f64() * 1000.0 / flushes as f64
             );
         }
 

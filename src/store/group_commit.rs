@@ -25,6 +25,8 @@ pub struct GroupCommit {
     pub flushes: AtomicU64,
     pub flushed_writes: AtomicU64,
     pub batches: AtomicU64,
+    /// Time spent in flushes, in microseconds.
+    pub flush_micros: AtomicU64,
     /// Test hook: while set, flushes wait (a slow disk).
     paused: AtomicBool,
 }
@@ -37,6 +39,7 @@ impl Default for GroupCommit {
             flushes: AtomicU64::new(0),
             flushed_writes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            flush_micros: AtomicU64::new(0),
             paused: AtomicBool::new(false),
         }
     }
@@ -63,7 +66,10 @@ impl GroupCommit {
             .max(self.flushed.borrow().failed_upto);
         let started = Instant::now();
         let res = db.flush();
-        crate::telemetry::metrics::store_flushed(started.elapsed(), target - done);
+        let took = started.elapsed();
+        crate::telemetry::metrics::store_flushed(took, target - done);
+        self.flush_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.flushed_writes
             .fetch_add(target - done, Ordering::Relaxed);

@@ -203,6 +203,16 @@ impl Store {
         )
     }
 
+    /// Time spent flushing since start.
+    pub fn flush_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(
+            self.inner
+                .commit
+                .flush_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// A named key-value tree for simulators' private state (`sim_<channel>`). Not part of
     /// paygate's own data model; writes are not flushed on their own.
     pub fn kv_tree(&self, name: &str) -> Result<KvTree, StoreError> {
