@@ -30,14 +30,16 @@ async fn run(deps: Arc<Deps>, registry: Registry) {
         let now = deps.clock.now();
         match deps.store.due_timers(now, MAX_IN_FLIGHT) {
             Ok(due) => {
-                for (at, id) in due {
-                    match deps.store.lease_timer(&id, at, now + LEASE_MS) {
-                        Ok(true) => {}
-                        Ok(false) => continue,
-                        Err(e) => {
-                            tracing::error!(error = %e, "timer lease failed");
-                            continue;
-                        }
+                let leased = match deps.store.lease_timers(&due, now + LEASE_MS).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "timer lease failed");
+                        Vec::new()
+                    }
+                };
+                for ((_, id), leased) in due.into_iter().zip(leased) {
+                    if !leased {
+                        continue;
                     }
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         return;

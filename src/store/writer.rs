@@ -1,5 +1,6 @@
-//! The store's one writer: every order transition and webhook-attempt record is applied by
-//! this thread, many per sled transaction.
+//! The store's one writer: every order transition, webhook replay and timer lease is
+//! applied by this thread, many per sled transaction; it is the only code that runs sled
+//! transactions, so none ever waits for another's lock.
 //!
 //! Why: sled 0.34 runs each transaction under one global lock and seals its I/O buffer
 //! before and after it (`PageCache::pin_log`), and each sealed buffer is a `pwrite` plus
@@ -23,7 +24,7 @@ use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::group_commit::GroupCommit;
-use super::orders::{stage_order, PreparedOrder};
+use super::orders::{stage_leases, stage_order, PreparedOrder, TimerLeases};
 use super::outbox::{stage_outbox_attempt, PreparedAttempt};
 use super::StoreError;
 
@@ -35,13 +36,16 @@ const MAX_BATCH: usize = 256;
 pub(super) enum Op {
     Order(Box<PreparedOrder>),
     OutboxAttempt(Box<PreparedAttempt>),
+    /// Timer leases, many in one op (the timer service leases what is due together).
+    LeaseTimers(Box<TimerLeases>),
 }
 
 struct Request {
     /// None: only a flush of everything written so far.
     op: Option<Op>,
-    /// The group-commit ticket covering the write, or why it was not applied.
-    reply: oneshot::Sender<Result<u64, StoreError>>,
+    /// The group-commit ticket covering the write and what the op reports (which leases
+    /// were taken), or why it was not applied.
+    reply: oneshot::Sender<Result<(u64, Vec<bool>), StoreError>>,
 }
 
 /// The trees a batch writes, in the order [`Op`]s index them.
@@ -75,7 +79,7 @@ pub(super) struct Tx<'a> {
 
 /// What staging one write gives: sled's own failure aborts (and retries) the whole batch;
 /// the inner result is the write's own verdict, and an `Err` there wrote nothing.
-pub(super) type Staged = Result<Result<(), StoreError>, UnabortableTransactionError>;
+pub(super) type Staged<T = ()> = Result<Result<T, StoreError>, UnabortableTransactionError>;
 
 /// The handle writers hold. Dropping the last one ends the thread.
 pub(super) struct Writer {
@@ -126,15 +130,22 @@ impl Writer {
     /// Queues `op` and waits until it is applied and flushed; the ticket that covered it
     /// (wait on it with [`GroupCommit::wait`] to learn whether that flush succeeded).
     pub async fn apply(&self, op: Op) -> Result<u64, StoreError> {
-        self.request(Some(op)).await
+        self.request(Some(op)).await.map(|(ticket, _)| ticket)
+    }
+
+    /// Applies a [`Op::LeaseTimers`]: which of its timers were leased.
+    pub async fn lease(&self, leases: TimerLeases) -> Result<Vec<bool>, StoreError> {
+        self.request(Some(Op::LeaseTimers(Box::new(leases))))
+            .await
+            .map(|(_, leased)| leased)
     }
 
     /// Waits for a flush of everything applied so far.
     pub async fn flush(&self) -> Result<u64, StoreError> {
-        self.request(None).await
+        self.request(None).await.map(|(ticket, _)| ticket)
     }
 
-    async fn request(&self, op: Option<Op>) -> Result<u64, StoreError> {
+    async fn request(&self, op: Option<Op>) -> Result<(u64, Vec<bool>), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request { op, reply })
@@ -180,7 +191,7 @@ fn run(
         let mut waiting = Vec::with_capacity(batch.len());
         for (req, res) in batch.drain(..).zip(results) {
             match res {
-                Ok(()) => waiting.push(req.reply),
+                Ok(out) => waiting.push((req.reply, out)),
                 Err(e) => {
                     let _ = req.reply.send(Err(e));
                 }
@@ -189,17 +200,17 @@ fn run(
         if writes > 0 || !waiting.is_empty() {
             commit.flush(&db);
         }
-        for reply in waiting {
-            let _ = reply.send(Ok(ticket));
+        for (reply, out) in waiting {
+            let _ = reply.send(Ok((ticket, out)));
         }
     }
 }
 
 /// Applies every write of `batch` in one transaction; one verdict per request (flush-only
 /// requests count as applied writes of nothing).
-fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<(), StoreError>> {
+fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<Vec<bool>, StoreError>> {
     if batch.iter().all(|r| r.op.is_none()) {
-        return batch.iter().map(|_| Ok(())).collect();
+        return batch.iter().map(|_| Ok(Vec::new())).collect();
     }
     let all = [
         &t.orders,
@@ -213,7 +224,7 @@ fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<(), StoreError>> {
         &t.timers,
         &t.anomalous_orders,
     ];
-    let res: Result<Vec<Result<(), StoreError>>, TransactionError<StoreError>> = all[..]
+    let res: Result<Vec<Result<Vec<bool>, StoreError>>, TransactionError<StoreError>> = all[..]
         .transaction(|tt| {
             let tx = Tx {
                 orders: &tt[0],
@@ -229,10 +240,12 @@ fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<(), StoreError>> {
             };
             let mut out = Vec::with_capacity(batch.len());
             for req in batch {
+                let none = |r: Staged| r.map(|v| v.map(|()| Vec::new()));
                 let verdict = match &req.op {
-                    Some(Op::Order(p)) => stage_order(&tx, p),
-                    Some(Op::OutboxAttempt(p)) => stage_outbox_attempt(&tx, p),
-                    None => Ok(Ok(())),
+                    Some(Op::Order(p)) => none(stage_order(&tx, p)),
+                    Some(Op::OutboxAttempt(p)) => none(stage_outbox_attempt(&tx, p)),
+                    Some(Op::LeaseTimers(p)) => stage_leases(&tx, p),
+                    None => Ok(Ok(Vec::new())),
                 }
                 .map_err(ConflictableTransactionError::<StoreError>::from)?;
                 out.push(verdict);

@@ -2,8 +2,6 @@
 //! timer, all written in one transaction per transition.
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 use super::codec::{decode, due_key, encode, scoped, split_due_key};
 use super::outbox::{outbox_due_key, OutboxRecord};
@@ -54,10 +52,6 @@ pub struct OrderWrite {
     pub events: Vec<StoredEvent>,
     pub outbox: Vec<OutboxRecord>,
     pub wake: Wake,
-}
-
-fn lift(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
 }
 
 /// An [`OrderWrite`] encoded ahead of the transaction, so the store writer's batch holds
@@ -125,6 +119,43 @@ impl PreparedOrder {
             outbox,
         })
     }
+}
+
+/// Timer leases for the store writer: `(due, order id)` pairs, each moved to `until`.
+pub(in crate::store) struct TimerLeases {
+    due: Vec<(Millis, String)>,
+    until: Millis,
+}
+
+/// Stages each lease: the order's wake-up moves from `due` to `until` if it is still `due`;
+/// a timer whose order is gone is dropped. Nothing here is ever refused as a whole.
+pub(in crate::store) fn stage_leases(t: &Tx<'_>, p: &TimerLeases) -> Staged<Vec<bool>> {
+    let mut leased = Vec::with_capacity(p.due.len());
+    for (due, id) in &p.due {
+        let Some(bytes) = t.orders.get(id.as_str())? else {
+            t.timers.remove(due_key(*due, id))?;
+            leased.push(false);
+            continue;
+        };
+        let mut rec: StoredOrder = match decode(&bytes) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        if rec.wake != Some(*due) {
+            leased.push(false);
+            continue;
+        }
+        rec.wake = Some(p.until);
+        let record = match encode(&rec) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        t.timers.remove(due_key(*due, id))?;
+        t.timers.insert(due_key(p.until, id), &[])?;
+        t.orders.insert(id.as_bytes(), record)?;
+        leased.push(true);
+    }
+    Ok(Ok(leased))
 }
 
 /// Stages one order transition inside the writer's transaction. Every check comes before
@@ -335,37 +366,26 @@ impl Store {
         Ok(out)
     }
 
-    /// Moves an order's wake-up from `due` to `until` if it is still `due`: the timer
-    /// service leases a due timer before dispatching it, so it is not dispatched twice
-    /// while the order handles it, and fires again after a crash. Returns whether leased.
-    pub fn lease_timer(
+    /// Moves each order's wake-up from its `due` to `until` if it is still `due`: the timer
+    /// service leases due timers before dispatching them, so none is dispatched twice
+    /// while its order handles it, and each fires again after a crash. All the leases go
+    /// in one store-writer op; which were taken, in order.
+    pub async fn lease_timers(
         &self,
-        id: &OrderId,
-        due: Millis,
+        due: &[(Millis, OrderId)],
         until: Millis,
-    ) -> Result<bool, StoreError> {
-        let i = &self.inner;
-        let res: Result<bool, TransactionError<StoreError>> = [&i.orders, &i.timers][..]
-            .transaction(|t| {
-                let Some(bytes) = t[0].get(id.as_str())? else {
-                    // A timer whose order is gone: drop it.
-                    t[1].remove(due_key(due, id.as_str()))?;
-                    return Ok(false);
-                };
-                let mut rec: StoredOrder = decode(&bytes).map_err(lift)?;
-                if rec.wake != Some(due) {
-                    return Ok(false);
-                }
-                rec.wake = Some(until);
-                t[1].remove(due_key(due, id.as_str()))?;
-                t[1].insert(due_key(until, id.as_str()), &[])?;
-                t[0].insert(id.as_str().as_bytes(), encode(&rec).map_err(lift)?)?;
-                Ok(true)
-            });
-        res.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => e.into(),
-        })
+    ) -> Result<Vec<bool>, StoreError> {
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = TimerLeases {
+            due: due
+                .iter()
+                .map(|(d, id)| (*d, id.as_str().to_string()))
+                .collect(),
+            until,
+        };
+        self.inner.writer.lease(leases).await
     }
 
     /// The earliest wake-up time of any order.

@@ -267,3 +267,26 @@ async fn a_visible_write_settles_only_with_its_flush() {
     settled.await.unwrap();
     commit.await.unwrap();
 }
+
+/// Leasing pushes a due timer back so it is not dispatched twice; a lease of a due time
+/// the order no longer has takes nothing.
+#[tokio::test]
+async fn leases_move_due_timers_once() {
+    let (_d, s) = temp_store();
+    let a = new_order("L1", 1000);
+    let b = new_order("L2", 1001);
+    s.commit(&create(&a)).await.unwrap();
+    s.commit(&create(&b)).await.unwrap();
+    let due = s.due_timers(2001, 10).unwrap();
+    assert_eq!(due, vec![(2000, a.id.clone()), (2001, b.id.clone())]);
+    let stale = vec![(1999, a.id.clone())];
+    assert_eq!(s.lease_timers(&stale, 9000).await.unwrap(), vec![false]);
+    assert_eq!(s.lease_timers(&due, 9000).await.unwrap(), vec![true, true]);
+    assert!(s.due_timers(8999, 10).unwrap().is_empty());
+    assert_eq!(
+        s.lease_timers(&due, 9500).await.unwrap(),
+        vec![false, false]
+    );
+    assert_eq!(s.order_wake(&a.id).unwrap(), Some(9000));
+    assert_eq!(s.due_timers(9000, 10).unwrap().len(), 2);
+}
