@@ -7,11 +7,10 @@
 //! `sync_file_range` on sled's I/O pool, whose hand-off wakes every idle pool thread. One
 //! transaction per write therefore cost two disk writes and a wake-up storm per order
 //! transition, and actor threads blocked on the lock. Writers here queue their writes; the
-//! thread takes everything queued (up to [`MAX_BATCH`]), applies it in one transaction —
-//! each write still all-or-nothing and validated on its own, so one write's conflict does
-//! not fail its neighbours — takes one group-commit ticket for the batch and hands it back.
-//! Callers then wait for the flush covering that ticket, as before: nobody is answered
-//! before their write is on disk.
+//! thread takes everything queued (up to [`MAX_BATCH`]), counts it in the group commit,
+//! applies it in one transaction — each write still all-or-nothing and validated on its
+//! own, so one write's conflict does not fail its neighbours — flushes once, and only then
+//! answers: nobody is answered before their write is on disk.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
