@@ -44,7 +44,7 @@ enum Cmd {
         /// Idle timeout for order actors during the run.
         #[arg(long, default_value_t = 3)]
         idle_timeout_secs: u64,
-        /// Arbiter threads for order actors (0 = one per core).
+        /// Arbiter threads for order actors (0 = the config's rule: half the cores, at least one).
         #[arg(long, default_value_t = 0)]
         arbiters: usize,
         /// Phases to run, comma-separated: healthz, create, lifecycle.

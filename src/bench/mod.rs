@@ -410,6 +410,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     // The caller's PAYGATE__… variables apply too (bench settings above win).
     let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;
+    let arbiters = cfg.actors.arbiter_count();
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -454,7 +455,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
-        opts.arbiters,
+        arbiters,
         rss_mib()
     );
     let runs = |p: PhaseName| opts.phases.contains(&p);

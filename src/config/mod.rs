@@ -118,7 +118,8 @@ fn default_cache_mb() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsConfig {
-    /// Arbiter threads order actors are spread over; 0 = one per core.
+    /// Arbiter threads order actors are spread over; 0 = half the cores, at least one (the
+    /// HTTP workers already take a thread per core; README, Benchmark).
     pub arbiters: usize,
     /// An order actor idle this long passivates (its state stays in sled).
     pub idle_timeout_secs: u64,
@@ -153,9 +154,10 @@ impl ActorsConfig {
     }
     pub fn arbiter_count(&self) -> usize {
         if self.arbiters == 0 {
-            std::thread::available_parallelism()
+            let cores = std::thread::available_parallelism()
                 .map(|n| n.get())
-                .unwrap_or(2)
+                .unwrap_or(2);
+            (cores / 2).max(1)
         } else {
             self.arbiters
         }
