@@ -189,15 +189,7 @@ async fn alipay_notifications_are_verified_before_anything_changes() {
         "{}",
         mismatches[0].detail
     );
-    let view = app
-        .request(
-            reqwest::Method::GET,
-            "/admin/anomalies",
-            Some(ADMIN_TOKEN),
-            None,
-            None,
-        )
-        .await;
+    let view = common::ops::admin(&app, reqwest::Method::GET, "/admin/anomalies").await;
     assert_eq!(view.status, 200, "{}", view.text);
     let rows = view.body["data"].as_array().unwrap();
     assert_eq!(

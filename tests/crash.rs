@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "sk_test_paygate_demo";
 
+/// A merchant-authenticated GET whose JSON answer is returned.
+async fn merchant_get(http: &reqwest::Client, url: String) -> Value {
+    http.get(url)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -87,15 +99,7 @@ impl Node {
         self.rt.block_on(async move {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                let o: Value = http
-                    .get(format!("{base}/v1/orders/{id}"))
-                    .bearer_auth(KEY)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let o: Value = merchant_get(&http, format!("{base}/v1/orders/{id}")).await;
                 if o["status"] == status {
                     return o;
                 }
@@ -177,15 +181,8 @@ fn orders_answered_201_survive_kill_9() {
             assert_eq!(after["status"], before["status"], "{id}");
             assert_eq!(after["amount"], before["amount"]);
             assert_eq!(after["pay_action"], before["pay_action"]);
-            let found: Value = http
-                .get(format!("{base}/v1/orders?merchant_order_no={no}"))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let found: Value =
+                merchant_get(&http, format!("{base}/v1/orders?merchant_order_no={no}")).await;
             assert_eq!(found["data"].as_array().unwrap().len(), 1);
             assert_eq!(found["data"][0]["id"], id);
         }
@@ -197,15 +194,7 @@ fn orders_answered_201_survive_kill_9() {
                 Some(a) => format!("limit=100&starting_after={a}"),
                 None => "limit=100".into(),
             };
-            let page: Value = http
-                .get(format!("{base}/v1/orders?{q}"))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value = merchant_get(&http, format!("{base}/v1/orders?{q}")).await;
             for o in page["data"].as_array().unwrap() {
                 assert!(
                     seen.insert(o["merchant_order_no"].as_str().unwrap().to_string()),

@@ -179,15 +179,7 @@ async fn a_declined_automatic_refund_is_flagged_and_can_be_made_by_hand() {
     assert_eq!(o["amount_refundable"], 600, "{o}");
     let ev = events_of(&app, &id);
     assert_eq!(count(&ev, "refund.failed"), 1, "{ev:?}");
-    let flagged = app
-        .request(
-            reqwest::Method::GET,
-            "/admin/anomalies",
-            Some(ADMIN_TOKEN),
-            None,
-            None,
-        )
-        .await;
+    let flagged = common::ops::admin(&app, reqwest::Method::GET, "/admin/anomalies").await;
     assert_eq!(flagged.status, 200, "{}", flagged.text);
     let rows = flagged.body["data"].as_array().unwrap();
     assert_eq!(

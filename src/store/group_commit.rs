@@ -49,7 +49,9 @@ impl GroupCommit {
     /// For the writer: `writes` are about to be applied in one transaction. Returns the
     /// ticket the next [`Self::flush`] will cover them with.
     pub fn applied(&self, writes: u64) -> u64 {
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        if writes > 0 {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
         self.tickets.fetch_add(writes, Ordering::AcqRel) + writes
     }
 
@@ -59,11 +61,10 @@ impl GroupCommit {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let target = self.tickets.load(Ordering::Acquire);
-        let done = self
-            .flushed
-            .borrow()
-            .upto
-            .max(self.flushed.borrow().failed_upto);
+        let done = {
+            let f = self.flushed.borrow();
+            f.upto.max(f.failed_upto)
+        };
         let started = Instant::now();
         let res = db.flush();
         let took = started.elapsed();

@@ -68,23 +68,12 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
-    orders: sled::Tree,
-    events: sled::Tree,
-    merchant_orders: sled::Tree,
-    merchant_list: sled::Tree,
-    refunds: sled::Tree,
-    merchant_refunds: sled::Tree,
+    /// The trees order transitions write (through `writer`); read directly.
+    trees: writer::Trees,
     idempotency: sled::Tree,
-    outbox: sled::Tree,
-    outbox_due: sled::Tree,
-    timers: sled::Tree,
     risk_daily: sled::Tree,
     alerts: sled::Tree,
     anomaly_acks: sled::Tree,
-    /// Ids of orders with at least one anomaly (anomalies are never removed from an
-    /// order; acknowledgements live in `anomaly_acks`), so operators' anomaly views read
-    /// these orders instead of scanning them all.
-    anomalous_orders: sled::Tree,
     commit: Arc<GroupCommit>,
     /// Applies order transitions and webhook-attempt records, many per transaction.
     writer: Writer,
@@ -110,7 +99,7 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()?;
         let t = |name: &str| db.open_tree(name);
-        let written = writer::Trees {
+        let trees = writer::Trees {
             orders: t(tree::ORDERS)?,
             events: t(tree::EVENTS)?,
             merchant_orders: t(tree::MERCHANT_ORDERS)?,
@@ -124,21 +113,17 @@ impl Store {
         };
         let commit = Arc::new(GroupCommit::default());
         let inner = Inner {
-            orders: written.orders.clone(),
-            events: written.events.clone(),
-            merchant_orders: written.merchant_orders.clone(),
-            merchant_list: written.merchant_list.clone(),
-            refunds: written.refunds.clone(),
-            merchant_refunds: written.merchant_refunds.clone(),
             idempotency: t(tree::IDEMPOTENCY)?,
-            outbox: written.outbox.clone(),
-            outbox_due: written.outbox_due.clone(),
-            timers: written.timers.clone(),
             risk_daily: t(tree::RISK_DAILY)?,
             alerts: t(tree::ALERTS)?,
             anomaly_acks: t(tree::ANOMALY_ACKS)?,
-            anomalous_orders: written.anomalous_orders.clone(),
-            writer: Writer::start(db.clone(), written, commit.clone(), group_commit_delay),
+            writer: Writer::start(
+                db.clone(),
+                trees.clone(),
+                commit.clone(),
+                group_commit_delay,
+            ),
+            trees,
             commit,
             fail_commits: std::sync::atomic::AtomicU32::new(0),
             db,

@@ -70,6 +70,7 @@ pub(super) fn stage_outbox_attempt(t: &Tx<'_>, p: &PreparedAttempt) -> Staged {
 impl Store {
     pub fn get_outbox(&self, id: &EventId) -> Result<Option<OutboxRecord>, StoreError> {
         self.inner
+            .trees
             .outbox
             .get(id.as_str())?
             .map(|b| decode(&b))
@@ -80,7 +81,7 @@ impl Store {
     pub fn due_outbox(&self, now: Millis, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
         let hi = due_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for kv in self.inner.outbox_due.range(..hi) {
+        for kv in self.inner.trees.outbox_due.range(..hi) {
             if out.len() >= limit {
                 break;
             }
@@ -117,7 +118,7 @@ impl Store {
         if lo >= hi {
             return Ok(());
         }
-        for kv in self.inner.outbox_due.range(lo..hi) {
+        for kv in self.inner.trees.outbox_due.range(lo..hi) {
             let (k, _) = kv?;
             let Some((due, id)) = split_due_key(&k) else {
                 continue;
@@ -143,7 +144,7 @@ impl Store {
     /// that has handled everything due up to `after` must wake next.
     pub fn next_outbox_due_after(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
         let lo = due_key(after.saturating_add(1), "");
-        Ok(match self.inner.outbox_due.range(lo..).next() {
+        Ok(match self.inner.trees.outbox_due.range(lo..).next() {
             Some(kv) => split_due_key(&kv?.0).map(|(d, _)| d),
             None => None,
         })
@@ -153,6 +154,7 @@ impl Store {
     pub fn next_outbox_due(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self
             .inner
+            .trees
             .outbox_due
             .first()?
             .and_then(|(k, _)| split_due_key(&k).map(|(d, _)| d)))
@@ -191,7 +193,7 @@ impl Store {
         let bytes = encode(next)?;
         let old_due = outbox_due_key(prev);
         let new_due = (next.status == OutboxStatus::Pending).then(|| outbox_due_key(next));
-        let i = &self.inner;
+        let i = &self.inner.trees;
         if let Some(k) = &new_due {
             i.outbox_due.insert(k.as_slice(), &[])?;
         }
@@ -232,8 +234,8 @@ impl Store {
     ) -> Result<(Vec<OutboxRecord>, bool), StoreError> {
         let mut out = Vec::new();
         let iter = match starting_after {
-            Some(id) => self.inner.outbox.range(..id.as_bytes()),
-            None => self.inner.outbox.iter(),
+            Some(id) => self.inner.trees.outbox.range(..id.as_bytes()),
+            None => self.inner.trees.outbox.iter(),
         };
         for kv in iter.rev() {
             let r: OutboxRecord = decode(&kv?.1)?;
@@ -256,7 +258,7 @@ impl Store {
     /// again in the meantime keeps it. Pending and dead records are never removed here.
     pub fn purge_delivered(&self, before: Millis) -> Result<usize, StoreError> {
         let mut n = 0;
-        for kv in self.inner.outbox.iter() {
+        for kv in self.inner.trees.outbox.iter() {
             let (k, v) = kv?;
             let r: OutboxRecord = decode(&v)?;
             if r.status != OutboxStatus::Delivered || r.delivered_at.map_or(true, |t| t >= before) {
@@ -264,6 +266,7 @@ impl Store {
             }
             if self
                 .inner
+                .trees
                 .outbox
                 .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
                 .is_ok()
@@ -276,6 +279,6 @@ impl Store {
 
     /// Number of pending records (queue depth).
     pub fn outbox_pending(&self) -> usize {
-        self.inner.outbox_due.len()
+        self.inner.trees.outbox_due.len()
     }
 }

@@ -215,6 +215,7 @@ impl Store {
         to: Millis,
     ) -> impl DoubleEndedIterator<Item = Result<Order, StoreError>> + '_ {
         self.inner
+            .trees
             .orders
             .range(order_key_at(from)..)
             .map(|kv| {
@@ -245,6 +246,7 @@ impl Store {
         hi.push(1);
         let skip = m.len() + 1;
         self.inner
+            .trees
             .merchant_list
             .range(lo..hi)
             .filter_map(move |kv| {

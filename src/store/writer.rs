@@ -47,7 +47,7 @@ struct Request {
     reply: oneshot::Sender<Result<(u64, Vec<bool>), StoreError>>,
 }
 
-/// The trees a batch writes, in the order [`Op`]s index them.
+/// The trees a batch writes.
 #[derive(Clone)]
 pub(super) struct Trees {
     pub orders: sled::Tree,
@@ -59,6 +59,9 @@ pub(super) struct Trees {
     pub outbox: sled::Tree,
     pub outbox_due: sled::Tree,
     pub timers: sled::Tree,
+    /// Ids of orders with at least one anomaly (anomalies are never removed from an
+    /// order; acknowledgements live in `anomaly_acks`), so operators' anomaly views read
+    /// these orders instead of scanning them all.
     pub anomalous_orders: sled::Tree,
 }
 

@@ -31,6 +31,16 @@ fn ok(id: &RefundId) -> OrderEvent {
     }
 }
 
+fn declined(id: &RefundId) -> OrderEvent {
+    OrderEvent::RefundFailed {
+        refund_id: id.clone(),
+        failure: Failure {
+            code: "DECLINED".into(),
+            message: "balance too low".into(),
+        },
+    }
+}
+
 #[test]
 fn a_late_payment_is_recorded_once_per_transaction() {
     let o = step(&closed_order(100), paid(100, "T9"));
@@ -131,14 +141,7 @@ fn a_failed_late_refund_releases_its_amount_and_the_order_stays_failed() {
     let o = step(&failed_order(100), paid(100, "T9"));
     let (id, ev) = refund(100, 1);
     let o = step(&o, ev);
-    let fail = OrderEvent::RefundFailed {
-        refund_id: id.clone(),
-        failure: Failure {
-            code: "E".into(),
-            message: "m".into(),
-        },
-    };
-    match o.apply(&fail, T0).unwrap() {
+    match o.apply(&declined(&id), T0).unwrap() {
         Applied::Changed { order, notices, .. } => {
             assert_eq!(order.status(), OrderStatus::Failed);
             assert_eq!(order.late_refundable(), 100);
@@ -155,13 +158,6 @@ fn a_failed_automatic_late_refund_is_an_anomaly_and_a_merchants_is_not() {
     let o = step(&closed_order(100), paid(100, "T9"));
     let due = o.late_refunds_due();
     assert_eq!(due.len(), 1);
-    let fail = |id: &RefundId| OrderEvent::RefundFailed {
-        refund_id: id.clone(),
-        failure: Failure {
-            code: "DECLINED".into(),
-            message: "balance too low".into(),
-        },
-    };
 
     let auto_id = RefundId::generate(T0 + 7);
     let auto = step(
@@ -176,7 +172,7 @@ fn a_failed_automatic_late_refund_is_an_anomaly_and_a_merchants_is_not() {
             ),
         },
     );
-    match auto.apply(&fail(&auto_id), T0).unwrap() {
+    match auto.apply(&declined(&auto_id), T0).unwrap() {
         Applied::Changed { order, anomaly, .. } => {
             let a = anomaly.expect("an anomaly");
             assert_eq!(a.kind, AnomalyKind::LateRefundFailed);
@@ -189,7 +185,7 @@ fn a_failed_automatic_late_refund_is_an_anomaly_and_a_merchants_is_not() {
 
     let (own_id, own) = refund(100, 1);
     let own = step(&o, own);
-    match own.apply(&fail(&own_id), T0).unwrap() {
+    match own.apply(&declined(&own_id), T0).unwrap() {
         Applied::Changed { anomaly, .. } => assert_eq!(anomaly, None),
         other => panic!("{other:?}"),
     }

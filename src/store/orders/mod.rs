@@ -258,6 +258,7 @@ impl Store {
 
     fn get_record(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
         self.inner
+            .trees
             .orders
             .get(id.as_str())?
             .map(|b| decode(&b))
@@ -276,6 +277,7 @@ impl Store {
         let k = scoped(merchant.as_str(), merchant_order_no.as_str());
         Ok(self
             .inner
+            .trees
             .merchant_orders
             .get(k)?
             .and_then(|v| OrderId::parse(std::str::from_utf8(&v).ok()?).ok()))
@@ -289,6 +291,7 @@ impl Store {
         let k = scoped(merchant.as_str(), merchant_refund_no.as_str());
         Ok(self
             .inner
+            .trees
             .merchant_refunds
             .get(k)?
             .and_then(|v| RefundId::parse(std::str::from_utf8(&v).ok()?).ok()))
@@ -298,6 +301,7 @@ impl Store {
     pub fn order_of_refund(&self, refund: &RefundId) -> Result<Option<OrderId>, StoreError> {
         Ok(self
             .inner
+            .trees
             .refunds
             .get(refund.as_str())?
             .and_then(|v| OrderId::parse(std::str::from_utf8(&v).ok()?).ok()))
@@ -322,7 +326,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(limit.min(100));
         let mut has_more = false;
-        for kv in self.inner.merchant_list.range(lo..hi).rev() {
+        for kv in self.inner.trees.merchant_list.range(lo..hi).rev() {
             let (k, _) = kv?;
             if out.len() == limit {
                 has_more = true;
@@ -341,6 +345,7 @@ impl Store {
     /// The order's audit trail in order.
     pub fn events(&self, id: &OrderId) -> Result<Vec<StoredEvent>, StoreError> {
         self.inner
+            .trees
             .events
             .scan_prefix(id.as_str().as_bytes())
             .map(|kv| decode(&kv?.1))
@@ -355,7 +360,7 @@ impl Store {
     ) -> Result<Vec<(Millis, OrderId)>, StoreError> {
         let hi = due_key(now.saturating_add(1), "");
         let mut out = Vec::new();
-        for kv in self.inner.timers.range(..hi).take(limit) {
+        for kv in self.inner.trees.timers.range(..hi).take(limit) {
             let (k, _) = kv?;
             if let Some((due, id)) = split_due_key(&k) {
                 if let Ok(id) = OrderId::parse(id) {
@@ -392,6 +397,7 @@ impl Store {
     pub fn next_timer(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self
             .inner
+            .trees
             .timers
             .first()?
             .and_then(|(k, _)| split_due_key(&k).map(|(d, _)| d)))
@@ -404,25 +410,31 @@ impl Store {
 
     /// Number of orders stored (a full count; for operators and tests).
     pub fn order_count(&self) -> usize {
-        self.inner.orders.len()
+        self.inner.trees.orders.len()
     }
 
     /// Every stored order, in id (creation) order. For statistics and recovery scans.
     /// The orders that have anomalies, newest first (ids sort by creation time).
     pub fn anomalous_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
-        self.inner.anomalous_orders.iter().rev().filter_map(|kv| {
-            let id = match kv {
-                Ok((k, _)) => k,
-                Err(e) => return Some(Err(e.into())),
-            };
-            self.inner
-                .orders
-                .get(&id)
-                .map_err(StoreError::from)
-                .and_then(|v| v.map(|b| decode::<StoredOrder>(&b)).transpose())
-                .map(|r| r.map(|r| r.order))
-                .transpose()
-        })
+        self.inner
+            .trees
+            .anomalous_orders
+            .iter()
+            .rev()
+            .filter_map(|kv| {
+                let id = match kv {
+                    Ok((k, _)) => k,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                self.inner
+                    .trees
+                    .orders
+                    .get(&id)
+                    .map_err(StoreError::from)
+                    .and_then(|v| v.map(|b| decode::<StoredOrder>(&b)).transpose())
+                    .map(|r| r.map(|r| r.order))
+                    .transpose()
+            })
     }
 }
 
