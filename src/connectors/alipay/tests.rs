@@ -168,18 +168,9 @@ fn al3_real_sandbox_return_verifies() {
 const AL4_CONTENT: &str = r#"{"code":"10000","msg":"Success","order_id":"20231220110070000002150000657610","out_biz_no":"2023122022560000","pay_date":"2023-12-20 22:56:33","pay_fund_order_id":"20231220110070001502150000660902","status":"SUCCESS","trans_amount":"0.01"}"#;
 const AL4_SIGN: &str = "eITxP5fZiJPB2+vZb90IRkv2iARxeNx/6Omxk7FStqflhG5lMoCvGjo2FZ6Szo1bGBMBReazZuqLaqsgomWAUO9onMVurB3enLbRvwUlpE7XEZaxk/sJYjgc2Y7pIAenvnLL9PEAiXmvUvuinUlvS9J2r1XysC0p/2wu7kEJ/GgZpFDIIYY9mdM6U1rGbi+RvirQXtQHmaEuuJWLA75NR1bvfG3L8znzW9xz1kOQqOWsQmD/bF1CDWbozNLwLCUmClRJz0Fj4mUYRF0zbW2VP8ZgHu1YvVKJ2+dWC9b+0o94URk7psIpc5NjiOM9Jsn6aoC2CfrJ/sqFMRCkYWzw6A==";
 
-fn ysd_connector() -> AlipayConnector {
-    let dir = format!("{}/fixtures/alipay/vectors", env!("CARGO_MANIFEST_DIR"));
-    let table: toml::Table = toml::from_str(&format!(
-        r#"
-        app_id = "9021000122682882"
-        app_private_key_file = "{dir}/ysd_app_private_key.pem"
-        app_cert_file = "{dir}/ysd_alipayAppPublicCert.crt"
-        alipay_public_cert_file = "{dir}/ysd_alipayPublicCert.crt"
-        alipay_root_cert_file = "{dir}/ysd_alipayRootCert.crt"
-        "#
-    ))
-    .unwrap();
+/// A connector with these settings (TOML) and a gateway nobody listens on.
+fn connector_with(settings: &str) -> AlipayConnector {
+    let table: toml::Table = toml::from_str(settings).unwrap();
     let env = ConnectorEnv {
         channel: crate::domain::ChannelName::parse("alipay").unwrap(),
         http: reqwest::Client::new(),
@@ -188,6 +179,19 @@ fn ysd_connector() -> AlipayConnector {
         public_url: "http://127.0.0.1:9".into(),
     };
     AlipayConnector::new(&table, env).unwrap()
+}
+
+fn ysd_connector() -> AlipayConnector {
+    let dir = format!("{}/fixtures/alipay/vectors", env!("CARGO_MANIFEST_DIR"));
+    connector_with(&format!(
+        r#"
+        app_id = "9021000122682882"
+        app_private_key_file = "{dir}/ysd_app_private_key.pem"
+        app_cert_file = "{dir}/ysd_alipayAppPublicCert.crt"
+        alipay_public_cert_file = "{dir}/ysd_alipayPublicCert.crt"
+        alipay_root_cert_file = "{dir}/ysd_alipayRootCert.crt"
+        "#
+    ))
 }
 
 #[test]
@@ -225,22 +229,13 @@ fn al4_sync_response_verified_over_the_raw_text() {
 /// A connector on the TEST_ONLY key pairs, so responses can be signed as Alipay would.
 fn fixture_connector() -> AlipayConnector {
     let dir = format!("{}/fixtures/alipay", env!("CARGO_MANIFEST_DIR"));
-    let table: toml::Table = toml::from_str(&format!(
+    connector_with(&format!(
         r#"
         app_id = "2021000000000001"
         app_private_key_file = "{dir}/TEST_ONLY_app_private_key.pem"
         alipay_public_key_file = "{dir}/TEST_ONLY_alipay_public_key.pem"
         "#
     ))
-    .unwrap();
-    let env = ConnectorEnv {
-        channel: crate::domain::ChannelName::parse("alipay").unwrap(),
-        http: reqwest::Client::new(),
-        base_url: "http://127.0.0.1:9/gateway.do".into(),
-        callback_url: "http://127.0.0.1:9/callbacks/alipay".into(),
-        public_url: "http://127.0.0.1:9".into(),
-    };
-    AlipayConnector::new(&table, env).unwrap()
 }
 
 /// `{"<method>_response":<content>,"sign":...}` signed with `key` (a fixture file name).
