@@ -525,6 +525,19 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             rss_mib()
         );
     });
+    // Last, since counting reads every page.
+    let counts = engine.deps.store.key_counts();
+    let orders = engine.deps.store.order_count().max(1) as f64;
+    let keys: usize = counts.iter().map(|(_, n)| n).sum();
+    let per_tree: Vec<String> = counts
+        .iter()
+        .map(|(name, n)| format!("{name} {:.1}", *n as f64 / orders))
+        .collect();
+    println!(
+        "stored keys: {keys} ({:.1} per order: {})",
+        keys as f64 / orders,
+        per_tree.join(", ")
+    );
     rt.block_on(handle.stop(true));
     let _ = server.join();
     Ok(())

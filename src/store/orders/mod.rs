@@ -413,6 +413,23 @@ impl Store {
         self.inner.trees.orders.len()
     }
 
+    /// Keys per non-empty tree, for the benchmark's memory accounting: sled holds an
+    /// in-memory index entry per page whatever its cache size, so what grows with the data
+    /// is the number of keys. A full scan: it pulls every page through the cache.
+    pub fn key_counts(&self) -> Vec<(String, usize)> {
+        let db = &self.inner.db;
+        let mut counts: Vec<(String, usize)> = db
+            .tree_names()
+            .into_iter()
+            .filter_map(|name| {
+                let n = db.open_tree(&name).ok()?.len();
+                (n > 0).then(|| (String::from_utf8_lossy(&name).into_owned(), n))
+            })
+            .collect();
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts
+    }
+
     /// Every stored order, in id (creation) order. For statistics and recovery scans.
     /// The orders that have anomalies, newest first (ids sort by creation time).
     pub fn anomalous_orders(&self) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {

@@ -290,3 +290,24 @@ async fn leases_move_due_timers_once() {
     assert_eq!(s.order_wake(&a.id).unwrap(), Some(9000));
     assert_eq!(s.due_timers(9000, 10).unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn key_counts_name_each_tree_a_create_writes() {
+    let (_d, s) = temp_store();
+    for (i, no) in ["K1", "K2"].into_iter().enumerate() {
+        s.commit(&create(&new_order(no, 1000 + i as i64)))
+            .await
+            .unwrap();
+    }
+    let counts: BTreeMap<String, usize> = s.key_counts().into_iter().collect();
+    for tree in [
+        "orders",
+        "events",
+        "merchant_orders",
+        "merchant_list",
+        "timers",
+    ] {
+        assert_eq!(counts.get(tree), Some(&2), "{tree}: {counts:?}");
+    }
+    assert!(!counts.contains_key("refunds"), "empty trees are left out");
+}
