@@ -263,8 +263,8 @@ impl Actor for NotifierActor {
 }
 
 impl NotifierActor {
-    /// Removes delivered events past their retention, off this actor's thread (it walks
-    /// the whole outbox).
+    /// Removes delivered events past their retention, off this actor's thread (it reads
+    /// the outbox records older than the retention edge).
     fn purge_delivered(&self) {
         let Some(retain) = self.shared.retain_delivered_ms else {
             return;

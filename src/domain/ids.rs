@@ -31,9 +31,7 @@ fn new_body(now_ms: i64) -> String {
         *last
     };
     let mut out = String::with_capacity(24);
-    for i in (0..10).rev() {
-        out.push(CROCKFORD[((ts >> (i * 5)) & 31) as usize] as char);
-    }
+    push_time(&mut out, ts);
     for i in (0..4).rev() {
         out.push(CROCKFORD[((seq >> (i * 5)) & 31) as usize] as char);
     }
@@ -42,6 +40,13 @@ fn new_body(now_ms: i64) -> String {
         out.push(CROCKFORD[rng.gen_range(0..32)] as char);
     }
     out
+}
+
+/// The 10 timestamp characters that start an id body.
+fn push_time(out: &mut String, ts: u64) {
+    for i in (0..10).rev() {
+        out.push(CROCKFORD[((ts >> (i * 5)) & 31) as usize] as char);
+    }
 }
 
 fn is_body(s: &str) -> bool {
@@ -59,6 +64,15 @@ macro_rules! prefixed_id {
 
             pub fn generate(now_ms: i64) -> Self {
                 $name(format!("{}{}", $prefix, new_body(now_ms)))
+            }
+
+            /// A key below every id generated at or after `ms` and above every id
+            /// generated before it (unless the clock stepped back, which only moves an
+            /// id later): the bound of a range scan over everything older than `ms`.
+            pub fn time_bound(ms: i64) -> String {
+                let mut out = String::from($prefix);
+                push_time(&mut out, ms.max(0) as u64);
+                out
             }
 
             /// Accepts only ids of the exact generated shape, so a path parameter can
@@ -208,6 +222,19 @@ mod tests {
         assert_eq!(OrderId::parse(a.as_str()).unwrap(), a);
         assert_eq!(a.provider_ref().len(), 24);
         assert_eq!(OrderId::from_provider_ref(a.provider_ref()).unwrap(), a);
+    }
+
+    #[test]
+    fn time_bounds_split_ids_by_their_time() {
+        let t = 1_700_000_000_000;
+        // An id never sorts below the bound of the millisecond it was generated in
+        // (a clock stepping back only moves it later).
+        assert!(EventId::generate(t).as_str() >= EventId::time_bound(t).as_str());
+        // The largest id of the millisecond before sorts below the bound.
+        let last_before = format!("{}ZZZZZZZZZZZZZZ", EventId::time_bound(t - 1));
+        assert!(EventId::parse(&last_before).is_ok());
+        assert!(last_before.as_str() < EventId::time_bound(t).as_str());
+        assert!(EventId::time_bound(t).as_str() < EventId::time_bound(t + 1).as_str());
     }
 
     #[test]

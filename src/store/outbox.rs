@@ -256,9 +256,15 @@ impl Store {
     /// otherwise grow with every event ever sent. A record is removed only if it is still
     /// the delivered one that was read (compare-and-swap), so a replay that made it pending
     /// again in the meantime keeps it. Pending and dead records are never removed here.
+    ///
+    /// Only ids older than `before` are read: an event is delivered after it is created,
+    /// and ids sort by creation time. Earlier purges emptied most of that range, so each
+    /// run reads about one run's worth of new records (plus dead ones) instead of the whole
+    /// retained outbox, and does not pull a month of records through sled's cache.
     pub fn purge_delivered(&self, before: Millis) -> Result<usize, StoreError> {
         let mut n = 0;
-        for kv in self.inner.trees.outbox.iter() {
+        let bound = EventId::time_bound(before);
+        for kv in self.inner.trees.outbox.range(..bound.as_bytes()) {
             let (k, v) = kv?;
             let r: OutboxRecord = decode(&v)?;
             if r.status != OutboxStatus::Delivered || r.delivered_at.map_or(true, |t| t >= before) {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::*;
-use crate::store::temp_store;
+use crate::store::{temp_store, OutboxStatus};
 use std::collections::BTreeMap;
 
 fn new_order(no: &str, now: Millis) -> Order {
@@ -310,4 +310,56 @@ async fn key_counts_name_each_tree_a_create_writes() {
         assert_eq!(counts.get(tree), Some(&2), "{tree}: {counts:?}");
     }
     assert!(!counts.contains_key("refunds"), "empty trees are left out");
+}
+
+/// Far past any clock the tests use, so every id generated here is older.
+const RETENTION_EDGE: Millis = 5_000_000_000_000;
+
+fn outbox_record(o: &Order, status: OutboxStatus, delivered_at: Option<Millis>) -> OutboxRecord {
+    OutboxRecord {
+        id: EventId::generate(o.created_at),
+        merchant_id: o.spec.merchant_id.clone(),
+        order_id: o.id.clone(),
+        event_type: "order.paid".into(),
+        payload: b"{}".to_vec(),
+        created_at: o.created_at,
+        notify_url: None,
+        status,
+        attempts: 1,
+        next_due: o.created_at,
+        last_error: None,
+        delivered_at,
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_only_deliveries_older_than_the_retention_edge() {
+    let (_d, s) = temp_store();
+    let o = new_order("P1", 1000);
+    let records = [
+        outbox_record(&o, OutboxStatus::Delivered, Some(RETENTION_EDGE - 1)),
+        outbox_record(&o, OutboxStatus::Delivered, Some(RETENTION_EDGE + 5000)),
+        outbox_record(&o, OutboxStatus::Pending, None),
+        outbox_record(&o, OutboxStatus::Dead, None),
+    ];
+    let mut w = create(&o);
+    w.outbox = records.to_vec();
+    s.commit(&w).await.unwrap();
+
+    assert_eq!(s.purge_delivered(RETENTION_EDGE).unwrap(), 1);
+    assert_eq!(s.get_outbox(&records[0].id).unwrap(), None);
+    for kept in &records[1..] {
+        assert_eq!(s.get_outbox(&kept.id).unwrap().as_ref(), Some(kept));
+    }
+    // Records created after the edge are not even read: one delivered "before" it (a
+    // clock that stepped back) waits for a later run.
+    let late = new_order("P2", RETENTION_EDGE + 10);
+    let mut early_delivery = outbox_record(&late, OutboxStatus::Delivered, Some(1));
+    early_delivery.created_at = late.created_at;
+    let mut w = create(&late);
+    w.outbox = vec![early_delivery.clone()];
+    s.commit(&w).await.unwrap();
+    assert_eq!(s.purge_delivered(RETENTION_EDGE).unwrap(), 0);
+    assert_eq!(s.purge_delivered(RETENTION_EDGE + 1000).unwrap(), 1);
+    assert_eq!(s.get_outbox(&early_delivery.id).unwrap(), None);
 }
