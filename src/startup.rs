@@ -188,6 +188,12 @@ impl Application {
         });
         registry.bind(deps.clone());
         TimerService::spawn(deps.clone(), registry.clone());
+        if config.storage.idempotency_retain_hours > 0 {
+            spawn_idempotency_retention(
+                deps.clone(),
+                config.storage.idempotency_retain_hours as i64 * 3_600_000,
+            );
+        }
         let engine = Engine { deps, registry };
 
         let state = web::Data::new(AppState {
@@ -245,4 +251,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Answered `Idempotency-Key`s older than the retention are removed at start and then
+/// hourly, off the async threads (a scan of one retention period's keys).
+fn spawn_idempotency_retention(deps: Arc<Deps>, retain_ms: i64) {
+    actix_rt::spawn(async move {
+        let mut every = actix_rt::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let (store, before) = (deps.store.clone(), deps.clock.now() - retain_ms);
+            match actix_rt::task::spawn_blocking(move || store.idem_purge(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(purged = n, "idempotency keys past retention removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+                Err(_) => return,
+            }
+        }
+    });
 }

@@ -113,6 +113,7 @@ where
                     status: status.as_u16(),
                     body: bytes.clone(),
                 },
+                clock.now(),
             )
             .await?;
     }

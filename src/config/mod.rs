@@ -107,6 +107,14 @@ pub struct StorageConfig {
     /// latency to a durable write; 0 starts the batch at once.
     #[serde(default = "default_group_commit_delay")]
     pub group_commit_delay_us: u64,
+    /// Answered `Idempotency-Key`s are kept this long, then a retry with the key runs anew
+    /// (as Stripe's 24 hours); 0 keeps them for ever.
+    #[serde(default = "default_idempotency_retain_hours")]
+    pub idempotency_retain_hours: u64,
+}
+
+fn default_idempotency_retain_hours() -> u64 {
+    24
 }
 
 fn default_group_commit_delay() -> u64 {

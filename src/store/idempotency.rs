@@ -16,8 +16,16 @@ pub struct StoredResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum IdemState {
-    InProgress { started_at: Millis },
+    InProgress {
+        started_at: Millis,
+    },
+    /// Written by earlier releases, without a completion time; expires at the first purge.
     Done(StoredResponse),
+    /// A new variant (not a new field), so records of the layout above still decode.
+    Completed {
+        at: Millis,
+        response: StoredResponse,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +68,9 @@ impl Store {
                     return Ok(IdemBegin::Mismatch);
                 }
                 Ok(match cur.state {
-                    IdemState::Done(r) => IdemBegin::Replay(r),
+                    IdemState::Done(r) | IdemState::Completed { response: r, .. } => {
+                        IdemBegin::Replay(r)
+                    }
                     IdemState::InProgress { .. } => IdemBegin::InProgress,
                 })
             }
@@ -74,10 +84,11 @@ impl Store {
         key: &str,
         request_hash: [u8; 32],
         response: StoredResponse,
+        now: Millis,
     ) -> Result<(), StoreError> {
         let v = encode(&IdemRecord {
             request_hash,
-            state: IdemState::Done(response),
+            state: IdemState::Completed { at: now, response },
         })?;
         self.inner
             .idempotency
@@ -112,6 +123,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes answered keys completed before `before` (retention): a key is a client's
+    /// retry window, not a record for ever, and every key is a stored answer body. Once
+    /// removed, a retry with the key runs anew, and `merchant_order_no` /
+    /// `merchant_refund_no` uniqueness still refuses a second order or refund. Keys still
+    /// in progress are left alone. A full scan, of one retention period's keys.
+    pub fn idem_purge(&self, before: Millis) -> Result<usize, StoreError> {
+        let t = &self.inner.idempotency;
+        let mut n = 0;
+        for kv in t.iter() {
+            let (k, v) = kv?;
+            let expired = match decode::<IdemRecord>(&v).map(|r| r.state) {
+                Ok(IdemState::Completed { at, .. }) => at < before,
+                Ok(IdemState::Done(_)) => true,
+                Ok(IdemState::InProgress { .. }) | Err(_) => false,
+            };
+            if expired
+                && t.compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +175,9 @@ mod tests {
             status: 201,
             body: b"{}".to_vec(),
         };
-        s.idem_complete(&m, "k", [1; 32], r.clone()).await.unwrap();
+        s.idem_complete(&m, "k", [1; 32], r.clone(), 10)
+            .await
+            .unwrap();
         assert_eq!(
             s.idem_begin(&m, "k", [1; 32], 0).unwrap(),
             IdemBegin::Replay(r)
@@ -151,6 +191,57 @@ mod tests {
         assert_eq!(
             s.idem_begin(&other, "k", [3; 32], 0).unwrap(),
             IdemBegin::Started
+        );
+    }
+
+    #[tokio::test]
+    async fn answered_keys_expire_and_then_run_anew() {
+        let (_d, s) = temp_store();
+        let m = MerchantId::parse("demo").unwrap();
+        let r = StoredResponse {
+            status: 201,
+            body: b"{}".to_vec(),
+        };
+        for (key, at) in [("old", 100), ("new", 200)] {
+            assert_eq!(
+                s.idem_begin(&m, key, [1; 32], at).unwrap(),
+                IdemBegin::Started
+            );
+            s.idem_complete(&m, key, [1; 32], r.clone(), at)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.idem_begin(&m, "busy", [1; 32], 0).unwrap(),
+            IdemBegin::Started
+        );
+        // A record of the earlier layout (no completion time) still replays, then expires.
+        let legacy = encode(&IdemRecord {
+            request_hash: [1; 32],
+            state: IdemState::Done(r.clone()),
+        })
+        .unwrap();
+        s.inner
+            .idempotency
+            .insert(scoped("demo", "legacy"), legacy)
+            .unwrap();
+        assert_eq!(
+            s.idem_begin(&m, "legacy", [1; 32], 0).unwrap(),
+            IdemBegin::Replay(r.clone())
+        );
+
+        assert_eq!(s.idem_purge(150).unwrap(), 2, "old and legacy");
+        assert_eq!(
+            s.idem_begin(&m, "old", [2; 32], 300).unwrap(),
+            IdemBegin::Started
+        );
+        assert_eq!(
+            s.idem_begin(&m, "new", [1; 32], 300).unwrap(),
+            IdemBegin::Replay(r)
+        );
+        assert_eq!(
+            s.idem_begin(&m, "busy", [1; 32], 300).unwrap(),
+            IdemBegin::InProgress
         );
     }
 }
