@@ -1,4 +1,4 @@
-//! sled 0.34 alone, without any paygate code: how its resident memory follows the number
+//! sled 0.34 alone, without paygate's store: how its resident memory follows the number
 //! of stored keys, whatever `cache_capacity` says. It writes `KEYS` keys (8-byte, in order
 //! like paygate's time-sorted ids, or random with `RANDOM=1`) of `VALUE` bytes in batches
 //! of 20 (as the store writer does), flushing each batch, and prints the process's resident
@@ -7,6 +7,7 @@
 //! ```text
 //! CACHE_MB=1 KEYS=800000 cargo run --release --example sled_memory
 //! ```
+use paygate::bench::rss_mib;
 use rand::Rng;
 
 #[global_allocator]
@@ -17,17 +18,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn main() -> Result<(), sled::Error> {

@@ -238,7 +238,8 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn rss_mib() -> f64 {
+/// This process's resident memory (Linux; 0 elsewhere).
+pub fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
