@@ -254,19 +254,20 @@ impl Application {
 }
 
 /// Answered `Idempotency-Key`s older than the retention are removed at start and then
-/// hourly, off the async threads (a scan of one retention period's keys).
+/// every hour of the app's clock, off the async threads (a scan of one retention period's
+/// keys).
 fn spawn_idempotency_retention(deps: Arc<Deps>, retain_ms: i64) {
     actix_rt::spawn(async move {
-        let mut every = actix_rt::time::interval(Duration::from_secs(3600));
         loop {
-            every.tick().await;
-            let (store, before) = (deps.store.clone(), deps.clock.now() - retain_ms);
+            let now = deps.clock.now();
+            let (store, before) = (deps.store.clone(), now - retain_ms);
             match actix_rt::task::spawn_blocking(move || store.idem_purge(before)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(purged = n, "idempotency keys past retention removed"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "purging idempotency keys failed"),
                 Err(_) => return,
             }
+            deps.clock.sleep_until(now + 3_600_000).await;
         }
     });
 }

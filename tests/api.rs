@@ -182,6 +182,52 @@ async fn idempotency_key_replays_refuses_changes_and_holds_under_concurrency() {
 /// same key is answered promptly and there is still exactly one order. (actix-web lets
 /// the handler finish, so the retry usually replays its answer; were the handler dropped,
 /// `idempotency::Release` frees the key and the retry meets the order it left.)
+/// Answered keys are kept `[storage] idempotency_retain_hours` of the app's clock, then
+/// the key runs anew; the merchant_order_no still refuses a second order.
+#[actix_web::test]
+async fn idempotency_keys_expire_after_their_retention() {
+    let app = spawn_app_with(&[("PAYGATE__STORAGE__IDEMPOTENCY_RETAIN_HOURS", "24")]).await;
+    let post = |no: &'static str| {
+        app.request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(order_body(no, 100)),
+            Some("key-exp"),
+        )
+    };
+    assert_eq!(post("exp-1").await.status, 201);
+    app.clock.advance(Duration::from_secs(23 * 3600));
+    let within = post("exp-2").await;
+    assert_eq!(within.status, 409, "still held: {}", within.text);
+    assert_eq!(within.body["error"]["type"], "idempotency_error");
+
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let anew = loop {
+        let r = post("exp-2").await;
+        if r.status != 409 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(anew.status, 201, "the expired key runs anew: {}", anew.text);
+    assert_eq!(anew.body["merchant_order_no"], "exp-2");
+    let original = app
+        .request(
+            Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(order_body("exp-1", 100)),
+            Some("key-exp-other"),
+        )
+        .await;
+    assert_eq!(
+        original.body["error"]["code"],
+        "duplicate_merchant_order_no"
+    );
+}
+
 #[actix_web::test]
 async fn an_abandoned_request_does_not_lock_its_idempotency_key() {
     let app = spawn_app().await;
