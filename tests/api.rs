@@ -113,35 +113,13 @@ async fn list_paginates_newest_first_and_finds_by_merchant_order_no() {
 async fn idempotency_key_replays_refuses_changes_and_holds_under_concurrency() {
     let app = spawn_app().await;
     let body = order_body("idem-1", 100);
-    let a = app
-        .request(
-            Method::POST,
-            "/v1/orders",
-            Some(DEMO_KEY),
-            Some(body.clone()),
-            Some("key-1"),
-        )
-        .await;
-    let b = app
-        .request(
-            Method::POST,
-            "/v1/orders",
-            Some(DEMO_KEY),
-            Some(body.clone()),
-            Some("key-1"),
-        )
-        .await;
+    let a = app.create_order_keyed(body.clone(), "key-1").await;
+    let b = app.create_order_keyed(body.clone(), "key-1").await;
     assert_eq!((a.status, b.status), (201, 201));
     assert_eq!(a.text, b.text, "replayed byte for byte");
     assert_eq!(b.headers["idempotent-replayed"], "true");
     let changed = app
-        .request(
-            Method::POST,
-            "/v1/orders",
-            Some(DEMO_KEY),
-            Some(order_body("idem-1", 101)),
-            Some("key-1"),
-        )
+        .create_order_keyed(order_body("idem-1", 101), "key-1")
         .await;
     assert_eq!(changed.status, 409);
     assert_eq!(changed.body["error"]["type"], "idempotency_error");
@@ -177,25 +155,12 @@ async fn idempotency_key_replays_refuses_changes_and_holds_under_concurrency() {
     assert_eq!(app.count_orders(), 2);
 }
 
-/// A client that gives up mid-request (its connection closes while paygate waits for a
-/// slow provider) must not leave its Idempotency-Key "in progress": the retry with the
-/// same key is answered promptly and there is still exactly one order. (actix-web lets
-/// the handler finish, so the retry usually replays its answer; were the handler dropped,
-/// `idempotency::Release` frees the key and the retry meets the order it left.)
 /// Answered keys are kept `[storage] idempotency_retain_hours` of the app's clock, then
 /// the key runs anew; the merchant_order_no still refuses a second order.
 #[actix_web::test]
 async fn idempotency_keys_expire_after_their_retention() {
     let app = spawn_app_with(&[("PAYGATE__STORAGE__IDEMPOTENCY_RETAIN_HOURS", "24")]).await;
-    let post = |no: &'static str| {
-        app.request(
-            Method::POST,
-            "/v1/orders",
-            Some(DEMO_KEY),
-            Some(order_body(no, 100)),
-            Some("key-exp"),
-        )
-    };
+    let post = |no: &'static str| app.create_order_keyed(order_body(no, 100), "key-exp");
     assert_eq!(post("exp-1").await.status, 201);
     app.clock.advance(Duration::from_secs(23 * 3600));
     let within = post("exp-2").await;
@@ -214,13 +179,7 @@ async fn idempotency_keys_expire_after_their_retention() {
     assert_eq!(anew.status, 201, "the expired key runs anew: {}", anew.text);
     assert_eq!(anew.body["merchant_order_no"], "exp-2");
     let original = app
-        .request(
-            Method::POST,
-            "/v1/orders",
-            Some(DEMO_KEY),
-            Some(order_body("exp-1", 100)),
-            Some("key-exp-other"),
-        )
+        .create_order_keyed(order_body("exp-1", 100), "key-exp-other")
         .await;
     assert_eq!(
         original.body["error"]["code"],
@@ -228,6 +187,11 @@ async fn idempotency_keys_expire_after_their_retention() {
     );
 }
 
+/// A client that gives up mid-request (its connection closes while paygate waits for a
+/// slow provider) must not leave its Idempotency-Key "in progress": the retry with the
+/// same key is answered promptly and there is still exactly one order. (actix-web lets
+/// the handler finish, so the retry usually replays its answer; were the handler dropped,
+/// `idempotency::Release` frees the key and the retry meets the order it left.)
 #[actix_web::test]
 async fn an_abandoned_request_does_not_lock_its_idempotency_key() {
     let app = spawn_app().await;

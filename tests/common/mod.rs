@@ -176,6 +176,18 @@ impl TestApp {
             .await
     }
 
+    /// `POST /v1/orders` as the demo merchant with an `Idempotency-Key`.
+    pub async fn create_order_keyed(&self, body: Value, idempotency_key: &str) -> Resp {
+        self.request(
+            reqwest::Method::POST,
+            "/v1/orders",
+            Some(DEMO_KEY),
+            Some(body),
+            Some(idempotency_key),
+        )
+        .await
+    }
+
     /// Creates an order and asserts it is pending; returns its id.
     pub async fn pending_order(&self, merchant_order_no: &str, amount: i64) -> String {
         let r = self.create_order(merchant_order_no, amount).await;
