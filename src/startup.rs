@@ -253,13 +253,19 @@ impl Application {
     }
 }
 
-/// Answered `Idempotency-Key`s older than the retention are removed at start and then
-/// every hour of the app's clock, off the async threads (a scan of one retention period's
-/// keys).
+/// Answered `Idempotency-Key`s older than the retention are removed every hour of the
+/// app's clock, off the async threads (a scan of one retention period's keys). The first
+/// run is an hour after start, so start-up scans the tree once, to release keys cut off
+/// by the last stop, not twice.
 fn spawn_idempotency_retention(deps: Arc<Deps>, retain_ms: i64) {
     actix_rt::spawn(async move {
+        let mut due = deps.clock.now() + 3_600_000;
         loop {
+            deps.clock.sleep_until(due).await;
+            // One reading serves this run's edge and the next run's time, so a clock that
+            // moves on meanwhile cannot skip a run.
             let now = deps.clock.now();
+            due = now + 3_600_000;
             let (store, before) = (deps.store.clone(), now - retain_ms);
             match actix_rt::task::spawn_blocking(move || store.idem_purge(before)).await {
                 Ok(Ok(0)) => {}
@@ -267,7 +273,6 @@ fn spawn_idempotency_retention(deps: Arc<Deps>, retain_ms: i64) {
                 Ok(Err(e)) => tracing::warn!(error = %e, "purging idempotency keys failed"),
                 Err(_) => return,
             }
-            deps.clock.sleep_until(now + 3_600_000).await;
         }
     });
 }

@@ -528,7 +528,10 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     });
     // Last, since counting reads every page.
     let counts = engine.deps.store.key_counts();
-    let orders = engine.deps.store.order_count().max(1) as f64;
+    let orders = counts
+        .iter()
+        .find(|(name, _)| name == crate::store::tree::ORDERS)
+        .map_or(1, |(_, n)| (*n).max(1)) as f64;
     let keys: usize = counts.iter().map(|(_, n)| n).sum();
     let per_tree: Vec<String> = counts
         .iter()

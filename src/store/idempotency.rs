@@ -121,9 +121,7 @@ impl Store {
         }
         Ok(n)
     }
-}
 
-impl Store {
     /// Removes answered keys completed before `before` (retention): a key is a client's
     /// retry window, not a record for ever, and every key is a stored answer body. Once
     /// removed, a retry with the key runs anew, and `merchant_order_no` /

@@ -44,7 +44,7 @@ impl From<sled::Error> for StoreError {
 }
 
 /// Tree names; changing one is a storage migration.
-mod tree {
+pub(crate) mod tree {
     pub const ORDERS: &str = "orders";
     pub const EVENTS: &str = "events";
     pub const MERCHANT_ORDERS: &str = "merchant_orders";
