@@ -95,7 +95,8 @@ pub fn verify(
     if sigs.is_empty() {
         return Err(WebhookError::NoSignature);
     }
-    if (now - t).abs() > tolerance_secs {
+    // `abs_diff` cannot wrap (an i64 subtraction of extreme values would).
+    if now.abs_diff(t) > tolerance_secs.max(0) as u64 {
         return Err(WebhookError::StaleTimestamp);
     }
     let expected = mac(secret, t, body);
@@ -180,6 +181,15 @@ mod tests {
             verify(&h, SECRET, BODY.as_bytes(), T - 301, 300),
             Err(WebhookError::StaleTimestamp)
         );
+        // The far ends of i64 are stale, never wrapped round to "fresh".
+        for t in [0, i64::MAX] {
+            let h = sign(&[SECRET], t, BODY.as_bytes());
+            assert_eq!(
+                verify(&h, SECRET, BODY.as_bytes(), T, 300),
+                Err(WebhookError::StaleTimestamp),
+                "{t}"
+            );
+        }
         // Moving the timestamp forward breaks the MAC.
         let moved = h.replace(&T.to_string(), &(T + 200).to_string());
         assert_eq!(

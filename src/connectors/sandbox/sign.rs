@@ -107,8 +107,10 @@ impl SignedHeaders {
             return Err(SignError::Malformed(H_NONCE));
         }
         let given = decode_signature(&self.signature).ok_or(SignError::Malformed(H_SIGNATURE))?;
+        // Saturating, then compared without `abs` (which wraps on i64::MIN in release
+        // builds and would pass a timestamp 2^63 s away as fresh).
         let skew = now_secs.saturating_sub(ts);
-        if skew.abs() > MAX_SKEW_SECS {
+        if skew.unsigned_abs() > MAX_SKEW_SECS as u64 {
             return Err(SignError::Stale { skew });
         }
         mac(key, &self.timestamp, &self.nonce, body)

@@ -277,7 +277,8 @@ impl PlatformKeys {
             .serial
             .ok_or(SignError::MissingHeader("Wechatpay-Serial"))?;
         let ts_num: i64 = ts.trim().parse().map_err(|_| SignError::Stale)?;
-        if (now_secs - ts_num).abs() >= MAX_CLOCK_SKEW_SECS {
+        // `abs_diff` cannot wrap: a timestamp near i64::MIN is stale, not accepted.
+        if now_secs.abs_diff(ts_num) >= MAX_CLOCK_SKEW_SECS as u64 {
             return Err(SignError::Stale);
         }
         let key = self

@@ -144,7 +144,7 @@ impl AlipaySimulator {
         let sign = get("sign").ok_or_else(|| missing("isv.missing-signature", "sign"))?;
         let ts = get("timestamp").ok_or_else(|| missing("isv.missing-timestamp", "timestamp"))?;
         match parse_gmt8(ts) {
-            Some(t) if (t - now_ms()).abs() <= TIMESTAMP_WINDOW_MS => {}
+            Some(t) if t.abs_diff(now_ms()) <= TIMESTAMP_WINDOW_MS as u64 => {}
             _ => return Err(invalid("isv.invalid-timestamp", "非法的时间戳参数")),
         }
         match get("version").map(String::as_str) {

@@ -131,7 +131,7 @@ impl WechatPaySimulator {
             .timestamp
             .parse()
             .map_err(|_| sign_error("timestamp格式错误"))?;
-        if (now_secs() - ts).abs() >= MAX_CLOCK_SKEW_SECS {
+        if now_secs().abs_diff(ts) >= MAX_CLOCK_SKEW_SECS as u64 {
             return Err(sign_error(
                 "请求已过期 (timestamp outside the 5 minute window)",
             ));

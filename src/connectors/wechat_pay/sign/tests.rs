@@ -185,6 +185,16 @@ fn stale_timestamps_and_probes_are_rejected() {
     let sig = wx1().sign(&response_message(&ts, "n0nce", body));
     keys.verify(headers(&ts, &sig, "D7CE59D1F522D701"), body, now)
         .unwrap();
+    // now - ts overflows i64 for these: a wrapping `abs()` stayed negative and passed.
+    for ts in [now.wrapping_sub(i64::MIN), i64::MIN, i64::MAX] {
+        let ts = ts.to_string();
+        let sig = wx1().sign(&response_message(&ts, "n0nce", body));
+        assert_eq!(
+            keys.verify(headers(&ts, &sig, "D7CE59D1F522D701"), body, now),
+            Err(SignError::Stale),
+            "{ts}"
+        );
+    }
     let probe = format!("{SIGNTEST_PREFIX}{sig}");
     assert_eq!(
         keys.verify(headers(&ts, &probe, "D7CE59D1F522D701"), body, now),
