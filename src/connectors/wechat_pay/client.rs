@@ -63,7 +63,7 @@ impl ApiResponse {
 
 impl WechatPayConnector {
     /// `path_and_query` is appended to the base URL; the canonical URL that is signed is
-    /// the full request path plus query as sent (as the SDKs' `RequestURI()`).
+    /// the request path and query as WeChat receives them, i.e. without the base URL's path.
     pub(super) async fn call(
         &self,
         method: reqwest::Method,
@@ -77,9 +77,16 @@ impl WechatPayConnector {
         );
         let url = reqwest::Url::parse(&url)
             .map_err(|e| ConnectorError::Config(format!("bad WeChat Pay URL {url}: {e}")))?;
+        // WeChat verifies over the URL as it receives it (`/v3/...`). A base URL with a
+        // path (the simulator's mount point, or a forwarding proxy that strips its prefix)
+        // is not part of what the provider sees, so it is not signed.
+        let base_path = reqwest::Url::parse(&self.env.base_url)
+            .map(|b| b.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
+        let path = url.path().strip_prefix(&base_path).unwrap_or(url.path());
         let canonical = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
         };
         let body = body.unwrap_or_default();
         let ts = now_secs();

@@ -48,9 +48,14 @@ async fn the_simulator_rejects_what_wechat_rejects() {
     .unwrap();
     let path =
         "/sandbox/wechat_pay/v3/pay/transactions/out-trade-no/0000000000ABCDEFGHJKMNPQ/close";
-    let signed = |ts: i64, body: &str| {
-        let msg =
-            crate::connectors::wechat_pay::sign::request_message("POST", path, ts, "n0nce", body);
+    let signed_over = |signed_path: &str, ts: i64, body: &str| {
+        let msg = crate::connectors::wechat_pay::sign::request_message(
+            "POST",
+            signed_path,
+            ts,
+            "n0nce",
+            body,
+        );
         crate::connectors::wechat_pay::sign::authorization_value(
             "SHA256-RSA2048",
             MCHID,
@@ -60,8 +65,14 @@ async fn the_simulator_rejects_what_wechat_rejects() {
             &signer.sign(msg.as_bytes()),
         )
     };
+    let signed = |ts: i64, body: &str| signed_over(path, ts, body);
     let body = format!(r#"{{"mchid":"{MCHID}"}}"#);
     for (auth, sent, what) in [
+        (
+            signed_over("/v3/pay/transactions/out-trade-no/other/close", now_secs(), &body),
+            body.clone(),
+            "signed for another URL",
+        ),
         (signed(now_secs() - 301, &body), body.clone(), "stale"),
         (
             signed(now_secs(), &body),
@@ -91,6 +102,18 @@ async fn the_simulator_rejects_what_wechat_rejects() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 404, "authenticated, then: no such trade");
+    // An official client given the simulator as its base URL signs the URL as WeChat
+    // receives it, without the simulator's mount prefix: accepted the same.
+    let relative = path.strip_prefix("/sandbox/wechat_pay").unwrap();
+    let ok = h
+        .http
+        .post(format!("{}{path}", h.public_url))
+        .header("Authorization", signed_over(relative, now_secs(), &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 404, "provider-relative signature authenticates");
 
     // Body checks, with correctly signed requests.
     let body = |extra: serde_json::Value| {
