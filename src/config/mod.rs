@@ -142,6 +142,13 @@ pub struct ActorsConfig {
     pub poll_max_interval_secs: u64,
     /// How often the timer service looks for due timers at most.
     pub timer_tick_ms: u64,
+    /// A refund the provider has no record of (its request was lost, or paygate stopped
+    /// before sending it) is re-sent at each poll, under the same refund number, until it
+    /// is this old; then it fails, its amount becomes refundable again, and operators get
+    /// a `refund_not_received` anomaly. Polls of pending refunds double from
+    /// `poll_first_secs` and always fall on this age, so the default re-sends at about
+    /// 10, 20, 40 and 80 s and settles by 120 s.
+    pub refund_resend_window_secs: u64,
 }
 
 impl Default for ActorsConfig {
@@ -154,6 +161,7 @@ impl Default for ActorsConfig {
             poll_first_secs: 10,
             poll_max_interval_secs: 120,
             timer_tick_ms: 200,
+            refund_resend_window_secs: 120,
         }
     }
 }
@@ -385,6 +393,12 @@ impl Config {
             return Err(invalid(
                 "actors.poll_first_secs",
                 "must be > 0 and <= actors.poll_max_interval_secs",
+            ));
+        }
+        if a.refund_resend_window_secs < a.poll_first_secs {
+            return Err(invalid(
+                "actors.refund_resend_window_secs",
+                "must be >= actors.poll_first_secs",
             ));
         }
         if a.timer_tick_ms == 0 {

@@ -52,8 +52,14 @@ pub enum ProviderPayment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderRefund {
     Pending,
-    Succeeded { provider_refund_id: Option<String> },
+    Succeeded {
+        provider_refund_id: Option<String>,
+    },
     Failed(Failure),
+    /// The provider has no record of this refund: the request never reached it (lost on
+    /// the way, or paygate stopped before sending it). Re-sending it with the same refund
+    /// number is safe, providers deduplicate on it; it is not a failure by itself.
+    NotFound,
 }
 
 /// The answer to a status query: the mapped status and the provider's own word for it
@@ -198,7 +204,8 @@ pub trait Connector: Send + Sync + 'static {
         refund: &Refund,
     ) -> Result<ProviderRefund, ConnectorError>;
 
-    /// Asks the provider for one refund's status.
+    /// Asks the provider for one refund's status. A refund the provider has no record of
+    /// is `Ok(ProviderRefund::NotFound)`, never an error: the order actor re-sends it.
     async fn refund_query(
         &self,
         order: &Order,

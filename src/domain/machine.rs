@@ -40,6 +40,10 @@ pub enum OrderEvent {
         refund_id: RefundId,
         failure: Failure,
     },
+    /// The provider still had no record of a pending refund when paygate stopped
+    /// re-sending it: the refund fails (its reserved amount is released) and operators are
+    /// told. Appended last: stored events are encoded by variant position.
+    RefundNotReceived { refund_id: RefundId },
 }
 
 impl OrderEvent {
@@ -54,9 +58,13 @@ impl OrderEvent {
             OrderEvent::RefundRequested { .. } => "refund_requested",
             OrderEvent::RefundSucceeded { .. } => "refund_succeeded",
             OrderEvent::RefundFailed { .. } => "refund_failed",
+            OrderEvent::RefundNotReceived { .. } => "refund_not_received",
         }
     }
 }
+
+/// The failure code of a refund the provider never received ([`OrderEvent::RefundNotReceived`]).
+pub const REFUND_NOT_RECEIVED: &str = "refund_not_received";
 
 /// A change a merchant is told about through a webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,6 +336,36 @@ impl Order {
                         at: now,
                     });
                 }
+                notices.push(MerchantNotice::RefundFailed(refund_id.clone()));
+            }
+            (
+                S::Paid | S::PartiallyRefunded | S::Refunded | S::Closed | S::Failed,
+                E::RefundNotReceived { refund_id },
+            ) => {
+                let r = next
+                    .refunds
+                    .iter_mut()
+                    .find(|r| &r.id == refund_id)
+                    .ok_or(DomainError::UnknownRefund)?;
+                // Only a refund still waiting can be given up on; an outcome the provider
+                // reported in the meantime stands.
+                if r.status != RefundStatus::Pending {
+                    return Ok(Applied::Unchanged);
+                }
+                r.status = RefundStatus::Failed;
+                r.failure = Some(Failure {
+                    code: REFUND_NOT_RECEIVED.into(),
+                    message: "the provider has no record of this refund after it was re-sent; nothing was refunded".into(),
+                });
+                r.completed_at = Some(now);
+                anomaly = Some(Anomaly {
+                    kind: AnomalyKind::RefundNotReceived,
+                    detail: format!(
+                        "refund {refund_id} of {} was never received by the provider and is failed; confirm with the provider that no money moved",
+                        r.amount
+                    ),
+                    at: now,
+                });
                 notices.push(MerchantNotice::RefundFailed(refund_id.clone()));
             }
             (S::Pending, E::PrepayAccepted { .. }) => return Ok(Applied::Unchanged),

@@ -14,7 +14,7 @@ mod tests;
 
 pub use ids::{ChannelName, EventId, MerchantId, MerchantRef, OrderId, RefundId};
 pub use late::{LatePayment, LateRefundDue, LATE_REFUND_PREFIX};
-pub use machine::{Applied, MerchantNotice, OrderEvent};
+pub use machine::{Applied, MerchantNotice, OrderEvent, REFUND_NOT_RECEIVED};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
 pub use order::{
     Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,

@@ -172,6 +172,10 @@ pub enum AnomalyKind {
     /// paygate's own refund of a late payment failed at the provider: the payer's money is
     /// still held, and only an operator (or the merchant, by hand) can return it.
     LateRefundFailed,
+    /// A refund the provider never received (lost request, crash before the call) was
+    /// re-sent until `refund_settle_secs` and is now failed: its amount is refundable again,
+    /// but an operator should confirm with the provider that no money moved.
+    RefundNotReceived,
 }
 
 impl AnomalyKind {
@@ -182,6 +186,7 @@ impl AnomalyKind {
             AnomalyKind::DuplicatePayment => "duplicate_payment",
             AnomalyKind::RefundMismatch => "refund_mismatch",
             AnomalyKind::LateRefundFailed => "late_refund_failed",
+            AnomalyKind::RefundNotReceived => "refund_not_received",
         }
     }
 }

@@ -359,6 +359,45 @@ fn failed_refund_releases_its_amount() {
 }
 
 #[test]
+fn an_unreceived_refund_fails_once_with_an_anomaly_and_releases_its_amount() {
+    let o = paid_order(100);
+    let (r1, ev1) = refund(70, 1);
+    let o = step(&o, ev1);
+    assert_eq!(o.refundable(), 30);
+    let ev = OrderEvent::RefundNotReceived {
+        refund_id: r1.clone(),
+    };
+    let Applied::Changed {
+        order,
+        notices,
+        anomaly,
+    } = o.apply(&ev, T0).unwrap()
+    else {
+        panic!("unchanged")
+    };
+    assert_eq!(notices, vec![MerchantNotice::RefundFailed(r1.clone())]);
+    assert_eq!(anomaly.unwrap().kind, AnomalyKind::RefundNotReceived);
+    let r = order.refund(&r1).unwrap();
+    assert_eq!(r.status(), RefundStatus::Failed);
+    assert_eq!(
+        r.failure().unwrap().code,
+        crate::domain::REFUND_NOT_RECEIVED
+    );
+    assert_eq!(order.status(), OrderStatus::Paid);
+    assert_eq!(order.refundable(), 100);
+    // Given up once; and an outcome the provider reported first is never overwritten.
+    assert_eq!(order.apply(&ev, T0).unwrap(), Applied::Unchanged);
+    let succeeded = step(
+        &o,
+        OrderEvent::RefundSucceeded {
+            refund_id: r1.clone(),
+            provider_refund_id: None,
+        },
+    );
+    assert_eq!(succeeded.apply(&ev, T0).unwrap(), Applied::Unchanged);
+}
+
+#[test]
 fn refund_currency_must_match() {
     let o = paid_order(100);
     let r = Refund::new(
@@ -411,6 +450,7 @@ enum Op {
     RequestRefund(i64),
     RefundOk(usize),
     RefundFail(usize),
+    RefundNotReceived(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -426,6 +466,7 @@ fn op() -> impl Strategy<Value = Op> {
         (1i64..120).prop_map(Op::RequestRefund),
         (0usize..6).prop_map(Op::RefundOk),
         (0usize..6).prop_map(Op::RefundFail),
+        (0usize..6).prop_map(Op::RefundNotReceived),
     ]
 }
 
@@ -447,6 +488,10 @@ proptest! {
                 Op::RequestRefund(a) => refund(a, n).1,
                 Op::RefundOk(i) => match o.refunds().get(i) {
                     Some(r) => OrderEvent::RefundSucceeded { refund_id: r.id.clone(), provider_refund_id: None },
+                    None => continue,
+                },
+                Op::RefundNotReceived(i) => match o.refunds().get(i) {
+                    Some(r) => OrderEvent::RefundNotReceived { refund_id: r.id.clone() },
                     None => continue,
                 },
                 Op::RefundFail(i) => match o.refunds().get(i) {

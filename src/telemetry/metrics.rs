@@ -85,6 +85,15 @@ pub static PROVIDER_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel", "operation", "kind"],
     )
 });
+/// `paygate_refund_resends_total{channel}`: refunds re-sent because the provider had no
+/// record of them (a lost request, or a crash before it was sent).
+pub static REFUND_RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_refund_resends_total",
+        "Refund requests re-sent because the provider had no record of them.",
+        &["channel"],
+    )
+});
 /// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted`, `unknown_refund` (a
 /// refund paygate did not make, acknowledged and alerted) or a rejection reason.
 pub static CALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -127,7 +136,7 @@ pub static ACTOR_PASSIVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 /// `paygate_anomalies_total{kind}`: order anomalies (`amount_mismatch`, `paid_after_close`,
-/// `duplicate_payment`, `refund_mismatch`, `late_refund_failed`) and operator alerts
+/// `duplicate_payment`, `refund_mismatch`, `late_refund_failed`, `refund_not_received`) and operator alerts
 /// (`callback_verification_failures`, `refund_larger_than_expected`).
 pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
@@ -254,12 +263,13 @@ const ORDER_STATUSES: [&str; 7] = [
     "failed",
 ];
 /// The documented label values of `paygate_anomalies_total{kind}`.
-const ANOMALY_KINDS: [&str; 7] = [
+const ANOMALY_KINDS: [&str; 8] = [
     "amount_mismatch",
     "paid_after_close",
     "duplicate_payment",
     "refund_mismatch",
     "late_refund_failed",
+    "refund_not_received",
     "callback_verification_failures",
     "refund_larger_than_expected",
 ];
@@ -306,6 +316,7 @@ pub fn init<'a>(channels: impl IntoIterator<Item = &'a str>) {
     for ch in channels {
         ORDERS_CREATED.with_label_values(&[ch]);
         RATE_LIMITED.with_label_values(&[ch]);
+        REFUND_RESENDS.with_label_values(&[ch]);
         LIVE_ACTORS.with_label_values(&[ch]);
         ACTOR_RESTARTS.with_label_values(&[ch]);
         ACTOR_PASSIVATIONS.with_label_values(&[ch]);

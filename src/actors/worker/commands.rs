@@ -276,6 +276,9 @@ impl Worker {
         let r = o.refund(&rid).cloned().ok_or(EngineError::NotFound)?;
         if r.status() == RefundStatus::Pending {
             match ch.call("refund", ch.connector.refund(&o, &r)).await {
+                Ok(ProviderRefund::NotFound) => {
+                    tracing::warn!(order_id = %o.id, refund_id = %rid, "provider has no record of the refund just sent; will re-send");
+                }
                 Ok(pr) => self.apply_refund(&rid, &pr).await?,
                 Err(e @ ConnectorError::Rejected { .. }) => {
                     self.apply_refund(&rid, &ProviderRefund::Failed(failure_of(&e)))
@@ -299,7 +302,8 @@ impl Worker {
         pr: &ProviderRefund,
     ) -> Result<(), EngineError> {
         let ev = match pr {
-            ProviderRefund::Pending => return Ok(()),
+            // "Not found" is handled where the refund is polled (`refund_unknown`).
+            ProviderRefund::Pending | ProviderRefund::NotFound => return Ok(()),
             ProviderRefund::Succeeded { provider_refund_id } => OrderEvent::RefundSucceeded {
                 refund_id: rid.clone(),
                 provider_refund_id: provider_refund_id.clone(),
@@ -310,6 +314,43 @@ impl Worker {
             },
         };
         self.transition(ev).await.map(|_| ())
+    }
+
+    /// The provider has no record of pending refund `r`: its request was lost, or paygate
+    /// stopped between storing the refund and sending it. Within the re-send window the
+    /// request goes again under the same refund number (providers deduplicate on it, so a
+    /// request that did arrive meanwhile is not refunded twice); after it, the refund
+    /// fails, releasing its reserved amount, with a `refund.failed` webhook and an anomaly.
+    async fn refund_unknown(
+        &mut self,
+        ch: &super::super::ChannelHandle,
+        r: &Refund,
+    ) -> Result<(), EngineError> {
+        let window = self.deps.actors.refund_resend_window_secs as i64 * 1000;
+        let o = self.order().clone();
+        if self.now() >= r.created_at + window {
+            tracing::warn!(order_id = %o.id, refund_id = %r.id, "provider never received the refund; failing it");
+            self.transition(OrderEvent::RefundNotReceived {
+                refund_id: r.id.clone(),
+            })
+            .await?;
+            return Ok(());
+        }
+        metrics::REFUND_RESENDS
+            .with_label_values(&[o.spec.channel.as_str()])
+            .inc();
+        tracing::info!(order_id = %o.id, refund_id = %r.id, "provider has no record of the refund; re-sending it");
+        match ch.call("refund", ch.connector.refund(&o, r)).await {
+            Ok(pr) => self.apply_refund(&r.id, &pr).await,
+            Err(e @ ConnectorError::Rejected { .. }) => {
+                self.apply_refund(&r.id, &ProviderRefund::Failed(failure_of(&e)))
+                    .await
+            }
+            Err(e) => {
+                tracing::info!(order_id = %o.id, refund_id = %r.id, error = %e, "refund re-send failed; will poll");
+                Ok(())
+            }
+        }
     }
 
     pub(super) async fn notify(&mut self, n: Notification) -> Result<(), EngineError> {
@@ -382,6 +423,7 @@ impl Worker {
                     .call("refund_query", ch.connector.refund_query(&o, r))
                     .await
                 {
+                    Ok(ProviderRefund::NotFound) => self.refund_unknown(&ch, r).await?,
                     Ok(pr) => self.apply_refund(&r.id, &pr).await?,
                     Err(e) => {
                         tracing::info!(order_id = %o.id, refund_id = %r.id, error = %e, "refund poll failed")

@@ -99,7 +99,10 @@ impl Worker {
                     .iter()
                     .any(|r| r.status() == RefundStatus::Pending) =>
             {
-                Wake::At(now + interval)
+                match self.next_refund_poll(o, now) {
+                    Some(t) => Wake::At(t),
+                    None => Wake::At(now + interval),
+                }
             }
             // A late payment an automatic refund has not yet requested (the worker asks right
             // after recording it; this wake covers a crash in between).
@@ -114,6 +117,32 @@ impl Worker {
             Wake::At(t) if t <= now => Wake::At(now + interval),
             w => w,
         }
+    }
+
+    /// The next poll of the order's pending refunds. Each refund's polls back off with its
+    /// own age (not the order's: a refund of a week-old payment is polled as soon as a new
+    /// one), and the end of the re-send window is always one of them, so a refund the
+    /// provider never received is settled then and not one interval later.
+    fn next_refund_poll(&self, o: &Order, now: Millis) -> Option<Millis> {
+        let a = &self.deps.actors;
+        let (first, max) = (
+            a.poll_first_secs as i64 * 1000,
+            a.poll_max_interval_secs as i64 * 1000,
+        );
+        let window = a.refund_resend_window_secs as i64 * 1000;
+        o.refunds()
+            .iter()
+            .filter(|r| r.status() == RefundStatus::Pending)
+            .map(|r| {
+                let next = now + (now - r.created_at).clamp(first, max);
+                let deadline = r.created_at + window;
+                if now < deadline {
+                    next.min(deadline)
+                } else {
+                    next
+                }
+            })
+            .min()
     }
 
     fn outbox_for(

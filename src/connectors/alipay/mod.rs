@@ -353,10 +353,8 @@ impl Connector for AlipayConnector {
                     provider_refund_id: None,
                 })
             }
-            (None, None) => Ok(ProviderRefund::Failed(crate::domain::Failure {
-                code: "REFUND_NOT_FOUND".into(),
-                message: "Alipay has no record of this refund request".into(),
-            })),
+            // Alipay's guidance: re-send the refund with the same out_request_no.
+            (None, None) => Ok(ProviderRefund::NotFound),
             (Some(other), _) => Err(ConnectorError::Protocol(format!(
                 "unknown refund_status `{other}`"
             ))),

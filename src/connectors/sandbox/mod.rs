@@ -366,11 +366,14 @@ impl super::Connector for SandboxConnector {
         let req = wire::RefundRef {
             out_refund_no: refund.id.provider_ref().to_string(),
         };
-        let r: wire::RefundState = self
-            .call("refunds/query", &req)
+        match self
+            .call::<_, wire::RefundState>("refunds/query", &req)
             .await?
-            .map_err(Self::rejected)?;
-        refund_state(&r.status, r.refund_no)
+        {
+            Ok(r) => refund_state(&r.status, r.refund_no),
+            Err(e) if e.code == "REFUND_NOT_FOUND" => Ok(ProviderRefund::NotFound),
+            Err(e) => Err(Self::rejected(e)),
+        }
     }
 
     fn parse_notification(&self, raw: &RawCallback) -> Result<Notification, ConnectorError> {

@@ -382,7 +382,13 @@ impl Connector for WechatPayConnector {
         }
         let resp = self.call(reqwest::Method::GET, &path, None).await?;
         if !resp.is_success() {
-            return Err(resp.into_error());
+            return match resp.into_error() {
+                // 404 RESOURCE_NOT_EXISTS: WeChat never received this out_refund_no.
+                ConnectorError::Rejected { code, .. } if code == "RESOURCE_NOT_EXISTS" => {
+                    Ok(ProviderRefund::NotFound)
+                }
+                e => Err(e),
+            };
         }
         let rec: RefundRecord = resp.json()?;
         if rec.out_refund_no != refund.id.provider_ref() {

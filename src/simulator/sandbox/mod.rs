@@ -90,6 +90,10 @@ pub struct SandboxSimulator {
     /// whatever their reason, like a provider declining them (merchant balance too low):
     /// the only way to fail a refund whose reason paygate chose.
     fail_next_refund: std::sync::atomic::AtomicU32,
+    /// `{"drop_next_refunds": N}`: the next N refund requests answer 500 and are not
+    /// recorded, while queries keep being answered ("no such refund"): a refund request
+    /// lost on its way to the provider, again and again.
+    drop_next_refunds: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -110,6 +114,7 @@ impl SandboxSimulator {
             delay_next_ms: std::sync::atomic::AtomicU64::new(0),
             ignore_next_close: std::sync::atomic::AtomicU32::new(0),
             fail_next_refund: std::sync::atomic::AtomicU32::new(0),
+            drop_next_refunds: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -306,6 +311,9 @@ impl SandboxSimulator {
             Ok(()) if take_one(&self.fail_next) => {
                 Err(ApiError::internal("injected fault: provider unavailable"))
             }
+            Ok(()) if op == api::Op::Refund && take_one(&self.drop_next_refunds) => {
+                Err(ApiError::internal("injected fault: refund request lost"))
+            }
             Ok(()) => {
                 let done = self.clone().dispatch(op, &body, now);
                 if take_one(&self.lose_next) {
@@ -345,6 +353,8 @@ pub struct Faults {
     pub ignore_next_close: u32,
     #[serde(default)]
     pub fail_next_refund: u32,
+    #[serde(default)]
+    pub drop_next_refunds: u32,
 }
 
 fn payment_callback(t: &Trade) -> Callback {
@@ -405,12 +415,14 @@ impl Simulator for SandboxSimulator {
                     sim.delay_next_ms.store(body.delay_next_ms, SeqCst);
                     sim.ignore_next_close.store(body.ignore_next_close, SeqCst);
                     sim.fail_next_refund.store(body.fail_next_refund, SeqCst);
+                    sim.drop_next_refunds.store(body.drop_next_refunds, SeqCst);
                     HttpResponse::Ok().json(serde_json::json!({
                         "fail_next": body.fail_next,
                         "lose_next": body.lose_next,
                         "delay_next_ms": body.delay_next_ms,
                         "ignore_next_close": body.ignore_next_close,
                         "fail_next_refund": body.fail_next_refund,
+                        "drop_next_refunds": body.drop_next_refunds,
                     }))
                 }
             }),

@@ -137,8 +137,12 @@ async fn partial_refunds_up_to_the_paid_amount_then_close_is_refused() {
         "DUPLICATE_OUT_REFUND_NO"
     );
     assert_eq!(
-        rejected_code(h.conn.refund_query(&o, &refund_of(&o, 1, None)).await),
-        "REFUND_NOT_FOUND"
+        h.conn
+            .refund_query(&o, &refund_of(&o, 1, None))
+            .await
+            .unwrap(),
+        ProviderRefund::NotFound,
+        "REFUND_NOT_FOUND: never received"
     );
     assert_eq!(rejected_code(h.conn.close(&o).await), "TRADE_PAID");
 }

@@ -149,9 +149,10 @@ async fn partial_refunds_notify_and_are_queried() {
         "INVALID_REQUEST",
         "nothing left to refund"
     );
+    // 404 RESOURCE_NOT_EXISTS: WeChat never received it, which the order actor re-sends.
     assert_eq!(
-        rejected_code(h.conn.refund_query(&order, &refund(1)).await),
-        "RESOURCE_NOT_EXISTS"
+        h.conn.refund_query(&order, &refund(1)).await.unwrap(),
+        ProviderRefund::NotFound
     );
 
     let q = h.conn.query(&order).await.unwrap();

@@ -69,7 +69,11 @@ async fn the_simulator_rejects_what_wechat_rejects() {
     let body = format!(r#"{{"mchid":"{MCHID}"}}"#);
     for (auth, sent, what) in [
         (
-            signed_over("/v3/pay/transactions/out-trade-no/other/close", now_secs(), &body),
+            signed_over(
+                "/v3/pay/transactions/out-trade-no/other/close",
+                now_secs(),
+                &body,
+            ),
             body.clone(),
             "signed for another URL",
         ),
@@ -113,7 +117,11 @@ async fn the_simulator_rejects_what_wechat_rejects() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ok.status(), 404, "provider-relative signature authenticates");
+    assert_eq!(
+        ok.status(),
+        404,
+        "provider-relative signature authenticates"
+    );
 
     // Body checks, with correctly signed requests.
     let body = |extra: serde_json::Value| {
