@@ -25,8 +25,16 @@ fn key(file: &str) -> Rsa2Signer {
     Rsa2Signer::from_text(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The PID `config.toml` gives the Alipay channel.
+const SELLER: &str = "2088102177000001";
+
 /// An async notification like Alipay's, signed with `signer`.
 fn notification(order_id: &str, total: &str, signer: &Rsa2Signer) -> Vec<u8> {
+    notification_from(SELLER, order_id, total, signer)
+}
+
+/// The same for a trade of seller `seller_id`.
+fn notification_from(seller_id: &str, order_id: &str, total: &str, signer: &Rsa2Signer) -> Vec<u8> {
     let mut p: BTreeMap<String, String> = [
         ("app_id", "2021000000000001"),
         ("charset", "utf-8"),
@@ -35,6 +43,7 @@ fn notification(order_id: &str, total: &str, signer: &Rsa2Signer) -> Vec<u8> {
         ("notify_time", "2026-11-25 10:00:01"),
         ("notify_type", "trade_status_sync"),
         ("out_trade_no", order_id.strip_prefix("ord_").unwrap()),
+        ("seller_id", seller_id),
         ("total_amount", total),
         ("trade_no", "2026112522001400000000000001"),
         ("trade_status", "TRADE_SUCCESS"),
@@ -216,6 +225,48 @@ async fn alipay_notifications_are_verified_before_anything_changes() {
         "success"
     );
     assert_eq!(app.order(&id).await["version"].as_u64().unwrap(), version);
+}
+
+/// Alipay signs every seller's notifications with one key: a genuine notification of
+/// another seller's trade (here, one that names this order's out_trade_no and amount) is
+/// refused, changes nothing, and operators hear of it once.
+#[actix_web::test]
+async fn alipay_notification_for_another_seller_is_refused() {
+    let app = spawn_app().await;
+    let r = app
+        .post("/v1/orders", body("ali-seller", "native_qr", 1000))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let before = app.order(&id).await;
+    let alipay = key("TEST_ONLY_alipay_private_key.pem");
+    for seller in ["2088999999999999", ""] {
+        for _ in 0..2 {
+            assert_eq!(
+                notify(&app, notification_from(seller, &id, "10.00", &alipay)).await,
+                (200, "fail".into()),
+                "seller {seller:?}"
+            );
+        }
+    }
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(o["version"], before["version"], "{o}");
+    let alerts = app.engine.deps.store.alerts().unwrap();
+    let party: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == "party_mismatch" && a.order_id.as_deref() == Some(id.as_str()))
+        .collect();
+    assert_eq!(party.len(), 2, "one per distinct notification: {alerts:?}");
+    assert!(
+        party.iter().any(|a| a.detail.contains("2088999999999999")),
+        "{party:?}"
+    );
+    // The order's own seller still pays it.
+    assert_eq!(
+        notify(&app, notification(&id, "10.00", &alipay)).await,
+        (200, "success".into())
+    );
+    assert_eq!(app.order(&id).await["status"], "paid");
 }
 
 #[actix_web::test]

@@ -44,6 +44,8 @@ pub struct AlipayConnector {
     cert: Option<CertSns>,
     pay_action: PayActionStyle,
     currencies: Vec<Currency>,
+    /// The merchant's PID; notifications naming another seller are refused.
+    seller_id: String,
     env: ConnectorEnv,
 }
 
@@ -57,6 +59,7 @@ impl AlipayConnector {
             pay_action: s.pay_action,
             currencies: s.currencies().map_err(ConnectorError::Config)?,
             app_id: s.app_id,
+            seller_id: s.seller_id,
             env,
         })
     }
@@ -372,7 +375,7 @@ impl Connector for AlipayConnector {
         order: &Order,
         _refund: Option<&Refund>,
     ) -> Result<(), Mismatch> {
-        notify::check(raw, order)
+        notify::check(raw, order, &self.seller_id)
     }
 
     fn ack(&self, outcome: Result<(), &str>) -> Ack {

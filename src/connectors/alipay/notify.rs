@@ -54,12 +54,24 @@ pub fn parse(
 /// same trade, and `total_amount` (which Alipay sends with every `trade_status_sync`,
 /// refunds included) equal to the order's. A wrong amount is answered `fail`, so it never
 /// becomes a transition (the order's status and version stay as they are).
-pub fn check(raw: &RawCallback, order: &Order) -> Result<(), Mismatch> {
+pub fn check(raw: &RawCallback, order: &Order, seller_id: &str) -> Result<(), Mismatch> {
     let params = form_decode(&raw.body).map_err(|e| Mismatch {
         kind: "bad_notification",
         detail: e,
     })?;
     let get = |k: &str| params.get(k).filter(|v| !v.is_empty()).cloned();
+    // Alipay signs every seller's notifications with the same key: a genuine one for
+    // another merchant's trade (say, one whose out_trade_no happens to match) must not
+    // pay this order. Alipay always sends seller_id.
+    if get("seller_id").as_deref() != Some(seller_id) {
+        return Err(Mismatch {
+            kind: "party_mismatch",
+            detail: format!(
+                "seller_id {:?} is not this channel's seller {seller_id}",
+                get("seller_id").unwrap_or_default()
+            ),
+        });
+    }
     let ours = order.id.provider_ref();
     if get("out_trade_no").as_deref() != Some(ours) {
         return Err(Mismatch {

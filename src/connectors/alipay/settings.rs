@@ -14,6 +14,12 @@ use crate::domain::Currency;
 pub struct Settings {
     /// The Alipay application id (`app_id`).
     pub app_id: String,
+    /// The merchant's own Alipay account (PID, `2088` and 12 digits): the seller every
+    /// trade of this app pays. Alipay's notification rules require checking a
+    /// notification's `seller_id` against it, since one Alipay key signs for every seller.
+    /// paygate's Alipay channel has no service-provider mode (sub-merchants), so one
+    /// channel is one seller; another account is another channel.
+    pub seller_id: String,
     /// The application private key (PEM PKCS#1/PKCS#8, or bare Base64): a file path or the
     /// name of an environment variable holding it. Exactly one.
     #[serde(default)]
@@ -88,6 +94,15 @@ impl Settings {
             .map_err(|e: toml::de::Error| format!("alipay settings: {}", e.message()))?;
         if s.app_id.is_empty() || !s.app_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err("alipay settings: `app_id` must be Alipay's numeric app id".into());
+        }
+        if !(s.seller_id.len() == 16
+            && s.seller_id.starts_with("2088")
+            && s.seller_id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(
+                "alipay settings: `seller_id` must be the merchant's Alipay PID (2088 and 12 digits)"
+                    .into(),
+            );
         }
         s.currencies()?;
         Ok(s)

@@ -186,6 +186,7 @@ fn ysd_connector() -> AlipayConnector {
     connector_with(&format!(
         r#"
         app_id = "9021000122682882"
+        seller_id = "2088721003899159"
         app_private_key_file = "{dir}/ysd_app_private_key.pem"
         app_cert_file = "{dir}/ysd_alipayAppPublicCert.crt"
         alipay_public_cert_file = "{dir}/ysd_alipayPublicCert.crt"
@@ -232,6 +233,7 @@ fn fixture_connector() -> AlipayConnector {
     connector_with(&format!(
         r#"
         app_id = "2021000000000001"
+        seller_id = "2088102177000001"
         app_private_key_file = "{dir}/TEST_ONLY_app_private_key.pem"
         alipay_public_key_file = "{dir}/TEST_ONLY_alipay_public_key.pem"
         "#

@@ -35,10 +35,12 @@ mod tests;
 
 /// The buyer every simulated payment comes from (unless `alipay.trade.create` names one).
 const SANDBOX_BUYER: &str = "2088102177846875";
-const SANDBOX_SELLER: &str = "2088102177000001";
 
 pub struct AlipaySimulator {
     app_id: String,
+    /// The PID of the account the app belongs to, as Alipay knows it: the `seller_id` of
+    /// every trade, notification and return.
+    seller_id: String,
     alipay: Rsa2Signer,
     app_key: Rsa2Verifier,
     cert: Option<CertSns>,
@@ -103,6 +105,7 @@ impl AlipaySimulator {
             alipay: s.sim_alipay_signer().map_err(SimError::Config)?,
             app_key: s.sim_app_verifier().map_err(SimError::Config)?,
             cert: s.cert_sns().map_err(SimError::Config)?,
+            seller_id: s.seller_id.clone(),
             app_id: s.app_id,
             env,
             lock: Mutex::new(()),
@@ -189,7 +192,7 @@ impl AlipaySimulator {
             ("out_trade_no", t.out_trade_no.clone()),
             ("point_amount", "0.00".into()),
             ("receipt_amount", paid.clone()),
-            ("seller_id", SANDBOX_SELLER.into()),
+            ("seller_id", self.seller_id.clone()),
             ("subject", t.subject.clone()),
             ("total_amount", paid),
             ("trade_no", t.trade_no.clone()),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
-use super::{html, AlipaySimulator, PayOutcome, SimError, Trade, SANDBOX_SELLER};
+use super::{html, AlipaySimulator, PayOutcome, SimError, Trade};
 use crate::connectors::alipay::form_encode;
 use crate::connectors::alipay::sign::{sign_content, NOTIFY_SKIP};
 use crate::connectors::alipay::time::{format_gmt8, now_ms};
@@ -130,7 +130,7 @@ impl AlipaySimulator {
             ("charset", "utf-8".to_string()),
             ("method", format!("{}.return", t.api_method)),
             ("out_trade_no", t.out_trade_no.clone()),
-            ("seller_id", SANDBOX_SELLER.to_string()),
+            ("seller_id", self.seller_id.clone()),
             ("timestamp", format_gmt8(now_ms())),
             ("total_amount", t.yuan(t.total_minor)),
             ("trade_no", t.trade_no.clone()),

@@ -33,6 +33,7 @@ fn key_mode(extra: &str) -> toml::Table {
     toml::from_str(&format!(
         r#"
         app_id = "{APP_ID}"
+        seller_id = "2088102177000001"
         app_private_key_file = "{}"
         alipay_public_key_file = "{}"
         {extra}
@@ -52,6 +53,7 @@ fn cert_mode(app_cert: &str) -> toml::Table {
     toml::from_str(&format!(
         r#"
         app_id = "{APP_ID}"
+        seller_id = "2088102177000001"
         app_private_key_file = "{}"
         app_cert_file = "{}"
         alipay_public_cert_file = "{}"
