@@ -68,7 +68,7 @@ impl Application {
             config.storage.cache_capacity_mb,
             Duration::from_micros(config.storage.group_commit_delay_us),
         )?;
-        let released = store.idem_release_in_progress()?;
+        let released = store.idem_release_in_progress(clock.now())?;
         if released > 0 {
             tracing::info!(
                 released,

@@ -130,22 +130,29 @@ fn orders_answered_201_survive_kill_9() {
     let (http, base) = (node.http.clone(), node.base.clone());
 
     let acked: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    // Requests sent (each with an Idempotency-Key) and never answered: cut off by the kill.
+    let unanswered: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
     node.rt.block_on(async {
         let mut tasks = vec![];
         for t in 0..16 {
-            let (http, base, acked) = (http.clone(), base.clone(), acked.clone());
+            let (http, base, acked, unanswered) =
+                (http.clone(), base.clone(), acked.clone(), unanswered.clone());
             tasks.push(tokio::spawn(async move {
                 for i in 0.. {
+                    let no = format!("crash-{t}-{i}");
                     let body = json!({
-                        "merchant_order_no": format!("crash-{t}-{i}"), "amount": 100 + i,
+                        "merchant_order_no": no, "amount": 100 + i,
                         "currency": "CNY", "channel": "sandbox", "method": "native_qr", "subject": "crash test",
                     });
-                    let Ok(r) = http.post(format!("{base}/v1/orders")).bearer_auth(KEY).json(&body).send().await else { return };
+                    unanswered.lock().unwrap().insert(no.clone(), body.clone());
+                    let Ok(r) = http.post(format!("{base}/v1/orders")).bearer_auth(KEY)
+                        .header("Idempotency-Key", format!("key-{no}")).json(&body).send().await else { return };
                     if r.status() != 201 {
                         return;
                     }
                     let Ok(v) = r.json::<Value>().await else { return };
-                    acked.lock().unwrap().insert(v["merchant_order_no"].as_str().unwrap().to_string(), v);
+                    unanswered.lock().unwrap().remove(&no);
+                    acked.lock().unwrap().insert(no, v);
                 }
             }));
         }
@@ -207,6 +214,30 @@ fn orders_answered_201_survive_kill_9() {
             }
         }
         assert!(seen.len() >= acked.len());
+
+        // A retry of every request the kill cut off, with its Idempotency-Key, answers the
+        // order that request created (or creates it now): never a 409 about its own order.
+        let unanswered = unanswered.lock().unwrap().clone();
+        assert!(!unanswered.is_empty(), "the kill cut off no request");
+        for (no, body) in &unanswered {
+            let r = http
+                .post(format!("{base}/v1/orders"))
+                .bearer_auth(KEY)
+                .header("Idempotency-Key", format!("key-{no}"))
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, 201, "retry of {no}: {v}");
+            assert_eq!(v["merchant_order_no"], no.as_str(), "{v}");
+            let found: Value =
+                merchant_get(&http, format!("{base}/v1/orders?merchant_order_no={no}")).await;
+            assert_eq!(found["data"].as_array().unwrap().len(), 1, "{found}");
+            assert_eq!(found["data"][0]["id"], v["id"], "{found}");
+        }
+        eprintln!("crash test: {} cut-off requests retried", unanswered.len());
     });
     node.kill9();
     eprintln!(

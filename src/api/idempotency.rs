@@ -51,8 +51,53 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(StatusCode, Vec<u8>), ApiError>>,
 {
+    run_creating(state, merchant, req, body, |_| Ok(None), |_| handler()).await
+}
+
+/// What a creating handler holds: [`Claim::resource`] names what it is about to create.
+pub struct Claim {
+    store: crate::store::Store,
+    merchant: MerchantId,
+    key: Option<String>,
+}
+
+impl Claim {
+    /// Call right before the command that creates `id` (an order or refund id): if the
+    /// request is then cut off (a crash, the client gone), a retry with its key is
+    /// answered from `id` instead of running again.
+    pub fn resource(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(key) = &self.key {
+            self.store.idem_claim(&self.merchant, key, id)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`run`] for a request that creates something. `recover` answers a retry whose first
+/// request claimed a resource but was never answered (Stripe's semantics: the retry gets
+/// what the first request created): `Ok(None)` when that resource does not exist, and
+/// then the request runs anew.
+pub async fn run_creating<R, F, Fut>(
+    state: &AppState,
+    merchant: &MerchantId,
+    req: &HttpRequest,
+    body: &[u8],
+    recover: R,
+    handler: F,
+) -> Result<HttpResponse, ApiError>
+where
+    R: Fn(&str) -> Result<Option<(StatusCode, Vec<u8>)>, ApiError>,
+    F: FnOnce(Claim) -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Vec<u8>), ApiError>>,
+{
+    let store = &state.engine.deps.store;
+    let claim = |key: Option<String>| Claim {
+        store: store.clone(),
+        merchant: merchant.clone(),
+        key,
+    };
     let Some(key) = key_of(req)? else {
-        return Ok(respond(handler().await));
+        return Ok(respond(handler(claim(None)).await));
     };
     let mut h = Sha256::new();
     h.update(req.method().as_str());
@@ -61,13 +106,26 @@ where
     h.update([0]);
     h.update(body);
     let hash: [u8; 32] = h.finalize().into();
-    let store = &state.engine.deps.store;
     let clock = &state.engine.deps.clock;
     let started = Instant::now();
     loop {
         match store.idem_begin(merchant, &key, hash, clock.now())? {
             IdemBegin::Started => break,
             IdemBegin::Replay(r) => return Ok(replay(r)),
+            IdemBegin::Unanswered(resource) => match recover(&resource)? {
+                Some((status, bytes)) => {
+                    let r = StoredResponse {
+                        status: status.as_u16(),
+                        body: bytes,
+                    };
+                    store
+                        .idem_complete(merchant, &key, hash, r.clone(), clock.now())
+                        .await?;
+                    return Ok(replay(r));
+                }
+                // Cut off before its resource was created: nothing to answer from.
+                None => store.idem_abort(merchant, &key)?,
+            },
             IdemBegin::Mismatch => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -93,14 +151,18 @@ where
         store,
         merchant,
         key: &key,
+        now: clock.now(),
         armed: true,
     };
-    let (status, bytes, retry_after) = match handler().await {
+    let (status, bytes, retry_after) = match handler(claim(Some(key.clone()))).await {
         Ok((s, b)) => (s, b, None),
         Err(e) => (e.status, e.body_bytes(), e.retry_after),
     };
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        store.idem_abort(merchant, &key)?;
+        // The outcome is unknown or refused for now; a claimed resource may exist
+        // (a create whose provider call timed out), so a claimed key is kept as
+        // unanswered and the retry is answered from it.
+        store.idem_cut_off(merchant, &key, clock.now())?;
         guard.disarm();
     } else {
         guard.disarm();
@@ -134,6 +196,7 @@ struct Release<'a> {
     store: &'a crate::store::Store,
     merchant: &'a MerchantId,
     key: &'a str,
+    now: crate::domain::Millis,
     armed: bool,
 }
 
@@ -146,7 +209,7 @@ impl Release<'_> {
 impl Drop for Release<'_> {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = self.store.idem_abort(self.merchant, self.key) {
+            if let Err(e) = self.store.idem_cut_off(self.merchant, self.key, self.now) {
                 tracing::warn!(error = %e, "could not release an abandoned idempotency key");
             }
         }

@@ -238,16 +238,18 @@ async fn create_order(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
-    let merchant = auth.0.id.clone();
-    idempotency::run(&state, &merchant, &req, &body, || async {
-        let input: CreateOrderRequest = parse_json(&body)?;
+    let merchant = &auth.0.id;
+    let (state, body) = (&state, &body);
+    let recover = |resource: &str| recover_order(state, merchant, resource);
+    idempotency::run_creating(state, merchant, &req, body, recover, |claim| async move {
+        let input: CreateOrderRequest = parse_json(body)?;
         let now = state.engine.deps.clock.now();
-        let spec = input.into_spec(&state, &merchant, now)?;
+        let spec = input.into_spec(state, merchant, now)?;
         let store = &state.engine.deps.store;
         if let Some(existing) =
-            store.find_order_by_merchant_ref(&merchant, &spec.merchant_order_no)?
+            store.find_order_by_merchant_ref(merchant, &spec.merchant_order_no)?
         {
-            return retry_or_duplicate(&state, existing, &spec).await;
+            return retry_or_duplicate(state, existing, &spec).await;
         }
         let order = Order::new(OrderId::generate(now), spec, now);
         tracing::Span::current()
@@ -264,7 +266,7 @@ async fn create_order(
         // by either spends no velocity budget.
         let assessment = state
             .risk
-            .assess_gated(&order.spec, store, || admit(&state, &order.spec.channel))
+            .assess_gated(&order.spec, store, || admit(state, &order.spec.channel))
             .map_err(|r| match r {
                 Refusal::Risk(d) => ApiError::from(d),
                 Refusal::Gate(e) => e,
@@ -272,6 +274,7 @@ async fn create_order(
         let spec = order.spec.clone();
         let order = order.with_risk(assessment.decision.clone());
         let id = order.id.clone();
+        claim.resource(id.as_str())?;
         let res = state
             .engine
             .send(&id, Command::Create(Box::new(order)))
@@ -289,6 +292,29 @@ async fn create_order(
         }
     })
     .await
+}
+
+/// Answers a create whose first request (same Idempotency-Key and body) created order
+/// `resource` but was never answered: 201 with the order as it now is. An order still
+/// `created` (its prepay outcome unknown) is `None`, so the request runs again and drives
+/// the prepay as a retried create does ([`retry_or_duplicate`]).
+fn recover_order(
+    state: &AppState,
+    merchant: &crate::domain::MerchantId,
+    resource: &str,
+) -> Result<Option<(StatusCode, Vec<u8>)>, ApiError> {
+    let Ok(id) = OrderId::parse(resource) else {
+        return Ok(None);
+    };
+    match state.engine.deps.store.get_order(&id)? {
+        Some(o)
+            if &o.spec.merchant_id == merchant
+                && o.status() != crate::domain::OrderStatus::Created =>
+        {
+            to_body(StatusCode::CREATED, &OrderView::from(&o)).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The same `merchant_order_no` again. If that order's first prepay ended with an unknown

@@ -30,9 +30,24 @@ pub(super) async fn create_refund(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.config.server.max_body_bytes, true).await?;
-    let o = owned_order(&state, &auth, &id)?;
-    idempotency::run(&state, &auth.0.id, &req, &body, || async {
-        let input: CreateRefundRequest = parse_json(&body)?;
+    let o = &owned_order(&state, &auth, &id)?;
+    let (state, body, auth) = (&state, &body, &auth);
+    // A refund created by a first request that was never answered: 201 with it as it is.
+    let recover = |resource: &str| {
+        let Ok(rid) = RefundId::parse(resource) else {
+            return Ok(None);
+        };
+        let order = state.engine.deps.store.get_order(&o.id)?;
+        match order
+            .as_ref()
+            .and_then(|order| order.refund(&rid).map(|r| (order, r)))
+        {
+            Some((order, r)) => to_body(StatusCode::CREATED, &RefundView::new(order, r)).map(Some),
+            None => Ok(None),
+        }
+    };
+    idempotency::run_creating(state, &auth.0.id, &req, body, recover, |claim| async move {
+        let input: CreateRefundRequest = parse_json(body)?;
         let no = MerchantRef::parse(&input.merchant_refund_no).map_err(|e| {
             ApiError::invalid("merchant_refund_no", "invalid_reference", e.to_string())
         })?;
@@ -53,9 +68,10 @@ pub(super) async fn create_refund(
             }
             .into());
         }
-        admit(&state, &o.spec.channel)?;
+        admit(state, &o.spec.channel)?;
         let now = state.engine.deps.clock.now();
         let refund = Refund::new(RefundId::generate(now), no, amount, input.reason, now);
+        claim.resource(refund.id.as_str())?;
         match state
             .engine
             .send(&o.id, Command::Refund(Box::new(refund)))

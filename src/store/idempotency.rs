@@ -26,6 +26,20 @@ enum IdemState {
         at: Millis,
         response: StoredResponse,
     },
+    /// In progress, and about to create `resource` (an order or refund id). Written before
+    /// that resource's own transaction, so whenever the resource is durable, so is this:
+    /// a request cut off after creating it (a crash, the client gone) is answered with
+    /// what it created, not run again into `merchant_order_no` uniqueness.
+    Claimed {
+        started_at: Millis,
+        resource: String,
+    },
+    /// The request that claimed `resource` was never answered (cut off at `at`): the
+    /// next request with the key answers from the resource as it now is.
+    Unanswered {
+        at: Millis,
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +58,10 @@ pub enum IdemBegin {
     Mismatch,
     /// Same key and request, still being processed by another request.
     InProgress,
+    /// Same key and request; the first request created this resource (an order or refund
+    /// id) but was never answered. Answer from it, or `idem_abort` and start again when it
+    /// does not exist.
+    Unanswered(String),
 }
 
 impl Store {
@@ -71,7 +89,10 @@ impl Store {
                     IdemState::Done(r) | IdemState::Completed { response: r, .. } => {
                         IdemBegin::Replay(r)
                     }
-                    IdemState::InProgress { .. } => IdemBegin::InProgress,
+                    IdemState::InProgress { .. } | IdemState::Claimed { .. } => {
+                        IdemBegin::InProgress
+                    }
+                    IdemState::Unanswered { resource, .. } => IdemBegin::Unanswered(resource),
                 })
             }
         }
@@ -96,6 +117,61 @@ impl Store {
         self.durable().await
     }
 
+    /// Records that the request holding `key` is about to create `resource` (see
+    /// [`IdemState::Claimed`]); a no-op unless the key is in progress.
+    pub fn idem_claim(
+        &self,
+        merchant: &MerchantId,
+        key: &str,
+        resource: &str,
+    ) -> Result<(), StoreError> {
+        let k = scoped(merchant.as_str(), key);
+        let t = &self.inner.idempotency;
+        let Some(cur) = t.get(&k)? else {
+            return Ok(());
+        };
+        let rec: IdemRecord = decode(&cur)?;
+        let IdemState::InProgress { started_at } = rec.state else {
+            return Ok(());
+        };
+        let claimed = encode(&IdemRecord {
+            request_hash: rec.request_hash,
+            state: IdemState::Claimed {
+                started_at,
+                resource: resource.to_string(),
+            },
+        })?;
+        // Only this request holds an in-progress key, so the swap fails only if the
+        // record vanished meanwhile; then there is nothing to claim.
+        let _ = t.compare_and_swap(&k, Some(cur), Some(claimed))?;
+        Ok(())
+    }
+
+    /// Releases a key whose request ended without an answer to keep: a claimed key is kept
+    /// as unanswered (its resource may exist), any other is removed so a retry runs anew.
+    pub fn idem_cut_off(
+        &self,
+        merchant: &MerchantId,
+        key: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let k = scoped(merchant.as_str(), key);
+        let t = &self.inner.idempotency;
+        if let Some(cur) = t.get(&k)? {
+            let rec: IdemRecord = decode(&cur)?;
+            let next = match rec.state {
+                IdemState::Claimed { resource, .. } => Some(encode(&IdemRecord {
+                    request_hash: rec.request_hash,
+                    state: IdemState::Unanswered { at: now, resource },
+                })?),
+                IdemState::InProgress { .. } => None,
+                _ => return Ok(()),
+            };
+            let _ = t.compare_and_swap(&k, Some(cur), next)?;
+        }
+        Ok(())
+    }
+
     /// Releases a key whose request failed in a retryable way (5xx), so a retry runs anew.
     pub fn idem_abort(&self, merchant: &MerchantId, key: &str) -> Result<(), StoreError> {
         self.inner
@@ -104,19 +180,33 @@ impl Store {
         Ok(())
     }
 
-    /// At start-up: requests in progress when the process died were never answered, so
-    /// their keys are released.
-    pub fn idem_release_in_progress(&self) -> Result<usize, StoreError> {
+    /// At start-up: requests in progress when the process died were never answered. Keys
+    /// that had claimed a resource become unanswered (the next request with the key
+    /// answers from that resource, if it was created); the others are released.
+    pub fn idem_release_in_progress(&self, now: Millis) -> Result<usize, StoreError> {
         let mut n = 0;
         for kv in self.inner.idempotency.iter() {
             let (k, v) = kv?;
-            if let Ok(IdemRecord {
-                state: IdemState::InProgress { .. },
-                ..
-            }) = decode(&v)
-            {
-                self.inner.idempotency.remove(k)?;
-                n += 1;
+            match decode::<IdemRecord>(&v) {
+                Ok(IdemRecord {
+                    state: IdemState::InProgress { .. },
+                    ..
+                }) => {
+                    self.inner.idempotency.remove(k)?;
+                    n += 1;
+                }
+                Ok(IdemRecord {
+                    request_hash,
+                    state: IdemState::Claimed { resource, .. },
+                }) => {
+                    let rec = encode(&IdemRecord {
+                        request_hash,
+                        state: IdemState::Unanswered { at: now, resource },
+                    })?;
+                    self.inner.idempotency.insert(k, rec)?;
+                    n += 1;
+                }
+                _ => {}
             }
         }
         Ok(n)
@@ -133,9 +223,11 @@ impl Store {
         for kv in t.iter() {
             let (k, v) = kv?;
             let expired = match decode::<IdemRecord>(&v).map(|r| r.state) {
-                Ok(IdemState::Completed { at, .. }) => at < before,
+                Ok(IdemState::Completed { at, .. } | IdemState::Unanswered { at, .. }) => {
+                    at < before
+                }
                 Ok(IdemState::Done(_)) => true,
-                Ok(IdemState::InProgress { .. }) | Err(_) => false,
+                Ok(IdemState::InProgress { .. } | IdemState::Claimed { .. }) | Err(_) => false,
             };
             if expired
                 && t.compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
@@ -185,9 +277,54 @@ mod tests {
             s.idem_begin(&other, "k", [2; 32], 0).unwrap(),
             IdemBegin::Started
         );
-        assert_eq!(s.idem_release_in_progress().unwrap(), 1);
+        assert_eq!(s.idem_release_in_progress(0).unwrap(), 1);
         assert_eq!(
             s.idem_begin(&other, "k", [3; 32], 0).unwrap(),
+            IdemBegin::Started
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_key_cut_off_answers_from_its_resource() {
+        let (_d, s) = temp_store();
+        let m = MerchantId::parse("demo").unwrap();
+        for key in ["crashed", "dropped", "plain"] {
+            assert_eq!(
+                s.idem_begin(&m, key, [1; 32], 0).unwrap(),
+                IdemBegin::Started
+            );
+        }
+        s.idem_claim(&m, "crashed", "ord_A").unwrap();
+        s.idem_claim(&m, "dropped", "ord_B").unwrap();
+        assert_eq!(
+            s.idem_begin(&m, "crashed", [1; 32], 0).unwrap(),
+            IdemBegin::InProgress,
+            "claimed is still in progress while its request runs"
+        );
+        // The client goes away: kept, as unanswered.
+        s.idem_cut_off(&m, "dropped", 5).unwrap();
+        assert_eq!(
+            s.idem_begin(&m, "dropped", [1; 32], 6).unwrap(),
+            IdemBegin::Unanswered("ord_B".into())
+        );
+        assert_eq!(
+            s.idem_begin(&m, "dropped", [2; 32], 6).unwrap(),
+            IdemBegin::Mismatch
+        );
+        // The process dies: at start, claimed keys become unanswered, the rest are freed.
+        assert_eq!(s.idem_release_in_progress(10).unwrap(), 2);
+        assert_eq!(
+            s.idem_begin(&m, "crashed", [1; 32], 11).unwrap(),
+            IdemBegin::Unanswered("ord_A".into())
+        );
+        assert_eq!(
+            s.idem_begin(&m, "plain", [1; 32], 11).unwrap(),
+            IdemBegin::Started
+        );
+        // Unanswered keys expire like answered ones.
+        assert_eq!(s.idem_purge(11).unwrap(), 2);
+        assert_eq!(
+            s.idem_begin(&m, "crashed", [1; 32], 12).unwrap(),
             IdemBegin::Started
         );
     }
