@@ -128,7 +128,10 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
 
     let real = [
         off,
-        ("PAYGATE__CHANNELS__SANDBOX__BASE_URL", "https://psp.example.com"),
+        (
+            "PAYGATE__CHANNELS__SANDBOX__BASE_URL",
+            "https://psp.example.com",
+        ),
         (
             "PAYGATE__CHANNELS__WECHAT_PAY__BASE_URL",
             "https://api.mch.weixin.qq.com",

@@ -24,7 +24,12 @@ async fn outbox_record(
 ) -> OutboxRecord {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let all = app.engine.deps.store.list_outbox(None, None, 10_000).unwrap();
+        let all = app
+            .engine
+            .deps
+            .store
+            .list_outbox(None, None, 10_000)
+            .unwrap();
         if let Some(r) = all.into_iter().find(&pred) {
             return r;
         }
@@ -36,7 +41,10 @@ async fn outbox_record(
 #[actix_web::test]
 async fn forbidden_literal_notify_urls_are_refused_at_create_and_nothing_is_stored() {
     let app = spawn_app_with(&[GUARDED]).await;
-    let admin = format!("http://127.0.0.1:{}/admin/orders", app.base.rsplit(':').next().unwrap());
+    let admin = format!(
+        "http://127.0.0.1:{}/admin/orders",
+        app.base.rsplit(':').next().unwrap()
+    );
     let forbidden = [
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         admin.as_str(),
@@ -64,9 +72,7 @@ async fn forbidden_literal_notify_urls_are_refused_at_create_and_nothing_is_stor
     for (i, url) in forbidden.iter().enumerate() {
         let mut b = order_body(&format!("ssrf-{i}"), 100);
         b["notify_url"] = json!(url);
-        let r = app
-            .create_order_keyed(b, &format!("ssrf-key-{i}"))
-            .await;
+        let r = app.create_order_keyed(b, &format!("ssrf-key-{i}")).await;
         assert_eq!(r.status, 400, "{url}: {}", r.text);
         assert_eq!(r.body["error"]["code"], "notify_url_forbidden", "{url}");
         assert_eq!(r.body["error"]["param"], "notify_url", "{url}");
@@ -87,7 +93,10 @@ async fn forbidden_literal_notify_urls_are_refused_at_create_and_nothing_is_stor
         serde_json::from_str(include_str!("../docs/openapi.json")).unwrap();
     let codes = &doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"];
     assert!(
-        codes.as_array().unwrap().contains(&json!("notify_url_forbidden")),
+        codes
+            .as_array()
+            .unwrap()
+            .contains(&json!("notify_url_forbidden")),
         "docs/openapi.json lists notify_url_forbidden"
     );
 }
@@ -96,7 +105,14 @@ async fn forbidden_literal_notify_urls_are_refused_at_create_and_nothing_is_stor
 async fn a_name_resolving_to_loopback_is_accepted_but_never_delivered() {
     let app = spawn_app_with(&[GUARDED]).await;
     let hook = spawn_hook(0);
-    let port = hook.url.rsplit(':').next().unwrap().split('/').next().unwrap();
+    let port = hook
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
     let forbidden_before = WEBHOOK_ATTEMPTS.with_label_values(&["forbidden"]).get();
 
     let mut b = order_body("ssrf-dns", 100);
@@ -170,7 +186,10 @@ async fn a_name_resolving_to_loopback_is_accepted_but_never_delivered() {
 fn a_private_merchant_notify_url_refuses_start_up() {
     let env = |url: &str, allow: &str| {
         vec![
-            ("PAYGATE__MERCHANTS__0__NOTIFY_URL".to_string(), url.to_string()),
+            (
+                "PAYGATE__MERCHANTS__0__NOTIFY_URL".to_string(),
+                url.to_string(),
+            ),
             (
                 "PAYGATE__NOTIFIER__ALLOW_PRIVATE_TARGETS".to_string(),
                 allow.to_string(),
@@ -188,8 +207,11 @@ fn a_private_merchant_notify_url_refuses_start_up() {
     )
     .expect_err("the metadata service is refused");
     assert!(e.to_string().contains("cloud metadata"), "{e}");
-    Config::from_toml(&base_config(), env("https://shop.example.com/hooks", "false"))
-        .expect("a public default is fine");
+    Config::from_toml(
+        &base_config(),
+        env("https://shop.example.com/hooks", "false"),
+    )
+    .expect("a public default is fine");
     // The shipped sandbox config allows them (its receivers listen on 127.0.0.1).
     let shipped = Config::from_toml(&base_config(), vec![]).unwrap();
     assert!(shipped.notifier.allow_private_targets);

@@ -283,7 +283,10 @@ fn logs_carry_order_fields_and_no_secrets() {
     let sandbox_warning = lines
         .iter()
         .any(|l| l["level"] == "WARN" && l.to_string().contains("SANDBOX ENABLED"));
-    assert!(sandbox_warning, "no start-up warning about the sandbox:\n{text}");
+    assert!(
+        sandbox_warning,
+        "no start-up warning about the sandbox:\n{text}"
+    );
     let carries_all = lines.iter().any(|l| {
         let s = &l["span"];
         s["order_id"] == order_id.as_str()

@@ -360,6 +360,6 @@ pub fn sha256_hex(token: &str) -> String {
 }
 
 mod env;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod validate;

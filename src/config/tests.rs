@@ -94,7 +94,12 @@ fn refund_late_payments_is_an_opt_in_boolean() {
 
 #[test]
 fn a_private_merchant_notify_url_is_refused_unless_allowed() {
-    assert!(!Config::from_toml(BASE, vec![]).unwrap().notifier.allow_private_targets);
+    assert!(
+        !Config::from_toml(BASE, vec![])
+            .unwrap()
+            .notifier
+            .allow_private_targets
+    );
     for url in [
         "http://127.0.0.1:8080/admin",
         "http://10.0.0.5/hook",
@@ -125,12 +130,16 @@ fn sandbox_off_refuses_simulator_targets_and_simulator_keys() {
     let off = ("PAYGATE__SANDBOX__ENABLED", "false");
     let e = Config::from_toml(BASE, env(&[off])).unwrap_err();
     assert!(e.to_string().contains("channels.sandbox.base_url"), "{e}");
-    let real = ("PAYGATE__CHANNELS__SANDBOX__BASE_URL", "https://psp.example.com");
+    let real = (
+        "PAYGATE__CHANNELS__SANDBOX__BASE_URL",
+        "https://psp.example.com",
+    );
     Config::from_toml(BASE, env(&[off, real])).unwrap();
     let with_sim = format!("{BASE}[channels.sandbox.settings.simulator]\nkey_file = \"x.pem\"\n");
     let e = Config::from_toml(&with_sim, env(&[off, real])).unwrap_err();
     assert!(
-        e.to_string().contains("channels.sandbox.settings.simulator"),
+        e.to_string()
+            .contains("channels.sandbox.settings.simulator"),
         "{e}"
     );
     Config::from_toml(&with_sim, vec![]).expect("kept while the sandbox is on");

@@ -130,9 +130,9 @@ fn classify_v6(a: Ipv6Addr) -> Option<Forbidden> {
         return classify_v4(Ipv4Addr::from((bits >> 80) as u32));
     }
     let table: &[(u128, u32, Forbidden)] = &[
-        (0, 96, Reserved), // IPv4-compatible (deprecated)
+        (0, 96, Reserved),                      // IPv4-compatible (deprecated)
         (0x0064_ff9b_0001 << 80, 48, Reserved), // local-use NAT64
-        (0x0100 << 112, 64, Reserved), // discard-only
+        (0x0100 << 112, 64, Reserved),          // discard-only
         (0x2001_0db8 << 96, 32, Documentation),
         (0x2001 << 112, 23, Reserved), // IETF protocol assignments, Teredo
         (0xfc00 << 112, 7, Private),   // unique local
@@ -186,9 +186,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
             if let Err(why) = check_host(&url::Host::Domain(host.as_str())) {
                 return Err(Box::new(ForbiddenTarget(why)) as _);
             }
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let (allowed, refused) = partition(found);
             match (allowed.is_empty(), refused) {
                 (false, _) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),

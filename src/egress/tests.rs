@@ -124,7 +124,9 @@ async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
         Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
         Err(e) => e,
     };
-    let refused = err.downcast_ref::<ForbiddenTarget>().expect("a ForbiddenTarget");
+    let refused = err
+        .downcast_ref::<ForbiddenTarget>()
+        .expect("a ForbiddenTarget");
     assert_eq!(refused.0, Forbidden::Loopback);
 }
 
