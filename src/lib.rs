@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod egress;
 pub mod risk;
 pub mod simulator;
 pub mod startup;

@@ -144,6 +144,17 @@ impl Application {
             }
         }
 
+        if config.sandbox.enabled {
+            // By design the sandbox routes have no authentication, so this must never be
+            // mistaken for a production set-up; say so where operators look.
+            tracing::warn!(
+                simulated_channels = ?simulators.keys().map(ChannelName::as_str).collect::<Vec<_>>(),
+                "SANDBOX ENABLED: /sandbox/* lets anyone, without authentication, pay any \
+                 order and inject provider faults, and the simulators sign with published \
+                 test keys. For local use only: set [sandbox] enabled = false \
+                 (PAYGATE__SANDBOX__ENABLED=false) in production"
+            );
+        }
         crate::telemetry::metrics::init(channels.keys().map(|c: &ChannelName| c.as_str()));
 
         let notifier = NotifierActor::new(

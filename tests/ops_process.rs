@@ -279,6 +279,14 @@ fn logs_carry_order_fields_and_no_secrets() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(lines.len() > 10, "JSON log lines expected:\n{text}");
+    // The shipped config runs the sandbox; start-up says plainly what that exposes.
+    let sandbox_warning = lines
+        .iter()
+        .any(|l| l["level"] == "WARN" && l.to_string().contains("SANDBOX ENABLED"));
+    assert!(
+        sandbox_warning,
+        "no start-up warning about the sandbox:\n{text}"
+    );
     let carries_all = lines.iter().any(|l| {
         let s = &l["span"];
         s["order_id"] == order_id.as_str()

@@ -117,6 +117,8 @@ struct Shared {
     merchants: HashMap<MerchantId, MerchantHooks>,
     schedule_ms: Vec<u64>,
     timeout: Duration,
+    /// Webhooks may go to internal addresses (`[notifier] allow_private_targets`).
+    allow_private_targets: bool,
     /// Delivered events older than this are purged; None keeps them.
     retain_delivered_ms: Option<i64>,
 }
@@ -174,14 +176,22 @@ impl NotifierActor {
             ));
         }
         let timeout = Duration::from_millis(cfg.timeout_ms);
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .user_agent(webhook::USER_AGENT)
             .timeout(timeout)
             .connect_timeout(timeout)
             // A redirect is not an acknowledgement; following one could also carry the
             // signed body somewhere the merchant did not configure.
             .redirect(reqwest::redirect::Policy::none())
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if !cfg.allow_private_targets {
+            // Every connection goes to an address the resolver approved. A proxy would
+            // resolve and connect on our behalf, out of the check's reach, so none is used.
+            client = client
+                .dns_resolver(Arc::new(crate::egress::GuardedResolver))
+                .no_proxy();
+        }
+        let client = client
             .build()
             .map_err(|e| NotifierError::Setup(format!("HTTP client: {e}")))?;
         let mut hooks = HashMap::new();
@@ -206,6 +216,7 @@ impl NotifierActor {
                 merchants: hooks,
                 schedule_ms: cfg.schedule_secs.iter().map(|s| s * 1000).collect(),
                 timeout,
+                allow_private_targets: cfg.allow_private_targets,
                 retain_delivered_ms: (cfg.retain_delivered_days > 0)
                     .then(|| cfg.retain_delivered_days as i64 * 86_400_000),
             }),

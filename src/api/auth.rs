@@ -48,14 +48,19 @@ impl Merchants {
     }
 }
 
+/// The token of `Authorization: Bearer <token>`, for merchant keys and the admin token
+/// alike. The scheme name is case-insensitive (RFC 7235 §2.1) and clients differ in the
+/// whitespace they send, so `bearer`, `BEARER` and runs of spaces or tabs are accepted.
 fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.headers()
+    let value = req
+        .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
+        .trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The authenticated merchant of a request.

@@ -90,6 +90,23 @@ fn check_url(param: &str, u: &str) -> Result<String, ApiError> {
     }
 }
 
+/// [`check_url`], then the egress rule: an internal literal address is refused here, with
+/// nothing stored, rather than accepted and dead-lettered at the first delivery.
+fn check_notify_url(state: &AppState, u: &str) -> Result<String, ApiError> {
+    let u = check_url("notify_url", u)?;
+    if !state.config.notifier.allow_private_targets {
+        let parsed = url::Url::parse(&u).map_err(|_| ApiError::internal())?;
+        crate::egress::check_url(&parsed).map_err(|why| {
+            ApiError::invalid(
+                "notify_url",
+                "notify_url_forbidden",
+                format!("notify_url is refused ({why}): webhooks go to public addresses only"),
+            )
+        })?;
+    }
+    Ok(u)
+}
+
 pub(super) fn check_text(param: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -186,7 +203,7 @@ impl CreateOrderRequest {
             notify_url: self
                 .notify_url
                 .as_deref()
-                .map(|u| check_url("notify_url", u))
+                .map(|u| check_notify_url(state, u))
                 .transpose()?,
             return_url: self
                 .return_url

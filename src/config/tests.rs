@@ -38,7 +38,7 @@ fn env_overrides_nested_and_array_fields() {
             ("PAYGATE__ACTORS__IDLE_TIMEOUT_SECS", "5"),
             (
                 "PAYGATE__MERCHANTS__0__NOTIFY_URL",
-                "http://127.0.0.1:1/hook",
+                "https://shop.example.com/hook",
             ),
             ("PAYGATE__NOTIFIER__SCHEDULE_SECS", "[1, 2]"),
             ("OTHER", "ignored"),
@@ -51,7 +51,7 @@ fn env_overrides_nested_and_array_fields() {
     assert_eq!(c.notifier.schedule_secs, vec![1, 2]);
     assert_eq!(
         c.merchants[0].notify_url.as_deref(),
-        Some("http://127.0.0.1:1/hook")
+        Some("https://shop.example.com/hook")
     );
 }
 
@@ -90,4 +90,62 @@ fn refund_late_payments_is_an_opt_in_boolean() {
         env(&[("PAYGATE__MERCHANTS__0__REFUND_LATE_PAYMENTS", "sometimes")]),
     );
     assert!(bad.is_err(), "a non-boolean is refused");
+}
+
+#[test]
+fn a_private_merchant_notify_url_is_refused_unless_allowed() {
+    assert!(
+        !Config::from_toml(BASE, vec![])
+            .unwrap()
+            .notifier
+            .allow_private_targets
+    );
+    for url in [
+        "http://127.0.0.1:8080/admin",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:192.168.0.1]/hook",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ] {
+        let e = Config::from_toml(BASE, env(&[("PAYGATE__MERCHANTS__0__NOTIFY_URL", url)]))
+            .unwrap_err();
+        assert!(e.to_string().contains("merchants[0].notify_url"), "{e}");
+        assert!(e.to_string().contains("allow_private_targets"), "{e}");
+        Config::from_toml(
+            BASE,
+            env(&[
+                ("PAYGATE__MERCHANTS__0__NOTIFY_URL", url),
+                ("PAYGATE__NOTIFIER__ALLOW_PRIVATE_TARGETS", "true"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{url} allowed: {e}"));
+    }
+}
+
+/// With the sandbox off nothing may still point at a simulator: a channel needs a real
+/// `base_url`, and the simulator's own keys (published test fixtures that sign as the
+/// provider) are refused rather than kept around unused.
+#[test]
+fn sandbox_off_refuses_simulator_targets_and_simulator_keys() {
+    let off = ("PAYGATE__SANDBOX__ENABLED", "false");
+    let e = Config::from_toml(BASE, env(&[off])).unwrap_err();
+    assert!(e.to_string().contains("channels.sandbox.base_url"), "{e}");
+    let real = (
+        "PAYGATE__CHANNELS__SANDBOX__BASE_URL",
+        "https://psp.example.com",
+    );
+    Config::from_toml(BASE, env(&[off, real])).unwrap();
+    let with_sim = format!("{BASE}[channels.sandbox.settings.simulator]\nkey_file = \"x.pem\"\n");
+    let e = Config::from_toml(&with_sim, env(&[off, real])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("channels.sandbox.settings.simulator"),
+        "{e}"
+    );
+    Config::from_toml(&with_sim, vec![]).expect("kept while the sandbox is on");
+    Config::from_toml(
+        &with_sim,
+        env(&[off, ("PAYGATE__CHANNELS__SANDBOX__ENABLED", "false")]),
+    )
+    .expect("a disabled channel is not loaded at all");
 }

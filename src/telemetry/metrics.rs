@@ -148,7 +148,9 @@ pub static ANOMALIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// `paygate_webhook_attempts_total{outcome}`: merchant webhook attempts; outcome is
 /// `delivered`, `http_status` (answered, not 2xx), `timeout`, `connect`, `refused` (no
-/// usable notify URL; no request made) or `error`.
+/// usable notify URL; no request made), `forbidden` (the target is an internal address,
+/// literal or resolved, and `[notifier] allow_private_targets` is off; no connection made;
+/// a rise means someone is probing for SSRF or a merchant's DNS points inward) or `error`.
 pub static WEBHOOK_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "paygate_webhook_attempts_total",
@@ -274,12 +276,13 @@ const ANOMALY_KINDS: [&str; 8] = [
     "refund_larger_than_expected",
 ];
 /// The documented label values of `paygate_webhook_attempts_total{outcome}`.
-const WEBHOOK_OUTCOMES: [&str; 6] = [
+const WEBHOOK_OUTCOMES: [&str; 7] = [
     "delivered",
     "http_status",
     "timeout",
     "connect",
     "refused",
+    "forbidden",
     "error",
 ];
 

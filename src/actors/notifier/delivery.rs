@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Secret;
 use crate::domain::Millis;
+use crate::egress;
 use crate::store::{OutboxRecord, OutboxStatus};
 use crate::telemetry::metrics;
 use crate::webhook;
@@ -22,7 +23,8 @@ pub(super) struct MerchantHooks {
 pub(super) enum Attempt {
     Delivered,
     Failed {
-        /// Metric label (`http_status`, `timeout`, `connect`, `refused`, `error`).
+        /// Metric label (`http_status`, `timeout`, `connect`, `refused`, `forbidden`,
+        /// `error`).
         kind: &'static str,
         /// Short operator-facing reason; never the secret, the body or the URL (which may
         /// carry a merchant's token in its query).
@@ -42,6 +44,16 @@ impl Attempt {
         }
     }
 
+    /// A target the egress check refused. A name that resolved to a forbidden address
+    /// is retried on the schedule (its DNS may be fixed); a literal one is dead at once.
+    fn forbidden(why: egress::Forbidden, permanent: bool) -> Attempt {
+        Attempt::Failed {
+            kind: "forbidden",
+            reason: egress::ForbiddenTarget(why).to_string(),
+            permanent,
+        }
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Attempt::Delivered => "delivered",
@@ -50,15 +62,23 @@ impl Attempt {
     }
 }
 
+/// How deliveries are sent: the client (with the guarded resolver unless private targets
+/// are allowed) and the rules it was built for.
+pub(super) struct Target<'a> {
+    pub client: &'a reqwest::Client,
+    pub timeout: Duration,
+    pub allow_private: bool,
+}
+
 /// Sends `rec` once. `now_ms` is the clock at attempt time; the signature's `t` is taken
 /// from it, so a retry carries a fresh timestamp and passes the merchant's tolerance check.
 pub(super) async fn attempt(
-    client: &reqwest::Client,
+    target: &Target<'_>,
     rec: &OutboxRecord,
     hooks: Option<&MerchantHooks>,
     now_ms: Millis,
-    timeout: Duration,
 ) -> Attempt {
+    let (client, timeout) = (target.client, target.timeout);
     let Some(hooks) = hooks else {
         return Attempt::refused(format!("unknown merchant `{}`", rec.merchant_id));
     };
@@ -71,6 +91,14 @@ pub(super) async fn attempt(
         Ok(u) => u,
         Err(e) => return Attempt::refused(format!("refused: {e}")),
     };
+    // A literal address never reaches the resolver, so it is judged here. Events stored
+    // before the check existed, or while it was off, can still hold one; nothing about
+    // an address changes, so retrying cannot help.
+    if !target.allow_private {
+        if let Err(why) = egress::check_url(&url) {
+            return Attempt::forbidden(why, true);
+        }
+    }
     let secrets: Vec<&str> = hooks.secrets.iter().map(|s| s.expose()).collect();
     let signature = webhook::sign(&secrets, now_ms.div_euclid(1000), &rec.payload);
 
@@ -116,18 +144,17 @@ pub(super) async fn attempt(
 /// A short reason from a transport error. `reqwest::Error`'s Display names the URL, so only
 /// the kind and the underlying I/O error kind are kept.
 fn classify(e: &reqwest::Error, timeout: Duration) -> Attempt {
-    let io_kind = {
-        let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-        let mut kind = None;
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-                break;
-            }
-            src = s.source();
+    let mut io_kind = None;
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(f) = s.downcast_ref::<egress::ForbiddenTarget>() {
+            return Attempt::forbidden(f.0, false);
         }
-        kind
-    };
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = io_kind.or(Some(io.kind()));
+        }
+        src = s.source();
+    }
     let (kind, what) = if e.is_timeout() {
         (
             "timeout",

@@ -215,7 +215,12 @@ async fn deliver(shared: &Shared, rec: OutboxRecord) -> Option<OutboxRecord> {
     let attempt_no = rec.attempts + 1;
     let hooks = shared.merchants.get(&rec.merchant_id);
     let at = shared.clock.now();
-    let outcome = delivery::attempt(&shared.client, &rec, hooks, at, shared.timeout).await;
+    let target = delivery::Target {
+        client: &shared.client,
+        timeout: shared.timeout,
+        allow_private: shared.allow_private_targets,
+    };
+    let outcome = delivery::attempt(&target, &rec, hooks, at).await;
     let now = shared.clock.now().max(at);
     let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
     let next = delivery::after_attempt(&rec, &outcome, now, &shared.schedule_ms, jitter);
