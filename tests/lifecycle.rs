@@ -472,3 +472,45 @@ async fn out_of_order_callbacks_never_move_an_order_backwards() {
         "merchants hear of each change once"
     );
 }
+
+/// A payer "paying" an amount no provider takes is refused by the simulator; and a
+/// verified callback paygate can never apply (an amount outside what money can be) is
+/// acknowledged once and for all, changes nothing, and is raised once for operators,
+/// instead of being refused (and re-sent by the provider) for ever.
+#[actix_web::test]
+async fn absurd_amounts_are_refused_and_unappliable_callbacks_are_settled() {
+    let app = spawn_app().await;
+    let id = app.pending_order("absurd-1", 500).await;
+    let before = app.order(&id).await;
+    for amount in [i64::MAX, 100_000_000_001, 0, -1] {
+        let p = app.pay(&id, json!({"amount": amount})).await;
+        assert_eq!(p.status, 409, "{amount}: {}", p.text);
+        assert_eq!(p.body["error"]["code"], "not_payable", "{}", p.text);
+    }
+    assert_eq!(app.order(&id).await, before);
+
+    let cb = payment_cb(&id, i64::MAX, "TXN-ABSURD-1");
+    for _ in 0..3 {
+        let r = send_callback(&app, &cb, SANDBOX_KEY).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["code"], "SUCCESS", "{}", r.text);
+    }
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(o["version"], before["version"], "{o}");
+    let alerts: Vec<_> = app
+        .engine
+        .deps
+        .store
+        .alerts()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.kind == "unappliable_notification")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].order_id.as_deref(), Some(id.as_str()));
+    // The genuine payment still applies.
+    let ok = send_callback(&app, &payment_cb(&id, 500, "TXN-ABSURD-2"), SANDBOX_KEY).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(app.order(&id).await["status"], "paid");
+}

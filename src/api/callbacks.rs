@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{read_body, AppState};
 use crate::actors::{Command, EngineError};
-use crate::connectors::{Ack, Connector, Notification, RawCallback};
+use crate::connectors::{Ack, Connector, ConnectorError, Notification, RawCallback};
 use crate::domain::{ChannelName, OrderId, RefundId};
 use crate::telemetry::metrics;
 
@@ -31,6 +31,40 @@ fn reject(connector: &dyn Connector, channel: &str, outcome: &str, reason: &str)
         .inc();
     tracing::warn!(channel, outcome, reason, "callback rejected");
     ack_response(connector.ack(Err(reason)))
+}
+
+/// A verified notification no order can take: refusing it would only make the provider
+/// send the same content again, for as long as it retries. It is acknowledged, changes
+/// nothing, and is raised once for operators on the order it names (one of this channel's;
+/// otherwise it is refused like any notification for an unknown order).
+fn unappliable(
+    state: &AppState,
+    connector: &dyn Connector,
+    channel: &str,
+    order_ref: Option<&str>,
+    detail: &str,
+) -> HttpResponse {
+    let store = &state.engine.deps.store;
+    let order = order_ref
+        .and_then(|r| OrderId::from_provider_ref(r).ok())
+        .and_then(|id| store.get_order(&id).ok().flatten())
+        .filter(|o| o.spec.channel.as_str() == channel);
+    let Some(order) = order else {
+        return reject(
+            connector,
+            channel,
+            "unknown_order",
+            "no such order on this channel",
+        );
+    };
+    tracing::warn!(channel, order_id = %order.id, detail, "verified notification cannot be applied; acknowledged");
+    state
+        .risk
+        .callback_unappliable(store, channel, &order, detail);
+    metrics::CALLBACKS
+        .with_label_values(&[channel, "unappliable"])
+        .inc();
+    ack_response(connector.ack(Ok(())))
 }
 
 #[tracing::instrument(name = "callback", skip_all, fields(channel = %channel, order_id, merchant_id))]
@@ -69,6 +103,9 @@ async fn callback(
     };
     let notification = match connector.parse_notification(&raw) {
         Ok(n) => n,
+        Err(ConnectorError::Unappliable { order_ref, detail }) => {
+            return unappliable(&state, connector, name, order_ref.as_deref(), &detail);
+        }
         Err(e) => {
             // Bulk verification failures from one source are an operator signal (probing,
             // a misconfigured key, a replay attack); the peer address is the source.

@@ -259,7 +259,8 @@ impl From<ConnectorError> for ApiError {
             ),
             ConnectorError::Signature(_)
             | ConnectorError::Protocol(_)
-            | ConnectorError::BadNotification(_) => ApiError::new(
+            | ConnectorError::BadNotification(_)
+            | ConnectorError::Unappliable { .. } => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "provider_error",
                 "provider_invalid_response",

@@ -152,6 +152,15 @@ pub enum ConnectorError {
     /// A callback that is well signed but not for us (wrong mchid/appid) or malformed.
     #[error("bad notification: {0}")]
     BadNotification(String),
+    /// A verified notification whose content no order can ever take (an amount outside
+    /// what money can be, a status paygate cannot map). The provider's retries would
+    /// carry the same content, so it is acknowledged and recorded for operators instead of
+    /// being refused for ever. `order_ref` is the trade it names, when it names one.
+    #[error("notification cannot be applied: {detail}")]
+    Unappliable {
+        order_ref: Option<String>,
+        detail: String,
+    },
     /// Network failure, timeout or 5xx: the outcome is unknown; retry or query later.
     #[error("provider unreachable: {0}")]
     Transport(String),
@@ -172,6 +181,7 @@ impl ConnectorError {
             ConnectorError::Rejected { .. } => "rejected",
             ConnectorError::Signature(_) => "signature",
             ConnectorError::BadNotification(_) => "bad_notification",
+            ConnectorError::Unappliable { .. } => "unappliable",
             ConnectorError::Transport(_) => "transport",
             ConnectorError::Protocol(_) => "protocol",
             ConnectorError::Config(_) => "config",

@@ -423,6 +423,21 @@ impl RiskEngine {
         );
     }
 
+    /// A verified notification whose content no order can take (an impossible amount):
+    /// acknowledged, so the provider stops repeating it, and raised once for operators.
+    pub fn callback_unappliable(&self, store: &Store, channel: &str, order: &Order, detail: &str) {
+        self.callback_fact(
+            store,
+            channel,
+            order,
+            "unappliable_notification",
+            detail,
+            format!(
+                "channel {channel} sent a verified notification for this order that cannot be applied ({detail}); acknowledged, nothing changed"
+            ),
+        );
+    }
+
     /// One alert per (channel, kind, fact, order): its id is derived from them, so a
     /// provider repeating the notification adds nothing.
     fn callback_fact(

@@ -29,6 +29,22 @@ pub struct SimEnv {
     pub public_url: String,
 }
 
+/// The largest single payment a simulated provider takes, in minor units (real providers
+/// cap single payments far lower). A payer "paying" more is refused by the simulator, as a
+/// wallet would refuse it, instead of producing a trade no order could ever match.
+pub const MAX_PAYABLE_MINOR: i64 = 100_000_000_000;
+
+/// Refuses a simulated payer amount no provider would take.
+pub fn check_payable(amount: i64) -> Result<(), SimError> {
+    if (1..=MAX_PAYABLE_MINOR).contains(&amount) {
+        Ok(())
+    } else {
+        Err(SimError::NotPayable(format!(
+            "the paid amount must be between 1 and {MAX_PAYABLE_MINOR} minor units"
+        )))
+    }
+}
+
 /// Body of `POST /sandbox/pay/{order_id}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -94,7 +94,8 @@ pub static REFUND_RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel"],
     )
 });
-/// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted`, `unknown_refund` (a
+/// `paygate_callbacks_total{channel, outcome}`: outcome is `accepted`, `unappliable` (verified
+/// but impossible content, acknowledged and alerted), `unknown_refund` (a
 /// refund paygate did not make, acknowledged and alerted) or a rejection reason.
 pub static CALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

@@ -42,11 +42,13 @@ pub fn parse(
             });
         }
     }
-    let amount = parse_amount(get("total_amount"), get("trans_currency"))
-        .map_err(|e| ConnectorError::BadNotification(e.to_string()))?;
+    let unappliable = |e: ConnectorError| ConnectorError::Unappliable {
+        order_ref: Some(order_ref.clone()),
+        detail: e.to_string(),
+    };
+    let amount = parse_amount(get("total_amount"), get("trans_currency")).map_err(unappliable)?;
     let paid_at = get("gmt_payment").and_then(|s| time::parse_gmt8(&s));
-    let payment = map_trade(&status, amount, get("trade_no"), paid_at)
-        .map_err(|e| ConnectorError::BadNotification(e.to_string()))?;
+    let payment = map_trade(&status, amount, get("trade_no"), paid_at).map_err(unappliable)?;
     Ok(Notification::Payment { order_ref, payment })
 }
 

@@ -391,7 +391,6 @@ impl super::Connector for SandboxConnector {
         }
         let cb: Callback = serde_json::from_slice(&raw.body)
             .map_err(|e| ConnectorError::BadNotification(e.to_string()))?;
-        let bad = ConnectorError::BadNotification;
         Ok(match cb {
             Callback::PaymentSucceeded {
                 out_trade_no,
@@ -400,12 +399,17 @@ impl super::Connector for SandboxConnector {
                 currency,
                 paid_at,
             } => Notification::Payment {
-                order_ref: out_trade_no,
                 payment: ProviderPayment::Paid {
-                    amount: money(amount, &currency).map_err(bad)?,
+                    amount: money(amount, &currency).map_err(|detail| {
+                        ConnectorError::Unappliable {
+                            order_ref: Some(out_trade_no.clone()),
+                            detail,
+                        }
+                    })?,
                     provider_transaction_id: trade_no,
                     paid_at: paid_at.saturating_mul(1000),
                 },
+                order_ref: out_trade_no,
             },
             Callback::RefundSucceeded {
                 out_trade_no,

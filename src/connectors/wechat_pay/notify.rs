@@ -44,7 +44,10 @@ pub(super) fn parse(cfg: &Resolved, raw: &RawCallback) -> Result<Notification, C
             let tx: Transaction = serde_json::from_slice(&plain)
                 .map_err(|e| bad(format!("transaction resource does not parse: {e}")))?;
             check_transaction_party(cfg, &tx)?;
-            let payment = map_trade(&tx).map_err(bad)?;
+            let payment = map_trade(&tx).map_err(|detail| ConnectorError::Unappliable {
+                order_ref: Some(tx.out_trade_no.clone()),
+                detail,
+            })?;
             Ok(Notification::Payment {
                 order_ref: tx.out_trade_no,
                 payment,

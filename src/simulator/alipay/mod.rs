@@ -256,6 +256,9 @@ impl AlipaySimulator {
         out_trade_no: &str,
         opts: PayOptions,
     ) -> Result<PayOutcome, SimError> {
+        if let Some(a) = opts.amount {
+            super::check_payable(a)?;
+        }
         let paid = {
             let _g = self.lock.lock();
             let t = self.load(out_trade_no)?.ok_or(SimError::UnknownTrade)?;

@@ -221,10 +221,8 @@ impl SandboxSimulator {
         out_trade_no: &str,
         opts: PayOptions,
     ) -> Result<PayOutcome, SimError> {
-        if opts.amount.is_some_and(|a| a <= 0) {
-            return Err(SimError::NotPayable(
-                "the paid amount must be positive".into(),
-            ));
+        if let Some(a) = opts.amount {
+            super::check_payable(a)?;
         }
         let now = sign::now_secs();
         let trade = match self.books.pay(out_trade_no, opts.amount, now) {

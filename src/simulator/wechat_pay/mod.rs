@@ -262,9 +262,7 @@ impl Simulator for WechatPaySimulator {
                     }
                 }
                 let amount = opts.amount.unwrap_or(trade.req.amount.total);
-                if amount <= 0 {
-                    return Err(SimError::NotPayable("amount must be positive".into()));
-                }
+                super::check_payable(amount)?;
                 trade.state = "SUCCESS".into();
                 trade.transaction_id = Some(format!("4200{}", wire::random_digits(24)));
                 trade.success_time = Some(format_cst(now));
