@@ -234,13 +234,27 @@ fn a_well_signed_callback_for_another_merchant_or_of_unknown_shape_is_bad() {
     ));
     for body in [
         &br#"{"event":"payment.refused","out_trade_no":"x"}"#[..],
-        br#"{"event":"payment.succeeded","out_trade_no":"x","trade_no":"y","amount":0,"currency":"CNY","paid_at":1}"#,
-        br#"{"event":"payment.succeeded","out_trade_no":"x","trade_no":"y","amount":5,"currency":"XXX","paid_at":1}"#,
         b"not json",
     ] {
         let raw = callback(body, KEY, "mch_1", 1_700_000_000, 1_700_000_000_000);
         assert!(
-            matches!(c.parse_notification(&raw), Err(ConnectorError::BadNotification(_))),
+            matches!(
+                c.parse_notification(&raw),
+                Err(ConnectorError::BadNotification(_))
+            ),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Well formed, but money no order can hold: settled as unappliable, naming the trade.
+    for body in [
+        &br#"{"event":"payment.succeeded","out_trade_no":"x","trade_no":"y","amount":0,"currency":"CNY","paid_at":1}"#[..],
+        br#"{"event":"payment.succeeded","out_trade_no":"x","trade_no":"y","amount":5,"currency":"XXX","paid_at":1}"#,
+        br#"{"event":"payment.succeeded","out_trade_no":"x","trade_no":"y","amount":9223372036854775807,"currency":"CNY","paid_at":1}"#,
+    ] {
+        let raw = callback(body, KEY, "mch_1", 1_700_000_000, 1_700_000_000_000);
+        assert!(
+            matches!(c.parse_notification(&raw), Err(ConnectorError::Unappliable { order_ref: Some(r), .. }) if r == "x"),
             "{}",
             String::from_utf8_lossy(body)
         );
