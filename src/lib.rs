@@ -1,4 +1,4 @@
-//! paygate: an actor-based payment orchestrator. See README.md and ../shared/DESIGN.md.
+//! paygate: an actor-based payment orchestrator. See README.md and docs/design.md.
 
 pub mod actors;
 pub mod api;

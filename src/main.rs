@@ -17,7 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "paygate",
     version,
-    about = "Payment orchestrator: one REST API for WeChat Pay, Alipay, UnionPay and SEA wallets"
+    about = "Payment orchestrator: one REST API for WeChat Pay, Alipay and a sandbox channel"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! Payments that arrive after the order was closed (DESIGN §3 `paid_after_close`), end to
+//! Payments that arrive after the order was closed (docs/design.md §3 `paid_after_close`), end to
 //! end on the sandbox channel: the simulator's `ignore_next_close` fault answers the close
 //! as done but leaves the trade payable, so `/sandbox/pay/{id}` produces a genuine late
 //! payment with the provider's real callback. Refunded by the merchant or, for a merchant

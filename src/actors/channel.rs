@@ -307,7 +307,7 @@ pub struct ChannelReport {
 /// (connector, limiter, breaker, counters of its order actors' starts, passivations and
 /// restarts) and is the door operators use to read it. Provider calls do *not* pass
 /// through its mailbox: order actors call the shared handle directly, so one channel-wide
-/// mailbox never caps every order's throughput (DESIGN §3).
+/// mailbox never caps every order's throughput (docs/design.md §3).
 ///
 /// Its own work is what no single order actor sees: once a second it republishes the
 /// channel's gauges, so the breaker gauge shows `half_open` when the cooldown ends even if

@@ -1,4 +1,4 @@
-//! The actor layer (DESIGN §2-§3): a [`Registry`] that keeps exactly one live
+//! The actor layer (docs/design.md §2-§3): a [`Registry`] that keeps exactly one live
 //! [`OrderActor`] per order, one [`ChannelActor`] per channel, and the timer service that
 //! wakes orders when their persisted due time comes.
 

@@ -1,4 +1,4 @@
-//! `NotifierActor`: delivers the outbox of merchant webhooks (DESIGN §5), at least once.
+//! `NotifierActor`: delivers the outbox of merchant webhooks (docs/design.md §5), at least once.
 //!
 //! Why an actix actor with detached delivery tasks: the scheduling state (what is queued
 //! and in flight, permits, the wake-up timer, the dead-letter count) has one owner that

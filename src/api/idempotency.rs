@@ -1,4 +1,4 @@
-//! `Idempotency-Key` (DESIGN §5) as a small wrapper: the first request with a key runs and
+//! `Idempotency-Key` (docs/design.md §5) as a small wrapper: the first request with a key runs and
 //! its answer is stored durably; the same key with the same request replays it byte for
 //! byte; with a different request it is refused (409). Concurrent duplicates wait for the
 //! first to finish and then replay its answer. 5xx answers are not stored, so a retry runs

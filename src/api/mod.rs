@@ -1,4 +1,4 @@
-//! The REST facade (DESIGN §5): thin handlers that parse, authorise, send a message to an
+//! The REST facade (docs/design.md §5): thin handlers that parse, authorise, send a message to an
 //! order actor and map the reply. One route group per file.
 
 mod admin;

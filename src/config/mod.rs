@@ -319,7 +319,7 @@ pub struct MerchantConfig {
     #[serde(default)]
     pub notify_url: Option<String>,
     /// Refund a payment that arrives after its order was closed or failed as soon as it is
-    /// recorded (DESIGN §3), instead of waiting for the merchant to refund it. Off by
+    /// recorded (docs/design.md §3), instead of waiting for the merchant to refund it. Off by
     /// default: some merchants would rather ship the goods than return the money.
     #[serde(default)]
     pub refund_late_payments: bool,

@@ -1,4 +1,4 @@
-//! Late payments (DESIGN §3): money a provider reports for an order already closed or
+//! Late payments (docs/design.md §3): money a provider reports for an order already closed or
 //! failed. The state machine records them (`machine.rs`); this module says which of them
 //! an automatic refund still has to return, and under which deterministic
 //! `merchant_refund_no`, so a retried request (after a crash, on the next wake) finds the
@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{MerchantRef, Millis, Money, Order};
 
-/// Money that arrived after the order was closed or failed (DESIGN §3 `paid_after_close`).
+/// Money that arrived after the order was closed or failed (docs/design.md §3 `paid_after_close`).
 /// Kept structurally, not only as an anomaly text, because refunds are checked against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatePayment {

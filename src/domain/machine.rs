@@ -1,4 +1,4 @@
-//! The order state machine (DESIGN §3). `Order::apply` is the only function that changes an
+//! The order state machine (docs/design.md §3). `Order::apply` is the only function that changes an
 //! order's lifecycle fields; it is pure, so every rule is a unit test and the invariants
 //! are checked by a property test over random event sequences.
 

@@ -1,4 +1,4 @@
-//! One test per rule of DESIGN §3, and a property test over random event sequences.
+//! One test per rule of docs/design.md §3, and a property test over random event sequences.
 
 use super::*;
 use proptest::prelude::*;

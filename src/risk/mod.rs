@@ -1,4 +1,4 @@
-//! Risk control (DESIGN §7): rules from a separate TOML file, checked before an order is
+//! Risk control (docs/design.md §7): rules from a separate TOML file, checked before an order is
 //! created or any provider is called. A check yields `allow`, `review` (created, flagged
 //! for operators) or `deny` (402 `risk_error` with the rule's stable code; nothing is
 //! created). Daily caps are persisted through the store so a restart does not reset them.

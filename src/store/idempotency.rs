@@ -1,4 +1,4 @@
-//! `Idempotency-Key` records (DESIGN §5): the first request with a key claims it, later ones
+//! `Idempotency-Key` records (docs/design.md §5): the first request with a key claims it, later ones
 //! replay the stored response or are refused when their body differs.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The only code that touches sled (DESIGN §4). Every order transition is one sled
+//! The only code that touches sled (docs/design.md §4). Every order transition is one sled
 //! transaction over snapshot, event log, indexes, outbox and timers, followed by a group
 //! commit flush before the caller may answer anyone.
 

@@ -1,4 +1,4 @@
-//! Automatic refunds of late payments (DESIGN §3 "refunded automatically where
+//! Automatic refunds of late payments (docs/design.md §3 "refunded automatically where
 //! configured"): for a merchant with `refund_late_payments = true`, every payment recorded
 //! after the order was closed or failed is refunded through the ordinary refund command, so
 //! polling, callbacks and `refund.*` webhooks work as for a merchant's own refund.

@@ -1,4 +1,4 @@
-//! Late payments (DESIGN §3 `paid_after_close`): recorded once per transaction, refundable
+//! Late payments (docs/design.md §3 `paid_after_close`): recorded once per transaction, refundable
 //! up to what arrived, and refunds of them never move the closed/failed order.
 
 use super::*;

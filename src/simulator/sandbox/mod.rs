@@ -84,7 +84,7 @@ pub struct SandboxSimulator {
     delay_next_ms: std::sync::atomic::AtomicU64,
     /// `{"ignore_next_close": N}`: the next N close requests are answered "closed" but the
     /// trade stays payable, like a provider whose close raced the payer: the only way to
-    /// produce a genuine payment after close (DESIGN §3 `paid_after_close`) end to end.
+    /// produce a genuine payment after close (docs/design.md §3 `paid_after_close`) end to end.
     ignore_next_close: std::sync::atomic::AtomicU32,
     /// `{"fail_next_refund": N}`: the next N refunds are accepted, then settle as failed
     /// whatever their reason, like a provider declining them (merchant balance too low):
