@@ -53,7 +53,7 @@ pub fn verify(
     if candidates.is_empty() {
         return Err(VerifyError::Malformed);
     }
-    if (now - t).abs() > tolerance_secs {
+    if now.abs_diff(t) > tolerance_secs.max(0) as u64 {
         return Err(VerifyError::StaleTimestamp);
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
