@@ -50,7 +50,7 @@ fn includes(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
             includes(&path, out);
             continue;
         }
-        if path.extension().is_none_or(|e| e != "rs") || test_only(&path) {
+        if path.extension() != Some("rs".as_ref()) || test_only(&path) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
