@@ -43,6 +43,10 @@ impl Merchants {
         self.by_id.get(id)
     }
 
+    pub fn ids(&self) -> impl Iterator<Item = &MerchantId> {
+        self.by_id.keys()
+    }
+
     fn by_key(&self, key: &str) -> Option<&Arc<Merchant>> {
         self.by_key.get(&sha256_hex(key))
     }
@@ -56,6 +60,15 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|k| !k.is_empty())
+}
+
+/// The merchant whose API key the request carries, if any (admission counts per merchant
+/// before the handler authenticates).
+pub(super) fn merchant_of<'a>(
+    req: &HttpRequest,
+    merchants: &'a Merchants,
+) -> Option<&'a Arc<Merchant>> {
+    merchants.by_key(bearer(req)?)
 }
 
 /// The authenticated merchant of a request.
