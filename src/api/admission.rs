@@ -159,7 +159,7 @@ impl Admission {
 
 /// The middleware: gates `/v1/...` and lets everything else through untouched.
 pub async fn admission(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if !req.path().starts_with("/v1/") {
@@ -182,8 +182,34 @@ pub async fn admission(
             Ok(res?.map_into_left_body())
         }
         Err(why) => {
+            drain(&mut req, state.config.server.max_body_bytes).await;
             let resp = why.error().error_response();
             Ok(req.into_response(resp).map_into_right_body())
+        }
+    }
+}
+
+/// Reads and drops the body of a refused request. Answered with its body unread, the
+/// connection is closed (HTTP/1.1 cannot tell where the next request starts), and every
+/// refusal then costs the client a reconnect and the server an accept: under overload
+/// that doubled the work of a refusal and failed the client's next request. A body larger
+/// than any accepted one is left unread (the connection closes).
+async fn drain(req: &mut ServiceRequest, limit: usize) {
+    use futures::StreamExt;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    if declared == 0 || declared > limit {
+        return;
+    }
+    let mut payload = actix_web::HttpMessage::take_payload(req);
+    let mut read = 0;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > limit {
+            return;
         }
     }
 }

@@ -117,8 +117,12 @@ pub(super) async fn run(addr: SocketAddr, clients: usize, secs: u64, sustainable
                     503 | 429 => {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    s => {
+                        if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!(
+                                "bench: overload: create answered {s} (0: connection failed)"
+                            );
+                        }
                     }
                 }
                 next += interval;
