@@ -414,6 +414,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     // The caller's PAYGATE__… variables apply too (bench settings above win).
     let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;
+    let max_in_flight = cfg.server.max_in_flight;
     let arbiters = cfg.actors.arbiter_count();
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
@@ -512,7 +513,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
         }
 
         if runs(PhaseName::Overload) {
-            overload::run(addr, opts.clients, opts.seconds, create_rate).await;
+            overload::run(addr, opts.clients, max_in_flight, opts.seconds, create_rate).await;
         }
 
         let total = engine.deps.store.order_count();

@@ -54,8 +54,15 @@ async fn baseline(addr: SocketAddr, tag: &str) -> Histogram<u64> {
 }
 
 /// Runs the phase. `sustainable` is the create phase's rate when it ran in this process;
-/// otherwise it is measured first with `clients` closed-loop clients.
-pub(super) async fn run(addr: SocketAddr, clients: usize, secs: u64, sustainable: Option<f64>) {
+/// otherwise it is measured first with `clients` closed-loop clients, no more than
+/// `max_in_flight` (when bounded), so that none of them is refused.
+pub(super) async fn run(
+    addr: SocketAddr,
+    clients: usize,
+    max_in_flight: usize,
+    secs: u64,
+    sustainable: Option<f64>,
+) {
     let base = baseline(addr, "ob").await;
     let normal_us = base.value_at_quantile(0.99) * 2;
     let rate = match sustainable {
@@ -64,7 +71,11 @@ pub(super) async fn run(addr: SocketAddr, clients: usize, secs: u64, sustainable
             let p = drive(
                 "POST /v1/orders (sustainable)",
                 addr,
-                clients,
+                if max_in_flight > 0 {
+                    clients.min(max_in_flight)
+                } else {
+                    clients
+                },
                 secs.min(5),
                 |mut c, n| async move {
                     let (status, _) = create(&mut c, format!("os-{n}")).await;
