@@ -106,3 +106,27 @@ async fn a_merchant_at_its_own_bound_gets_429_while_other_merchants_are_served()
     assert_eq!(held.await.unwrap(), 201);
     assert_eq!(app.get("/v1/orders").await.status, 200);
 }
+
+/// Every merchant operation documents both refusals, with `Retry-After`, and both codes.
+#[test]
+fn the_openapi_document_describes_both_refusals() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/openapi.json")).unwrap();
+    let codes = &doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"];
+    for code in ["overloaded", "merchant_concurrency_limit"] {
+        assert!(codes.as_array().unwrap().contains(&json!(code)), "{code}");
+    }
+    for (name, status) in [("Unavailable", "503"), ("RateLimited", "429")] {
+        let r = &doc["components"]["responses"][name];
+        assert!(r["headers"]["Retry-After"].is_object(), "{name}");
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert_eq!(
+                    op["responses"][status]["$ref"],
+                    format!("#/components/responses/{name}"),
+                    "{method} {path}: {status}"
+                );
+            }
+        }
+    }
+}

@@ -177,7 +177,7 @@ pub(super) async fn run(
         let _ = t.await;
     }
     let elapsed = end - started;
-    let acc = accepted.lock();
+    let acc = accepted.lock().clone();
     let (refused, failed, late) = (
         refused.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
