@@ -47,10 +47,10 @@ enum Cmd {
         /// Arbiter threads for order actors (0 = the config's rule: half the cores, at least one).
         #[arg(long, default_value_t = 0)]
         arbiters: usize,
-        /// Phases to run, comma-separated: healthz, create, lifecycle.
+        /// Phases to run, comma-separated: healthz, create, lifecycle, overload.
         #[arg(
             long,
-            default_value = "healthz,create,lifecycle",
+            default_value = "healthz,create,lifecycle,overload",
             value_delimiter = ','
         )]
         phases: Vec<paygate::bench::PhaseName>,

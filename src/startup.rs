@@ -207,14 +207,17 @@ impl Application {
         }
         let engine = Engine { deps, registry };
 
+        let merchants = Merchants::new(&config.merchants);
+        let admission = Arc::new(api::Admission::new(&config.server, merchants.ids()));
         let state = web::Data::new(AppState {
             engine: engine.clone(),
-            merchants: Merchants::new(&config.merchants),
+            merchants,
             config: config.clone(),
             simulators,
             notifier,
             risk,
             channel_actors,
+            admission,
         });
         let workers = if config.server.workers == 0 {
             std::thread::available_parallelism()
@@ -227,6 +230,8 @@ impl Application {
             let sims = state.simulators.clone();
             App::new()
                 .app_data(state.clone())
+                // Inside `request_id`, so refusals are logged and counted like any answer.
+                .wrap(actix_web::middleware::from_fn(api::admission))
                 .wrap(actix_web::middleware::from_fn(request_id))
                 .configure(|c| api::routes(c, &sims))
         })

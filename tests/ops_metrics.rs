@@ -13,7 +13,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Every family; the first two (by route) appear with the first request.
-const FAMILIES: [&str; 23] = [
+const FAMILIES: [&str; 26] = [
     "paygate_http_requests_total",
     "paygate_http_request_seconds",
     "paygate_orders_created_total",
@@ -37,6 +37,9 @@ const FAMILIES: [&str; 23] = [
     "paygate_channel_breaker_state",
     "paygate_store_flush_seconds",
     "paygate_store_flush_batch_size",
+    "paygate_requests_shed_total",
+    "paygate_api_in_flight",
+    "paygate_timer_wakes_per_scan",
 ];
 
 async fn metrics(app: &TestApp) -> String {
@@ -104,6 +107,13 @@ async fn every_family_is_there_from_the_start_and_counts_a_lifecycle_with_its_la
         0.0,
     );
     assert_series(&m, "paygate_webhook_dead_letters_total", 0.0);
+    for reason in ["overloaded", "merchant"] {
+        assert_series(
+            &m,
+            &format!("paygate_requests_shed_total{{reason=\"{reason}\"}}"),
+            0.0,
+        );
+    }
 
     // A lifecycle with a webhook, a refund, a provider error, a forged callback, reloads.
     let hook = spawn_hook(0);

@@ -87,6 +87,10 @@ pub struct OrderActor {
     channel: Option<Arc<ChannelHandle>>,
     last_active: Instant,
     passivated: bool,
+    /// Commands handled so far: an actor whose first command is a timer's `Wake` was
+    /// activated only for it and passivates once it is handled, instead of holding the
+    /// order in memory for the idle timeout (after a restart, every pending order).
+    handled: u64,
 }
 
 impl OrderActor {
@@ -100,6 +104,7 @@ impl OrderActor {
             channel: None,
             last_active: Instant::now(),
             passivated: false,
+            handled: 0,
         }
     }
 
@@ -154,6 +159,8 @@ impl Handler<Envelope> for OrderActor {
     fn handle(&mut self, msg: Envelope, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
         let Envelope { cmd, parent } = msg;
+        let cold_wake = self.handled == 0 && matches!(cmd, Command::Wake);
+        self.handled += 1;
         // The span wraps the whole command (provider calls included), not just this call;
         // merchant and channel are filled in as soon as the order is known. Its parent is
         // the sender's span (the request), not whatever this arbiter thread is in.
@@ -176,13 +183,17 @@ impl Handler<Envelope> for OrderActor {
         let id = self.id.clone();
         let fut =
             AssertUnwindSafe(worker::run(deps, id, state, cmd).instrument(span)).catch_unwind();
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             act.last_active = Instant::now();
             match res {
                 Ok((state, reply)) => {
                     act.state = state;
                     act.account();
-                    if act.state.is_none() && matches!(reply, Err(EngineError::NotFound)) {
+                    // A command that raced in behind the wake finds the actor stopped and is
+                    // re-sent to a fresh activation by `Registry::send`.
+                    if cold_wake
+                        || (act.state.is_none() && matches!(reply, Err(EngineError::NotFound)))
+                    {
                         act.passivate(ctx);
                     }
                     reply

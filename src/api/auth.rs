@@ -43,6 +43,10 @@ impl Merchants {
         self.by_id.get(id)
     }
 
+    pub fn ids(&self) -> impl Iterator<Item = &MerchantId> {
+        self.by_id.keys()
+    }
+
     fn by_key(&self, key: &str) -> Option<&Arc<Merchant>> {
         self.by_key.get(&sha256_hex(key))
     }
@@ -61,6 +65,15 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     let (scheme, token) = value.split_once([' ', '\t'])?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The merchant whose API key the request carries, if any (admission counts per merchant
+/// before the handler authenticates).
+pub(super) fn merchant_of<'a>(
+    req: &HttpRequest,
+    merchants: &'a Merchants,
+) -> Option<&'a Arc<Merchant>> {
+    merchants.by_key(bearer(req)?)
 }
 
 /// The authenticated merchant of a request.

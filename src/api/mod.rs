@@ -2,6 +2,7 @@
 //! order actor and map the reply. One route group per file.
 
 mod admin;
+mod admission;
 mod auth;
 mod callbacks;
 mod error;
@@ -12,6 +13,7 @@ mod orders;
 mod refunds;
 mod sandbox;
 
+pub use admission::{admission, Admission};
 pub use auth::{Admin, Authed, Merchant, Merchants};
 pub use error::ApiError;
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub risk: Arc<RiskEngine>,
     /// One supervisor per configured channel; operators read channels through them.
     pub channel_actors: Vec<actix::Addr<crate::actors::ChannelActor>>,
+    /// The bound on merchant API requests in flight (`[server] max_in_flight`).
+    pub admission: Arc<Admission>,
 }
 
 /// Mounts every route.

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 
 mod conn;
+mod overload;
 
 use conn::Conn;
 
@@ -39,6 +40,8 @@ pub enum PhaseName {
     Healthz,
     Create,
     Lifecycle,
+    /// Creates offered open-loop at 4× the create phase's rate (README, Benchmark).
+    Overload,
 }
 
 const KEY: &str = "sk_test_paygate_demo";
@@ -411,6 +414,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
     // The caller's PAYGATE__… variables apply too (bench settings above win).
     let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;
+    let max_in_flight = cfg.server.max_in_flight;
     let arbiters = cfg.actors.arbiter_count();
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
@@ -473,6 +477,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             None
         };
 
+        let mut create_rate = None;
         if runs(PhaseName::Create) {
             let flushes_before = engine.deps.store.flush_stats();
             let flush_time_before = engine.deps.store.flush_time();
@@ -483,6 +488,7 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             })
             .await;
             create.print();
+            create_rate = Some(create.rate());
             let flushes_after = engine.deps.store.flush_stats();
             let flush_time = engine.deps.store.flush_time() - flush_time_before;
             let writes = flushes_after.1 - flushes_before.1;
@@ -504,6 +510,10 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
 
         if runs(PhaseName::Lifecycle) {
             lifecycle_phase(&opts, addr, &paid_at, &lag, &delivered).await;
+        }
+
+        if runs(PhaseName::Overload) {
+            overload::run(addr, opts.clients, max_in_flight, opts.seconds, create_rate).await;
         }
 
         let total = engine.deps.store.order_count();

@@ -6,7 +6,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,26 +67,6 @@ pub struct Config {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// `host:port`; port 0 picks a free port (tests).
-    pub bind: String,
-    /// Public base URL providers call back to; defaults to `http://{bound address}`.
-    #[serde(default)]
-    pub public_url: Option<String>,
-    /// HTTP worker threads; 0 = one per core.
-    #[serde(default)]
-    pub workers: usize,
-    /// Largest accepted request body in bytes.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-}
-
-fn default_max_body() -> usize {
-    64 * 1024
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub path: PathBuf,
     /// sled page cache in MiB. It bounds the pages sled keeps deserialized, counted by
@@ -116,63 +95,6 @@ fn default_group_commit_delay() -> u64 {
 
 fn default_cache_mb() -> u64 {
     128
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ActorsConfig {
-    /// Arbiter threads order actors are spread over; 0 = half the cores, at least one (the
-    /// HTTP workers already take a thread per core; README, Benchmark).
-    pub arbiters: usize,
-    /// An order actor idle this long passivates (its state stays in sled).
-    pub idle_timeout_secs: u64,
-    /// Default and maximum `expires_in` for orders.
-    pub default_expires_in_secs: u64,
-    pub max_expires_in_secs: u64,
-    /// First status poll after a prepay when no callback has arrived, then the interval
-    /// doubles up to `poll_max_interval_secs`.
-    pub poll_first_secs: u64,
-    pub poll_max_interval_secs: u64,
-    /// How often the timer service looks for due timers at most.
-    pub timer_tick_ms: u64,
-    /// A refund the provider has no record of (its request was lost, or paygate stopped
-    /// before sending it) is re-sent at each poll, under the same refund number, until it
-    /// is this old; then it fails, its amount becomes refundable again, and operators get
-    /// a `refund_not_received` anomaly. Polls of pending refunds double from
-    /// `poll_first_secs` and always fall on this age, so the default re-sends at about
-    /// 10, 20, 40 and 80 s and settles by 120 s.
-    pub refund_resend_window_secs: u64,
-}
-
-impl Default for ActorsConfig {
-    fn default() -> Self {
-        ActorsConfig {
-            arbiters: 0,
-            idle_timeout_secs: 60,
-            default_expires_in_secs: 900,
-            max_expires_in_secs: 7 * 24 * 3600,
-            poll_first_secs: 10,
-            poll_max_interval_secs: 120,
-            timer_tick_ms: 200,
-            refund_resend_window_secs: 120,
-        }
-    }
-}
-
-impl ActorsConfig {
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-    pub fn arbiter_count(&self) -> usize {
-        if self.arbiters == 0 {
-            let cores = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2);
-            (cores / 2).max(1)
-        } else {
-            self.arbiters
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,7 +289,12 @@ pub fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+mod actors;
 mod env;
+mod server;
+
+pub use actors::ActorsConfig;
+pub use server::ServerConfig;
 #[cfg(test)]
 mod tests;
 mod validate;

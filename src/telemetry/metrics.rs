@@ -244,6 +244,36 @@ pub static ORDER_COMMANDS_INFLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         &[],
     )
 });
+/// `paygate_requests_shed_total{reason}`: merchant API requests refused by admission
+/// control before any work: `overloaded` (503, the server's `max_in_flight`) or `merchant`
+/// (429, the merchant's `max_in_flight_per_merchant`).
+pub static REQUESTS_SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_requests_shed_total",
+        "Merchant API requests refused by admission control.",
+        &["reason"],
+    )
+});
+/// `paygate_api_in_flight{}`: merchant API requests admitted and not yet answered.
+pub static API_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "paygate_api_in_flight",
+        "Merchant API requests being handled.",
+        &[],
+    )
+});
+/// `paygate_timer_wakes_per_scan{}`: due timers one timer scan woke (bounded by
+/// `[actors] max_due_per_tick`).
+pub static TIMER_SCAN_WAKES: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram(
+        "paygate_timer_wakes_per_scan",
+        "Due timers woken by one timer scan.",
+        &[],
+        vec![
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+        ],
+    )
+});
 /// `paygate_channel_breaker_state{channel}`: 0 closed, 1 open, 2 half-open.
 pub static CHANNEL_BREAKER_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge(
@@ -304,6 +334,11 @@ pub fn init<'a>(channels: impl IntoIterator<Item = &'a str>) {
     }
     WEBHOOK_DEAD_LETTERS.with_label_values(&[]);
     ORDER_COMMANDS_INFLIGHT.with_label_values(&[]);
+    API_IN_FLIGHT.with_label_values(&[]);
+    TIMER_SCAN_WAKES.with_label_values(&[]);
+    for reason in ["overloaded", "merchant"] {
+        REQUESTS_SHED.with_label_values(&[reason]);
+    }
     for state in ["pending", "in_flight", "dead"] {
         WEBHOOK_QUEUE.with_label_values(&[state]);
     }

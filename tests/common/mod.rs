@@ -46,13 +46,17 @@ webhook_secret = "whsec_other_0123456789abcdef"
 
 /// Starts the app; `overrides` are `PAYGATE__…` pairs applied like environment variables.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), overrides).await
+}
+
+/// [`spawn_app_with`] on the data in `dir` (a restart: see [`copy_dir`]).
+pub async fn spawn_app_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         paygate::telemetry::init(&paygate::config::LogConfig {
             format: "pretty".into(),
             level: "debug".into(),
         });
     }
-    let dir = tempfile::tempdir().unwrap();
     let mut env = vec![
         (
             "PAYGATE__SERVER__BIND".to_string(),
@@ -92,6 +96,22 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         engine,
         dir,
         handle,
+    }
+}
+
+/// Copies a data directory. The store keeps its lock for the life of the process, so a
+/// restart is modelled by starting a second app on a copy made once the first one's
+/// writes are durable.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
     }
 }
 
