@@ -223,6 +223,7 @@ impl Store {
                     .and_then(|(_, v)| decode::<super::orders::StoredOrder>(&v))
                     .map(|r| r.order)
             })
+            .inspect(move |_| self.count_scanned())
             .filter(move |o| {
                 o.as_ref()
                     .map(|o| o.created_at >= from && o.created_at < to)
@@ -260,6 +261,7 @@ impl Store {
                 };
                 self.get_order(&id).transpose()
             })
+            .inspect(move |_| self.count_scanned())
             .filter(move |o| {
                 o.as_ref()
                     .map(|o| o.created_at >= from && o.created_at < to)
