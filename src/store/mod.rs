@@ -1,6 +1,6 @@
 //! The only code that touches sled (DESIGN §4). Every order transition is one sled
-//! transaction over snapshot, event log, indexes, outbox and timers, followed by a group
-//! commit flush before the caller may answer anyone.
+//! transaction over snapshot, event log, indexes, outbox, timers and statistics roll-ups,
+//! followed by a group commit flush before the caller may answer anyone.
 
 mod codec;
 mod group_commit;

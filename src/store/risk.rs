@@ -232,7 +232,8 @@ impl Store {
     }
 
     /// One merchant's orders created in `[from, to)`, through the merchant's own index
-    /// (`merchant ‖ id`), so a merchant's statistics read only that merchant's orders.
+    /// (`merchant ‖ id`), so it reads only that merchant's orders. Statistics no longer
+    /// scan (they read roll-ups); tests keep this scan as the oracle roll-ups must equal.
     pub fn merchant_orders_between(
         &self,
         merchant: &crate::domain::MerchantId,

@@ -72,7 +72,7 @@ fn day_range(q: &StatsQuery, now: Millis) -> Result<(i64, i64), ApiError> {
     let from = q
         .from
         .map(|s| s.saturating_mul(1000))
-        .unwrap_or(to - 30 * DAY_MS);
+        .unwrap_or(to.saturating_sub(30 * DAY_MS));
     if from < 0 || to <= from {
         return Err(ApiError::invalid(
             "from",
@@ -180,6 +180,29 @@ pub async fn merchant_stats(
 
 #[cfg(test)]
 mod tests {
+    use super::{day_range, StatsQuery};
+
+    fn q(from: Option<i64>, to: Option<i64>) -> StatsQuery {
+        StatsQuery {
+            from,
+            to,
+            group_by: None,
+        }
+    }
+
+    #[test]
+    fn ranges_widen_to_whole_utc_days() {
+        let now = 100 * 86_400_000 + 5;
+        let ok = |f, t| day_range(&q(f, t), now).ok();
+        assert_eq!(ok(None, None), Some((71, 101)));
+        assert_eq!(ok(Some(86_400), Some(2 * 86_400)), Some((1, 2)));
+        assert_eq!(ok(Some(86_401), Some(2 * 86_400 + 1)), Some((1, 3)));
+        assert_eq!(ok(Some(0), Some(1)), Some((0, 1)));
+        assert_eq!(ok(Some(5), Some(5)), None);
+        assert_eq!(ok(None, Some(i64::MIN)), None);
+        assert_eq!(ok(Some(0), Some(i64::MAX)).map(|r| r.0), Some(0));
+    }
+
     #[test]
     fn days_are_utc_dates() {
         assert_eq!(super::day_of(0), "1970-01-01");

@@ -1,5 +1,5 @@
-//! Orders: snapshot, event log, merchant indexes, refund indexes and the order's wake-up
-//! timer, all written in one transaction per transition.
+//! Orders: snapshot, event log, merchant indexes, refund indexes, the order's wake-up
+//! timer and its statistics roll-up, all written in one transaction per transition.
 
 use serde::{Deserialize, Serialize};
 
