@@ -14,6 +14,9 @@ use std::time::Duration;
 
 const DAY_S: i64 = 86_400;
 
+/// (order count, paid count, [paid, refunded, late_paid, late_refunded] by currency)
+type OracleGroup = (u64, u64, BTreeMap<String, [i64; 4]>);
+
 /// The statistics exactly as `GET /v1/stats` computed them before roll-ups: every order
 /// created in `[from, to)` (seconds) read from the store and folded into groups.
 fn scan_oracle(app: &TestApp, merchant: Option<&str>, from: i64, to: i64, by: &str) -> Value {
@@ -26,7 +29,7 @@ fn scan_oracle(app: &TestApp, merchant: Option<&str>, from: i64, to: i64, by: &s
             .collect(),
         None => store.orders_between(from, to).map(Result::unwrap).collect(),
     };
-    let mut groups: BTreeMap<String, (u64, u64, BTreeMap<String, [i64; 4]>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, OracleGroup> = BTreeMap::new();
     for o in orders {
         let key = match by {
             "channel" => o.spec.channel.to_string(),
