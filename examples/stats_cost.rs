@@ -31,7 +31,7 @@ fn order(i: usize, days: usize) -> Order {
             merchant_id: MerchantId::parse("demo").unwrap(),
             merchant_order_no: MerchantRef::parse(&format!("m{i}")).unwrap(),
             amount: Money::new(100 + (i % 900) as i64, currency).unwrap(),
-            channel: ChannelName::parse(CHANNELS[i % 3]).unwrap(),
+            channel: ChannelName::parse(CHANNELS[(i / 11) % 3]).unwrap(),
             method: Method::NativeQr,
             subject: "bench".into(),
             notify_url: None,
