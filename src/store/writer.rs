@@ -63,6 +63,8 @@ pub(super) struct Trees {
     /// order; acknowledgements live in `anomaly_acks`), so operators' anomaly views read
     /// these orders instead of scanning them all.
     pub anomalous_orders: sled::Tree,
+    /// Daily statistics roll-ups (`rollup`), kept in step with `orders`.
+    pub stats_daily: sled::Tree,
 }
 
 /// The trees inside one transaction, named.
@@ -77,6 +79,7 @@ pub(super) struct Tx<'a> {
     pub outbox_due: &'a TransactionalTree,
     pub timers: &'a TransactionalTree,
     pub anomalous_orders: &'a TransactionalTree,
+    pub stats_daily: &'a TransactionalTree,
 }
 
 /// What staging one write gives: sled's own failure aborts (and retries) the whole batch;
@@ -225,6 +228,7 @@ fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<Vec<bool>, StoreError
         &t.outbox_due,
         &t.timers,
         &t.anomalous_orders,
+        &t.stats_daily,
     ];
     let res: Result<Vec<Result<Vec<bool>, StoreError>>, TransactionError<StoreError>> = all[..]
         .transaction(|tt| {
@@ -239,6 +243,7 @@ fn apply_batch(t: &Trees, batch: &[Request]) -> Vec<Result<Vec<bool>, StoreError
                 outbox_due: &tt[7],
                 timers: &tt[8],
                 anomalous_orders: &tt[9],
+                stats_daily: &tt[10],
             };
             let mut out = Vec::with_capacity(batch.len());
             for req in batch {

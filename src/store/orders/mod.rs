@@ -1,10 +1,11 @@
-//! Orders: snapshot, event log, merchant indexes, refund indexes and the order's wake-up
-//! timer, all written in one transaction per transition.
+//! Orders: snapshot, event log, merchant indexes, refund indexes, the order's wake-up
+//! timer and its statistics roll-up, all written in one transaction per transition.
 
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, due_key, encode, scoped, split_due_key};
 use super::outbox::{outbox_due_key, OutboxRecord};
+use super::rollup::stage_rollups;
 use super::writer::{Op, Staged, Tx};
 use super::{Store, StoreError};
 use crate::domain::{
@@ -202,6 +203,11 @@ pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
             )));
         }
     }
+    let rollups = match stage_rollups(t.stats_daily, current.as_ref().map(|c| &c.order), &p.order)?
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let old_wake = current.and_then(|c| c.wake);
     let wake = match p.wake {
         Wake::Keep => old_wake,
@@ -243,6 +249,9 @@ pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
     for (k, v, due) in &p.outbox {
         t.outbox.insert(k.as_slice(), v.as_slice())?;
         t.outbox_due.insert(due.as_slice(), &[])?;
+    }
+    for (k, v) in rollups {
+        t.stats_daily.insert(k, v)?;
     }
     Ok(Ok(()))
 }
