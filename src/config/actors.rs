@@ -34,6 +34,10 @@ pub struct ActorsConfig {
     /// `poll_first_secs` and always fall on this age, so the default re-sends at about
     /// 10, 20, 40 and 80 s and settles by 120 s.
     pub refund_resend_window_secs: u64,
+    /// Each status poll of an unpaid order comes up to this percentage of its interval
+    /// late, at random: orders created (or woken after a restart) together would otherwise
+    /// poll the provider together at every step of their back-off. 0 = exact (tests).
+    pub poll_jitter_pct: u8,
 }
 
 impl Default for ActorsConfig {
@@ -48,6 +52,7 @@ impl Default for ActorsConfig {
             timer_tick_ms: 200,
             max_due_per_tick: 100,
             refund_resend_window_secs: 120,
+            poll_jitter_pct: 10,
         }
     }
 }

@@ -57,6 +57,9 @@ impl Config {
         if a.timer_tick_ms == 0 {
             return Err(invalid("actors.timer_tick_ms", "must be > 0"));
         }
+        if a.poll_jitter_pct > 50 {
+            return Err(invalid("actors.poll_jitter_pct", "must be at most 50"));
+        }
         if a.max_due_per_tick == 0 {
             return Err(invalid("actors.max_due_per_tick", "must be > 0"));
         }

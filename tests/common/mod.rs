@@ -72,6 +72,11 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) ->
             "16".to_string(),
         ),
         ("PAYGATE__ACTORS__ARBITERS".to_string(), "2".to_string()),
+        // Exact poll times: tests move the manual clock to the poll they expect.
+        (
+            "PAYGATE__ACTORS__POLL_JITTER_PCT".to_string(),
+            "0".to_string(),
+        ),
         (
             "PAYGATE__ACTORS__TIMER_TICK_MS".to_string(),
             "20".to_string(),

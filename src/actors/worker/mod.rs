@@ -88,7 +88,8 @@ impl Worker {
         let wake = match o.status() {
             // `created` means the prepay outcome is unknown: poll it like a pending order.
             OrderStatus::Created | OrderStatus::Pending => {
-                Wake::At((now + interval).min(o.spec.expires_at))
+                let late = jitter(interval, a.poll_jitter_pct, &mut rand::thread_rng());
+                Wake::At((now + interval + late).min(o.spec.expires_at))
             }
             // Refunds of late payments (closed/failed orders) are polled like any other.
             OrderStatus::Paid
@@ -281,9 +282,38 @@ impl Worker {
     }
 }
 
+/// A random delay of up to `pct` % of `interval`, so polls of orders that became due
+/// together (created in one burst, or overdue at a restart) drift apart.
+fn jitter(interval: Millis, pct: u8, rng: &mut impl rand::Rng) -> Millis {
+    let max = interval.saturating_mul(pct as i64) / 100;
+    if max <= 0 {
+        0
+    } else {
+        rng.gen_range(0..=max)
+    }
+}
+
 fn wake_time(w: Wake) -> Option<Millis> {
     match w {
         Wake::At(t) => Some(t),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    #[test]
+    fn jitter_stays_within_its_share_and_spreads() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let draws: Vec<i64> = (0..1000)
+            .map(|_| super::jitter(10_000, 10, &mut rng))
+            .collect();
+        assert!(draws.iter().all(|d| (0..=1_000).contains(d)));
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 100, "spread: {}", distinct.len());
+        assert_eq!(super::jitter(10_000, 0, &mut rng), 0);
+        assert_eq!(super::jitter(0, 50, &mut rng), 0);
     }
 }
