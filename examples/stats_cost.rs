@@ -39,6 +39,7 @@ fn order(i: usize, days: usize) -> Order {
             expires_at: at + 900_000,
             payer: Payer::default(),
             metadata: BTreeMap::new(),
+            wallet: None,
         },
         at,
     )

@@ -58,6 +58,7 @@ fn main() {
                             expires_at: now + 900_000,
                             payer: Payer::default(),
                             metadata: BTreeMap::new(),
+                            wallet: None,
                         },
                         now,
                     );

@@ -21,6 +21,8 @@ pub fn secs(ms: Millis) -> i64 {
 pub enum PayActionView {
     QrCode {
         code_url: String,
+        /// The EMVCo merchant-presented payload, when the QR code is one (else null).
+        emv_payload: Option<String>,
     },
     Redirect {
         url: String,
@@ -31,17 +33,36 @@ pub enum PayActionView {
     MiniProgram {
         params: BTreeMap<String, String>,
     },
-    Form {
-        action: String,
+    /// An HTML form the payer's browser must auto-submit: POST (or `method`) `fields` to
+    /// `url`.
+    FormPost {
+        url: String,
         method: String,
         fields: BTreeMap<String, String>,
     },
+    AppLink {
+        url: String,
+    },
+    /// Barcode payments: nothing for the payer to do; the order's status tells the outcome.
+    None,
 }
 
 impl From<&PayAction> for PayActionView {
     fn from(p: &PayAction) -> Self {
         match p.clone() {
-            PayAction::QrCode { code_url } => PayActionView::QrCode { code_url },
+            PayAction::QrCode { code_url } => PayActionView::QrCode {
+                code_url,
+                emv_payload: None,
+            },
+            PayAction::EmvQrCode {
+                code_url,
+                emv_payload,
+            } => PayActionView::QrCode {
+                code_url,
+                emv_payload: Some(emv_payload),
+            },
+            PayAction::AppLink { url } => PayActionView::AppLink { url },
+            PayAction::Nothing => PayActionView::None,
             PayAction::Redirect { url } => PayActionView::Redirect { url },
             PayAction::SdkParams { params } => PayActionView::SdkParams { params },
             PayAction::MiniProgram { params } => PayActionView::MiniProgram { params },
@@ -49,8 +70,8 @@ impl From<&PayAction> for PayActionView {
                 action,
                 method,
                 fields,
-            } => PayActionView::Form {
-                action,
+            } => PayActionView::FormPost {
+                url: action,
                 method,
                 fields,
             },
@@ -116,6 +137,8 @@ pub struct OrderView {
     pub amount_refundable: i64,
     pub channel: String,
     pub method: &'static str,
+    /// The payment method inside an aggregator channel, when one was chosen.
+    pub wallet: Option<String>,
     pub subject: String,
     pub pay_action: Option<PayActionView>,
     pub created_at: i64,
@@ -166,6 +189,7 @@ impl From<&Order> for OrderView {
             channel: o.spec.channel.to_string(),
             method: o.spec.method.as_str(),
             subject: o.spec.subject.clone(),
+            wallet: o.spec.wallet.as_ref().map(|w| w.to_string()),
             pay_action: o.pay_action().map(PayActionView::from),
             created_at: secs(o.created_at),
             expires_at: secs(o.spec.expires_at),

@@ -15,6 +15,7 @@ const DOC: &str = include_str!("../docs/openapi.json");
 
 /// The merchant routes the document must describe, no more and no fewer.
 const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/channels"),
     ("get", "/v1/events/{id}"),
     ("get", "/v1/orders"),
     ("get", "/v1/orders/{id}"),
@@ -293,6 +294,10 @@ async fn the_live_api_matches_the_document() {
     let again = create(body.clone(), "oa-key-1").await;
     assert_eq!(again.headers["idempotent-replayed"], "true");
     check_response(&doc, "post", "/v1/orders", &again);
+
+    let channels = app.get("/v1/channels").await;
+    assert_eq!(channels.status, 200, "{}", channels.text);
+    check_response(&doc, "get", "/v1/channels", &channels);
 
     let qr = app.get(&format!("/v1/orders/{id}/qr.svg")).await;
     assert_eq!(qr.status, 200);

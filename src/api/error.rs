@@ -155,6 +155,7 @@ impl From<DomainError> for ApiError {
                 ApiError::invalid("currency", "invalid_currency", msg)
             }
             DomainError::UnknownMethod(_) => ApiError::invalid("method", "invalid_method", msg),
+            DomainError::UnknownWallet(_) => ApiError::invalid("wallet", "invalid_wallet", msg),
             DomainError::NonPositiveAmount(_)
             | DomainError::AmountTooLarge(_)
             | DomainError::BadDecimal(_) => ApiError::invalid("amount", "invalid_amount", msg),

@@ -5,6 +5,7 @@ mod admin;
 mod admission;
 mod auth;
 mod callbacks;
+mod channels;
 mod error;
 mod events;
 mod health;
@@ -50,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Ar
     events::routes(cfg);
     // Before `orders`: its `/v1` scope would otherwise swallow `/v1/stats`.
     admin::routes(cfg);
+    channels::routes(cfg);
     orders::routes(cfg);
     callbacks::routes(cfg);
     if !simulators.is_empty() {

@@ -49,6 +49,12 @@ struct CreateOrderRequest {
     payer: Option<PayerRequest>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    /// The payment method inside an aggregator channel (`tng`, `paynow`, `card`, ...).
+    #[serde(default)]
+    wallet: Option<String>,
+    /// `barcode` only: the payer's payment code as scanned.
+    #[serde(default)]
+    auth_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +168,33 @@ impl CreateOrderRequest {
                 ),
             ));
         }
+        let wallet = self
+            .wallet
+            .as_deref()
+            .map(crate::domain::Wallet::parse)
+            .transpose()?;
+        let auth_code = match (method, self.auth_code) {
+            (Method::Barcode, Some(c))
+                if (10..=32).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(c)
+            }
+            (Method::Barcode, _) => {
+                return Err(ApiError::invalid(
+                    "auth_code",
+                    "invalid_auth_code",
+                    "method barcode needs auth_code: the payer's payment code, 10-32 digits as scanned",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "auth_code",
+                    "invalid_auth_code",
+                    "auth_code is only for method barcode",
+                ))
+            }
+            (_, None) => None,
+        };
         let payer = self.payer.unwrap_or_default();
         if let Some(ip) = &payer.ip {
             ip.parse::<std::net::IpAddr>().map_err(|_| {
@@ -216,8 +249,10 @@ impl CreateOrderRequest {
                 openid: payer.openid,
                 user_id: payer.user_id,
                 device_id: payer.device_id,
+                auth_code,
             },
             metadata,
+            wallet,
         })
     }
 }

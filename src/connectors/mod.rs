@@ -189,9 +189,25 @@ impl ConnectorError {
     }
 }
 
+/// What a channel accepts, as `GET /v1/channels` shows it, so a checkout offers only the
+/// buttons that can work. `validate` is what enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub methods: Vec<Method>,
+    /// Empty for a channel that is one wallet (it refuses a `wallet`).
+    pub wallets: Vec<&'static str>,
+    pub currencies: Vec<Currency>,
+    /// Per payment, in minor units (of each currency).
+    pub min_amount: i64,
+    pub max_amount: i64,
+}
+
 /// One payment provider's protocol.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
+    /// What this channel accepts (methods, wallets, currencies, amount limits).
+    fn capabilities(&self) -> Capabilities;
+
     /// Checks method, currency and the provider's field limits before any call, so the
     /// merchant gets a clear 400 and the order is never created.
     fn validate(&self, order: &Order) -> Result<(), ConnectorError>;

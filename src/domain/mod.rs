@@ -8,6 +8,7 @@ mod machine;
 mod money;
 mod order;
 mod risk;
+mod wallet;
 
 #[cfg(test)]
 mod tests;
@@ -17,10 +18,11 @@ pub use late::{LatePayment, LateRefundDue, LATE_REFUND_PREFIX};
 pub use machine::{Applied, MerchantNotice, OrderEvent, REFUND_NOT_RECEIVED};
 pub use money::{Currency, Money, MAX_MINOR_UNITS};
 pub use order::{
-    Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderSpec, OrderStatus,
-    PayAction, Payer, Refund, RefundStatus,
+    Anomaly, AnomalyKind, CloseReason, Failure, Method, Millis, Order, OrderParts, OrderSpec,
+    OrderStatus, PayAction, Payer, Refund, RefundStatus,
 };
 pub use risk::{RiskDecision, RiskOutcome};
+pub use wallet::{Wallet, WALLETS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -28,6 +30,8 @@ pub enum DomainError {
     UnknownCurrency(String),
     #[error("unknown payment method `{0}`")]
     UnknownMethod(String),
+    #[error("unknown wallet `{0}`")]
+    UnknownWallet(String),
     #[error("amount must be a positive integer of minor units, got {0}")]
     NonPositiveAmount(i64),
     #[error("amount {0} exceeds the maximum of {MAX_MINOR_UNITS} minor units")]

@@ -93,16 +93,21 @@ pub enum Method {
     MiniProgram,
     Jsapi,
     PcWeb,
+    /// The merchant scans the payer's payment code (付款码): the request carries it as
+    /// `auth_code`, and the result is known at once or after short polling. Appended last:
+    /// stored records name methods by position.
+    Barcode,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::NativeQr,
         Method::H5,
         Method::App,
         Method::MiniProgram,
         Method::Jsapi,
         Method::PcWeb,
+        Method::Barcode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +118,7 @@ impl Method {
             Method::MiniProgram => "mini_program",
             Method::Jsapi => "jsapi",
             Method::PcWeb => "pc_web",
+            Method::Barcode => "barcode",
         }
     }
 }
@@ -144,6 +150,17 @@ pub enum PayAction {
         method: String,
         fields: BTreeMap<String, String>,
     },
+    /// Open the wallet's app on the payer's phone (a universal link or scheme URL).
+    /// New variants are appended: stored records name them by position.
+    AppLink { url: String },
+    /// A QR code whose content is an EMVCo merchant-presented payload (PayNow, DuitNow,
+    /// PromptPay...): `code_url` to render, `emv_payload` for apps that build their own.
+    EmvQrCode {
+        code_url: String,
+        emv_payload: String,
+    },
+    /// Nothing for the payer to do: a barcode payment, already settled or being settled.
+    Nothing,
 }
 
 /// Payer details some methods need (WeChat JSAPI needs `openid`, H5 the client IP).
@@ -153,6 +170,8 @@ pub struct Payer {
     pub openid: Option<String>,
     pub user_id: Option<String>,
     pub device_id: Option<String>,
+    /// The payer's payment code the merchant scanned (`barcode`). Single use, short-lived.
+    pub auth_code: Option<String>,
 }
 
 /// Something operators must look at; recorded on the order, never silently dropped.
@@ -278,6 +297,8 @@ pub struct OrderSpec {
     pub expires_at: Millis,
     pub payer: Payer,
     pub metadata: BTreeMap<String, String>,
+    /// The payment method inside an aggregator channel; None for single-wallet channels.
+    pub wallet: Option<super::Wallet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,7 +326,67 @@ pub struct Order {
     pub(super) late_payments: Vec<LatePayment>,
 }
 
+/// Every field of an order, by name: what the store's record types are converted from and
+/// to. Only the store builds an order from parts (a record it wrote); everything else goes
+/// through [`Order::new`] and the state machine.
+#[derive(Debug, Clone)]
+pub struct OrderParts {
+    pub id: OrderId,
+    pub spec: OrderSpec,
+    pub created_at: Millis,
+    pub status: OrderStatus,
+    pub version: u64,
+    pub pay_action: Option<PayAction>,
+    pub provider_transaction_id: Option<String>,
+    pub paid_at: Option<Millis>,
+    pub closed: Option<(CloseReason, Millis)>,
+    pub failure: Option<Failure>,
+    pub refunds: Vec<Refund>,
+    pub anomalies: Vec<Anomaly>,
+    pub risk: Option<RiskDecision>,
+    pub late_payments: Vec<LatePayment>,
+}
+
 impl Order {
+    pub fn into_parts(self) -> OrderParts {
+        OrderParts {
+            id: self.id,
+            spec: self.spec,
+            created_at: self.created_at,
+            status: self.status,
+            version: self.version,
+            pay_action: self.pay_action,
+            provider_transaction_id: self.provider_transaction_id,
+            paid_at: self.paid_at,
+            closed: self.closed,
+            failure: self.failure,
+            refunds: self.refunds,
+            anomalies: self.anomalies,
+            risk: self.risk,
+            late_payments: self.late_payments,
+        }
+    }
+
+    /// An order as stored; see [`OrderParts`].
+    pub fn from_parts(p: OrderParts) -> Order {
+        Order {
+            id: p.id,
+            spec: p.spec,
+            created_at: p.created_at,
+            status: p.status,
+            version: p.version,
+            pay_action: p.pay_action,
+            provider_transaction_id: p.provider_transaction_id,
+            paid_at: p.paid_at,
+            closed: p.closed,
+            failure: p.failure,
+            refunds: p.refunds,
+            anomalies: p.anomalies,
+            risk: p.risk,
+            late_payments: p.late_payments,
+        }
+    }
+
     /// A new order in `created`, version 1 (its creation is the first event).
     pub fn new(id: OrderId, spec: OrderSpec, now: Millis) -> Self {
         Order {

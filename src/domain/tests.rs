@@ -27,6 +27,7 @@ fn order(amount: i64) -> Order {
             expires_at: T0 + 900_000,
             payer: Payer::default(),
             metadata: BTreeMap::new(),
+            wallet: None,
         },
         T0,
     )

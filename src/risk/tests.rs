@@ -16,6 +16,7 @@ fn spec(amount: i64, currency: Currency) -> OrderSpec {
         expires_at: 0,
         payer: Payer::default(),
         metadata: BTreeMap::new(),
+        wallet: None,
     }
 }
 

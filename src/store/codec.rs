@@ -16,6 +16,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Layout 2 of order records (`store::records`): the first layout of their own type.
+pub const FORMAT_V2: u8 = 2;
+
+/// `[format][bincode body]` for a record type with layouts of its own.
+pub fn encode_as<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![format];
+    let body = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The bincode body of a record, read as `T` (the caller chose `T` by the format byte).
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
+    let (v, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(v)
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {

@@ -3,6 +3,7 @@
 //! followed by a group commit flush before the caller may answer anyone.
 
 mod codec;
+mod records;
 mod group_commit;
 mod idempotency;
 mod orders;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::codec::{decode, scoped};
+use super::codec::scoped;
 use super::{Store, StoreError};
 use crate::domain::{Millis, Order, OrderId};
 
@@ -220,7 +220,7 @@ impl Store {
             .range(order_key_at(from)..)
             .map(|kv| {
                 kv.map_err(StoreError::from)
-                    .and_then(|(_, v)| decode::<super::orders::StoredOrder>(&v))
+                    .and_then(|(_, v)| super::orders::StoredOrder::decode(&v))
                     .map(|r| r.order)
             })
             .inspect(move |_| self.count_scanned())

@@ -160,8 +160,30 @@ fn parse_amount(
 
 #[async_trait]
 impl Connector for AlipayConnector {
+    fn capabilities(&self) -> crate::connectors::Capabilities {
+        crate::connectors::Capabilities {
+            methods: vec![
+                Method::NativeQr,
+                Method::H5,
+                Method::PcWeb,
+                Method::App,
+                Method::MiniProgram,
+            ],
+            wallets: Vec::new(),
+            currencies: self.currencies.clone(),
+            min_amount: 1,
+            max_amount: MAX_YUAN_MINOR,
+        }
+    }
+
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
+        require(spec.wallet.is_none(), || {
+            "the Alipay channel is one wallet: send no `wallet`".into()
+        })?;
+        require(spec.method != Method::Barcode, || {
+            "this Alipay channel does not offer `barcode` yet".into()
+        })?;
         require(spec.method != Method::Jsapi, || {
             "Alipay has no `jsapi` method: use `mini_program` (alipay.trade.create) for in-app payments".into()
         })?;
@@ -231,6 +253,9 @@ impl Connector for AlipayConnector {
                     params: [("trade_no".to_string(), trade_no)].into(),
                 })
             }
+            Method::Barcode => Err(ConnectorError::Unsupported(
+                "this Alipay channel does not offer `barcode` yet".into(),
+            )),
             Method::NativeQr => {
                 let biz = self.trade_biz(order, None);
                 let f = self.call("alipay.trade.precreate", biz, true).await?;

@@ -211,9 +211,23 @@ fn refund_state(status: &str, refund_no: String) -> Result<ProviderRefund, Conne
 
 #[async_trait]
 impl super::Connector for SandboxConnector {
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            methods: Method::ALL
+                .into_iter()
+                .filter(|m| *m != Method::Barcode)
+                .collect(),
+            wallets: crate::domain::WALLETS.to_vec(),
+            currencies: self.settings.currencies.clone(),
+            min_amount: 1,
+            max_amount: MAX_AMOUNT,
+        }
+    }
+
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
-        // Every `Method` is offered; the match makes a new method a compile error here.
+        // The match makes a new method a compile error here. Any `wallet` is taken: the
+        // sandbox stands for an aggregator too, and the wallet changes nothing in its flow.
         match spec.method {
             Method::NativeQr
             | Method::H5
@@ -221,6 +235,11 @@ impl super::Connector for SandboxConnector {
             | Method::MiniProgram
             | Method::Jsapi
             | Method::PcWeb => {}
+            Method::Barcode => {
+                return Err(ConnectorError::Unsupported(
+                    "the sandbox channel does not offer `barcode` yet".into(),
+                ))
+            }
         }
         let cur = spec.amount.currency();
         super::require(self.settings.currencies.contains(&cur), || {

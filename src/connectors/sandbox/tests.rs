@@ -38,6 +38,7 @@ pub(crate) fn order(method: Method, minor: i64, currency: Currency) -> Order {
                 ..Payer::default()
             },
             metadata: Default::default(),
+            wallet: None,
         },
         now,
     )

@@ -194,8 +194,34 @@ fn check_reference(
 
 #[async_trait]
 impl Connector for WechatPayConnector {
+    fn capabilities(&self) -> crate::connectors::Capabilities {
+        crate::connectors::Capabilities {
+            methods: vec![
+                Method::NativeQr,
+                Method::H5,
+                Method::App,
+                Method::Jsapi,
+                Method::MiniProgram,
+            ],
+            wallets: Vec::new(),
+            currencies: vec![Currency::Cny],
+            min_amount: 1,
+            max_amount: MAX_FEN,
+        }
+    }
+
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
+        if spec.wallet.is_some() {
+            return Err(ConnectorError::Unsupported(
+                "the WeChat Pay channel is one wallet: send no `wallet`".into(),
+            ));
+        }
+        if spec.method == Method::Barcode {
+            return Err(ConnectorError::Unsupported(
+                "WeChat Pay API v3 has no payment-code (barcode) API for this channel".into(),
+            ));
+        }
         if spec.method == Method::PcWeb {
             return Err(ConnectorError::Unsupported(
                 "WeChat Pay has no PC web cashier; use native_qr".into(),

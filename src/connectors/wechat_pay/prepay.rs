@@ -75,7 +75,8 @@ impl WechatPayConnector {
                 });
                 "h5"
             }
-            Method::NativeQr | Method::PcWeb => {
+            // `barcode` never gets here: `validate` refuses it.
+            Method::NativeQr | Method::PcWeb | Method::Barcode => {
                 req.payer = None;
                 "native"
             }
@@ -152,7 +153,7 @@ impl WechatPayConnector {
                 }
                 PayAction::Redirect { url }
             }
-            Method::NativeQr | Method::PcWeb => PayAction::QrCode {
+            Method::NativeQr | Method::PcWeb | Method::Barcode => PayAction::QrCode {
                 code_url: answer.code_url.ok_or_else(|| missing("code_url"))?,
             },
         })

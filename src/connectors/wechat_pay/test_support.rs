@@ -109,8 +109,10 @@ pub fn order(method: Method, merchant: &str, amount: i64) -> Order {
             openid: Some("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()),
             user_id: None,
             device_id: None,
+            auth_code: None,
         },
         metadata: BTreeMap::new(),
+        wallet: None,
     };
     Order::new(OrderId::generate(now), spec, now)
 }

@@ -221,6 +221,7 @@ fn order(method: Method, minor: i64) -> Order {
                 ..Payer::default()
             },
             metadata: BTreeMap::new(),
+            wallet: None,
         },
         now,
     )
@@ -268,6 +269,7 @@ async fn open_at_alipay(h: &Harness, o: &Order, action: &PayAction) {
             assert_eq!(params["trade_no"].len(), 28);
             return;
         }
+        other => panic!("Alipay answers no {other:?}"),
     };
     assert_eq!(resp.status(), 200);
     let page = resp.text().await.unwrap();

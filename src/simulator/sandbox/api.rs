@@ -202,7 +202,7 @@ impl SandboxSimulator {
                     "sign",
                 ),
             },
-            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Err(_) => WirePayAction::MiniProgram {
+            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Ok(Method::Barcode) | Err(_) => WirePayAction::MiniProgram {
                 params: signed(
                     BTreeMap::from([("package".to_string(), format!("trade_no={}", t.trade_no))]),
                     "pay_sign",

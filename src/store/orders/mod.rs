@@ -25,13 +25,9 @@ pub struct StoredEvent {
     pub risk: Option<RiskDecision>,
 }
 
-/// The `orders` record: the snapshot plus the order's pending wake-up time, kept together
-/// so moving a timer needs no second per-order record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct StoredOrder {
-    pub(super) order: Order,
-    pub(super) wake: Option<Millis>,
-}
+/// The `orders` record (the snapshot plus the order's pending wake-up time, kept together
+/// so moving a timer needs no second per-order record), in layouts of its own.
+pub(super) use super::records::StoredOrder;
 
 /// What to do with the order's wake-up timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +134,7 @@ pub(in crate::store) fn stage_leases(t: &Tx<'_>, p: &TimerLeases) -> Staged<Vec<
             leased.push(false);
             continue;
         };
-        let mut rec: StoredOrder = match decode(&bytes) {
+        let mut rec = match StoredOrder::decode(&bytes) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
@@ -147,7 +143,7 @@ pub(in crate::store) fn stage_leases(t: &Tx<'_>, p: &TimerLeases) -> Staged<Vec<
             continue;
         }
         rec.wake = Some(p.until);
-        let record = match encode(&rec) {
+        let record = match rec.encode() {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
@@ -165,7 +161,7 @@ pub(in crate::store) fn stage_leases(t: &Tx<'_>, p: &TimerLeases) -> Staged<Vec<
 pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
     let id = p.id.as_str();
     let current = match t.orders.get(id)? {
-        Some(b) => match decode::<StoredOrder>(&b) {
+        Some(b) => match StoredOrder::decode(&b) {
             Ok(c) => Some(c),
             Err(e) => return Ok(Err(e)),
         },
@@ -214,10 +210,12 @@ pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
         Wake::At(t) => Some(t),
         Wake::Clear => None,
     };
-    let record = match encode(&StoredOrder {
+    let record = match (StoredOrder {
         order: p.order.clone(),
         wake,
-    }) {
+    })
+    .encode()
+    {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -270,7 +268,7 @@ impl Store {
             .trees
             .orders
             .get(id.as_str())?
-            .map(|b| decode(&b))
+            .map(|b| StoredOrder::decode(&b))
             .transpose()
     }
 
@@ -457,7 +455,7 @@ impl Store {
                     .orders
                     .get(&id)
                     .map_err(StoreError::from)
-                    .and_then(|v| v.map(|b| decode::<StoredOrder>(&b)).transpose())
+                    .and_then(|v| v.map(|b| StoredOrder::decode(&b)).transpose())
                     .map(|r| r.map(|r| r.order))
                     .transpose()
             })

@@ -18,6 +18,7 @@ fn new_order(no: &str, now: Millis) -> Order {
             expires_at: now + 1000,
             payer: Payer::default(),
             metadata: BTreeMap::new(),
+            wallet: None,
         },
         now,
     )

@@ -226,7 +226,7 @@ pub(super) fn ensure_built(
         let (_, v) = kv?;
         // An order that cannot be decoded cannot be written again either (the writer
         // refuses it), so leaving it out keeps the roll-ups consistent from here on.
-        let Ok(rec) = decode::<StoredOrder>(&v) else {
+        let Ok(rec) = StoredOrder::decode(&v) else {
             unreadable += 1;
             continue;
         };

@@ -63,6 +63,7 @@ fn new_order(no: usize, merchant: &str, channel: &str, cur: Currency, at: Millis
             expires_at: at + 1000,
             payer: Payer::default(),
             metadata: BTreeMap::new(),
+            wallet: None,
         },
         at,
     )
