@@ -69,15 +69,10 @@ impl RsaSigner {
     }
 
     /// Base64 SHA256withRSA signature of `message`.
-    pub fn sign(&self, message: impl AsRef<[u8]>) -> String {
+    pub fn sign(&self, message: &[u8]) -> String {
         let mut sig = vec![0u8; self.key.public().modulus_len()];
         self.key
-            .sign(
-                &signature::RSA_PKCS1_SHA256,
-                &self.rng,
-                message.as_ref(),
-                &mut sig,
-            )
+            .sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
             .expect("RSA signing with a validated key cannot fail");
         B64.encode(sig)
     }
@@ -153,12 +148,12 @@ impl RsaPublicKey {
     }
 
     /// Checks a Base64 SHA256withRSA signature; any malformation is simply `false`.
-    pub fn verify(&self, message: impl AsRef<[u8]>, signature_b64: &str) -> bool {
+    pub fn verify(&self, message: &[u8], signature_b64: &str) -> bool {
         let Ok(sig) = B64.decode(signature_b64.trim()) else {
             return false;
         };
         UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &self.pkcs1_der)
-            .verify(message.as_ref(), &sig)
+            .verify(message, &sig)
             .is_ok()
     }
 }

@@ -51,7 +51,7 @@ impl Rsa2Signer {
 
     /// Base64 SHA256withRSA signature of `content`'s UTF-8 bytes.
     pub fn sign(&self, content: &str) -> String {
-        self.0.sign(content)
+        self.0.sign(content.as_bytes())
     }
 }
 
@@ -76,7 +76,7 @@ impl Rsa2Verifier {
 
     /// Checks a Base64 signature over `content`; a malformed one simply fails.
     pub fn verify(&self, content: &str, sign_b64: &str) -> bool {
-        self.0.verify(content, sign_b64)
+        self.0.verify(content.as_bytes(), sign_b64)
     }
 }
 

@@ -109,7 +109,7 @@ impl AlipaySimulator {
     /// `{"<key>":<content>,"sign":"..."}`, signed over the exact content text.
     fn signed_json(&self, key: &str, content: &Value) -> HttpResponse {
         let text = content.to_string();
-        let sign = self.alipay.sign(&text);
+        let sign = self.alipay.sign(text.as_bytes());
         let mut body = format!(r#"{{"{key}":{text},"sign":"{sign}""#);
         if let Some(c) = &self.cert {
             body.push_str(&format!(r#","alipay_cert_sn":"{}""#, c.alipay_cert_sn));
@@ -177,7 +177,7 @@ impl AlipaySimulator {
         }
         if !self
             .app_key
-            .verify(string_to_sign(p, REQUEST_UNSIGNED), sign)
+            .verify(string_to_sign(p, REQUEST_UNSIGNED).as_bytes(), sign)
         {
             return Err(invalid(
                 "isv.invalid-signature",

@@ -216,7 +216,9 @@ impl AlipaySimulator {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         p.insert("sign_type".into(), "RSA2".into());
-        let sign = self.alipay.sign(string_to_sign(&p, NOTIFY_UNSIGNED));
+        let sign = self
+            .alipay
+            .sign(string_to_sign(&p, NOTIFY_UNSIGNED).as_bytes());
         p.insert("sign".into(), sign);
         p
     }

@@ -139,7 +139,9 @@ impl AlipaySimulator {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let sign = self.alipay.sign(string_to_sign(&p, NOTIFY_UNSIGNED));
+        let sign = self
+            .alipay
+            .sign(string_to_sign(&p, NOTIFY_UNSIGNED).as_bytes());
         p.insert("sign".into(), sign);
         let sep = if url.contains('?') { '&' } else { '?' };
         Some(format!("{url}{sep}{}", form_encode(&p)))

@@ -65,7 +65,7 @@ pub fn signature_headers(
 ) -> Vec<(String, String)> {
     let nonce = random_alnum(32);
     let ts = ts.to_string();
-    let signature = signer.sign(answer_message(&ts, &nonce, body));
+    let signature = signer.sign(&answer_message(&ts, &nonce, body));
     vec![
         ("Wechatpay-Timestamp".into(), ts),
         ("Wechatpay-Nonce".into(), nonce),
