@@ -32,7 +32,7 @@ pub const REQUEST_SKIP: &[&str] = &["sign"];
 /// Keys excluded from notification / return signatures.
 pub const NOTIFY_SKIP: &[&str] = &["sign", "sign_type"];
 
-/// The merchant's app key (or the simulator's Alipay key): SHA256withRSA over the sign
+/// The merchant's app key: SHA256withRSA over the sign
 /// content's UTF-8 bytes. Debug never shows key material.
 pub struct Rsa2Signer(RsaSigner);
 
@@ -55,7 +55,7 @@ impl Rsa2Signer {
     }
 }
 
-/// Alipay's public key (or, on the simulator side, the app's).
+/// Alipay's public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rsa2Verifier(RsaPublicKey);
 

@@ -207,7 +207,8 @@ impl PlatformKeys {
     }
 }
 
-/// The parsed `Authorization` header of a merchant request (simulator side).
+/// An `Authorization` value read back, so the connector's tests can check the header it
+/// writes (the simulator reads headers with its own parser).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     pub mchid: String,
