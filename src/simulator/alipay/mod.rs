@@ -37,6 +37,8 @@ mod gateway;
 mod pages;
 mod protocol;
 mod settings;
+#[cfg(test)]
+mod vectors;
 
 #[cfg(test)]
 mod tests;

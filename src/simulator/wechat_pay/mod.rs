@@ -39,6 +39,8 @@ mod routes;
 mod settings;
 mod state;
 mod trades;
+#[cfg(test)]
+mod vectors;
 pub mod wire;
 
 use settings::{MerchantSettings, SubMerchant};
