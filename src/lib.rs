@@ -8,6 +8,7 @@ pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod egress;
+pub mod protocol_primitives;
 pub mod risk;
 pub mod simulator;
 pub mod startup;

@@ -1,6 +1,7 @@
-//! `[channels.<name>.settings]` for `kind = "alipay"`, shared by the connector and the
-//! simulator. Key material is read from files or from environment variables whose *names*
-//! are configured, so no key ever sits in `config.toml`.
+//! `[channels.<name>.settings]` for `kind = "alipay"`. The simulator reads its own part
+//! (and the app id, seller and certificates) itself. Key material is read from files or
+//! from environment variables whose *names* are configured, so no key ever sits in
+//! `config.toml`.
 
 use serde::Deserialize;
 
@@ -48,6 +49,7 @@ pub struct Settings {
     pub currencies: Vec<String>,
     /// The built-in simulator's side: the "Alipay" key pair and the app public key it was
     /// "uploaded" (public-key mode; in certificate mode it uses the app certificate).
+    /// Only its shape is checked here; the simulator reads it with its own settings.
     #[serde(default)]
     pub simulator: Option<SimulatorSettings>,
 }
@@ -171,42 +173,6 @@ impl Settings {
             alipay_cert_sn: cert::cert_sn(&alipay)
                 .map_err(|e| format!("alipay_public_cert_file: {e}"))?,
         }))
-    }
-
-    /// The simulator's Alipay private key.
-    pub fn sim_alipay_signer(&self) -> Result<Rsa2Signer, String> {
-        let sim = self.sim()?;
-        let text = secret_source(
-            "simulator.alipay_private_key",
-            &sim.alipay_private_key_file,
-            &sim.alipay_private_key_env,
-        )?;
-        Rsa2Signer::from_text(text.expose())
-            .map_err(|e| format!("simulator.alipay_private_key: {e}"))
-    }
-
-    /// The app public key the simulator checks request signatures with.
-    pub fn sim_app_verifier(&self) -> Result<Rsa2Verifier, String> {
-        if self.cert_mode() {
-            let text = read_file("app_cert_file", &self.app_cert_file)?;
-            let der = cert::pem_certs(&text)
-                .map_err(|e| format!("app_cert_file: {e}"))?
-                .remove(0);
-            return Rsa2Verifier::from_cert_der(&der).map_err(|e| format!("app_cert_file: {e}"));
-        }
-        let sim = self.sim()?;
-        let text = secret_source(
-            "simulator.app_public_key",
-            &sim.app_public_key_file,
-            &sim.app_public_key_env,
-        )?;
-        Rsa2Verifier::from_text(text.expose()).map_err(|e| format!("simulator.app_public_key: {e}"))
-    }
-
-    fn sim(&self) -> Result<&SimulatorSettings, String> {
-        self.simulator.as_ref().ok_or_else(|| {
-            "alipay settings: the simulator needs a [settings.simulator] table with alipay_private_key_file (or _env) and app_public_key_file (or _env)".to_string()
-        })
     }
 }
 

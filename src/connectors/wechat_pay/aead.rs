@@ -4,10 +4,10 @@
 //! vectors use 16-byte keys, so decryption picks the AES variant by key length like the
 //! Go SDK does, while configuration insists on 32 bytes.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+
+use crate::protocol_primitives::aes_gcm::{self, GcmError};
 
 pub const ALGORITHM: &str = "AEAD_AES_256_GCM";
 
@@ -23,6 +23,16 @@ pub enum AeadError {
     Open,
 }
 
+impl From<GcmError> for AeadError {
+    fn from(e: GcmError) -> Self {
+        match e {
+            GcmError::KeyLength => AeadError::KeyLength,
+            GcmError::NonceLength => AeadError::NonceLength,
+            GcmError::Open => AeadError::Open,
+        }
+    }
+}
+
 pub fn decrypt(
     key: &[u8],
     nonce: &str,
@@ -35,41 +45,15 @@ pub fn decrypt(
     let ct = B64
         .decode(ciphertext_b64.trim())
         .map_err(|_| AeadError::Base64)?;
-    let payload = Payload {
-        msg: &ct,
-        aad: aad.as_bytes(),
-    };
-    let n = Nonce::from_slice(nonce.as_bytes());
-    match key.len() {
-        32 => Aes256Gcm::new_from_slice(key)
-            .map_err(|_| AeadError::KeyLength)?
-            .decrypt(n, payload),
-        16 => Aes128Gcm::new_from_slice(key)
-            .map_err(|_| AeadError::KeyLength)?
-            .decrypt(n, payload),
-        _ => return Err(AeadError::KeyLength),
-    }
-    .map_err(|_| AeadError::Open)
+    Ok(aes_gcm::open(key, nonce.as_bytes(), aad.as_bytes(), &ct)?)
 }
 
-/// The provider side (simulator): Base64(ciphertext ‖ tag).
+/// Base64(ciphertext ‖ tag); only 32-byte keys, as production requires.
 pub fn encrypt(key: &[u8], nonce: &str, aad: &str, plaintext: &[u8]) -> Result<String, AeadError> {
     if key.len() != 32 {
         return Err(AeadError::KeyLength);
     }
-    if nonce.len() != 12 {
-        return Err(AeadError::NonceLength);
-    }
-    let ct = Aes256Gcm::new_from_slice(key)
-        .map_err(|_| AeadError::KeyLength)?
-        .encrypt(
-            Nonce::from_slice(nonce.as_bytes()),
-            Payload {
-                msg: plaintext,
-                aad: aad.as_bytes(),
-            },
-        )
-        .map_err(|_| AeadError::Open)?;
+    let ct = aes_gcm::seal(key, nonce.as_bytes(), aad.as_bytes(), plaintext)?;
     Ok(B64.encode(ct))
 }
 

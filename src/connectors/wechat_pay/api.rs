@@ -1,4 +1,4 @@
-//! Wire DTOs of the APIv3 endpoints used here, shared by the connector and the simulator.
+//! Wire DTOs of the APIv3 endpoints the connector calls (the simulator has its own).
 //! Direct merchants use `appid`/`mchid`; service providers (服务商) the partner endpoints
 //! with `sp_appid`/`sp_mchid` + `sub_appid`/`sub_mchid`, so both sets are optional.
 

@@ -4,12 +4,8 @@
 //! the newer public-key mode, a `PUB_KEY_ID_…`). Several platform keys may be live at
 //! once during a rotation. Signing keys never appear in `Debug` output or logs.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use rand::Rng;
-use ring::signature::{self, RsaKeyPair, UnparsedPublicKey};
-use std::fmt;
-use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The only signature type WeChat Pay v3 uses.
 pub const SIGNATURE_TYPE: &str = "WECHATPAY2-SHA256-RSA2048";
@@ -82,107 +78,13 @@ pub fn nonce() -> String {
         .collect()
 }
 
-/// An RSA private key (merchant API key, or the simulator's platform key).
-pub struct RsaSigner {
-    key: RsaKeyPair,
-}
+/// The merchant API key and WeChat's platform keys: SHA256withRSA with Base64 signatures
+/// is a shared primitive; what is signed (the messages above) is this module's business.
+pub use crate::protocol_primitives::rsa::{KeyError, RsaPublicKey, RsaSigner};
 
-impl fmt::Debug for RsaSigner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RsaSigner([redacted])")
-    }
-}
-
-impl RsaSigner {
-    /// Reads a PKCS#8 `PRIVATE KEY` PEM (what the merchant platform's tool exports).
-    pub fn from_pkcs8_pem(pem_text: &str) -> Result<Self, SignError> {
-        let block = pem::parse(pem_text.trim())
-            .map_err(|_| SignError::Key("private key is not PEM".into()))?;
-        if block.tag() != "PRIVATE KEY" {
-            return Err(SignError::Key(format!(
-                "expected a PKCS#8 `PRIVATE KEY` PEM, found `{}`",
-                block.tag()
-            )));
-        }
-        let key = RsaKeyPair::from_pkcs8(block.contents())
-            .map_err(|e| SignError::Key(format!("not a usable RSA PKCS#8 key: {e}")))?;
-        Ok(RsaSigner { key })
-    }
-
-    /// Base64 SHA256withRSA of `message`.
-    pub fn sign(&self, message: &[u8]) -> String {
-        let mut sig = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                message,
-                &mut sig,
-            )
-            .expect("RSA signing with a valid key cannot fail");
-        B64.encode(sig)
-    }
-
-    pub fn public_key(&self) -> RsaPublicKey {
-        RsaPublicKey {
-            pkcs1_der: ring::signature::KeyPair::public_key(&self.key)
-                .as_ref()
-                .to_vec(),
-        }
-    }
-}
-
-/// An RSA public key as PKCS#1 `RSAPublicKey` DER, the form `ring` verifies with.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RsaPublicKey {
-    pkcs1_der: Vec<u8>,
-}
-
-impl fmt::Debug for RsaPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RsaPublicKey({} bytes)", self.pkcs1_der.len())
-    }
-}
-
-impl RsaPublicKey {
-    /// Accepts `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
-    pub fn from_pem(pem_text: &str) -> Result<Self, SignError> {
-        let block = pem::parse(pem_text.trim())
-            .map_err(|_| SignError::Key("public key is not PEM".into()))?;
-        match block.tag() {
-            "PUBLIC KEY" => Self::from_spki_der(block.contents()),
-            "RSA PUBLIC KEY" => Ok(RsaPublicKey {
-                pkcs1_der: block.contents().to_vec(),
-            }),
-            other => Err(SignError::Key(format!(
-                "expected a `PUBLIC KEY` PEM, found `{other}`"
-            ))),
-        }
-    }
-
-    fn from_spki_der(der: &[u8]) -> Result<Self, SignError> {
-        let (_, spki) = SubjectPublicKeyInfo::from_der(der)
-            .map_err(|_| SignError::Key("malformed SubjectPublicKeyInfo".into()))?;
-        Self::from_spki(&spki)
-    }
-
-    fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<Self, SignError> {
-        if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
-            return Err(SignError::Key("not an RSA public key".into()));
-        }
-        Ok(RsaPublicKey {
-            pkcs1_der: spki.subject_public_key.data.to_vec(),
-        })
-    }
-
-    /// Checks a Base64 SHA256withRSA signature; any malformation is simply `false`.
-    pub fn verify(&self, message: &[u8], signature_b64: &str) -> bool {
-        let Ok(sig) = B64.decode(signature_b64.trim()) else {
-            return false;
-        };
-        UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &self.pkcs1_der)
-            .verify(message, &sig)
-            .is_ok()
+impl From<KeyError> for SignError {
+    fn from(e: KeyError) -> Self {
+        SignError::Key(e.to_string())
     }
 }
 
@@ -305,7 +207,8 @@ impl PlatformKeys {
     }
 }
 
-/// The parsed `Authorization` header of a merchant request (simulator side).
+/// An `Authorization` value read back, so the connector's tests can check the header it
+/// writes (the simulator reads headers with its own parser).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     pub mchid: String,

@@ -6,11 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::protocol::{form_decode, response_key, string_to_sign, REQUEST_UNSIGNED};
 use super::{html, AlipaySimulator, Trade, TradeRefund, SANDBOX_BUYER};
-use crate::connectors::alipay::form_decode;
-use crate::connectors::alipay::sign::{response_key, sign_content, REQUEST_SKIP};
-use crate::connectors::alipay::time::{format_gmt8, now_ms, parse_gmt8};
 use crate::domain::{Currency, Money};
+use crate::protocol_primitives::beijing_time::{format_gmt8, now_millis as now_ms, parse_gmt8};
 
 /// How far a request `timestamp` may be from the gateway's clock. Alipay rejects stale
 /// requests with `isv.invalid-timestamp`; the exact window is not published (assumed 30 min).
@@ -110,7 +109,7 @@ impl AlipaySimulator {
     /// `{"<key>":<content>,"sign":"..."}`, signed over the exact content text.
     fn signed_json(&self, key: &str, content: &Value) -> HttpResponse {
         let text = content.to_string();
-        let sign = self.alipay.sign(&text);
+        let sign = self.alipay.sign(text.as_bytes());
         let mut body = format!(r#"{{"{key}":{text},"sign":"{sign}""#);
         if let Some(c) = &self.cert {
             body.push_str(&format!(r#","alipay_cert_sn":"{}""#, c.alipay_cert_sn));
@@ -176,7 +175,10 @@ impl AlipaySimulator {
                 ));
             }
         }
-        if !self.app_key.verify(&sign_content(p, REQUEST_SKIP), sign) {
+        if !self
+            .app_key
+            .verify(string_to_sign(p, REQUEST_UNSIGNED).as_bytes(), sign)
+        {
             return Err(invalid(
                 "isv.invalid-signature",
                 "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配",

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
+use super::protocol::{form_encode, string_to_sign, NOTIFY_UNSIGNED};
 use super::{html, AlipaySimulator, PayOutcome, SimError, Trade};
-use crate::connectors::alipay::form_encode;
-use crate::connectors::alipay::sign::{sign_content, NOTIFY_SKIP};
-use crate::connectors::alipay::time::{format_gmt8, now_ms};
+use crate::protocol_primitives::beijing_time::{format_gmt8, now_millis as now_ms};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -140,7 +139,9 @@ impl AlipaySimulator {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let sign = self.alipay.sign(&sign_content(&p, NOTIFY_SKIP));
+        let sign = self
+            .alipay
+            .sign(string_to_sign(&p, NOTIFY_UNSIGNED).as_bytes());
         p.insert("sign".into(), sign);
         let sep = if url.contains('?') { '&' } else { '?' };
         Some(format!("{url}{sep}{}", form_encode(&p)))

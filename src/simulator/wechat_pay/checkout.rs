@@ -4,10 +4,22 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::connectors::wechat_pay::qr::code_url_svg;
 use crate::domain::OrderId;
 
 use super::WechatPaySimulator;
+
+/// The code_url as an SVG QR code (error correction M), as WeChat's cashier shows it.
+fn code_url_svg(code_url: &str) -> Option<String> {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::with_error_correction_level(code_url.as_bytes(), qrcode::EcLevel::M)
+        .ok()?;
+    Some(
+        code.render::<svg::Color<'_>>()
+            .min_dimensions(256, 256)
+            .quiet_zone(true)
+            .build(),
+    )
+}
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -51,7 +63,7 @@ impl WechatPaySimulator {
         let qr = trade
             .code_url
             .as_deref()
-            .and_then(|c| code_url_svg(c).ok())
+            .and_then(code_url_svg)
             .unwrap_or_default();
         let total = trade.req.amount.total;
         let html = format!(

@@ -2,18 +2,17 @@
 
 use std::sync::Arc;
 
+use super::api::{RefundAmount, RefundRecord, RefundRequest};
 use super::routes::{
-    fail, is_reference, json, param, query_param, storage, valid_notify_url, Answer,
+    body_json, fail, is_reference, json, param, query_param, storage, valid_notify_url, Answer,
 };
 use super::state::{txid_key, RefundRec, TradeRec};
 use super::{wire, WechatPaySimulator};
-use crate::connectors::wechat_pay::api::{RefundAmount, RefundRecord, RefundRequest};
-use crate::connectors::wechat_pay::time::{format_cst, now_millis};
+use crate::protocol_primitives::beijing_time::{format_rfc3339_cst as format_cst, now_millis};
 
 impl WechatPaySimulator {
     pub(super) fn refund(self: &Arc<Self>, body: &[u8], caller: &str) -> Answer {
-        let r: RefundRequest = serde_json::from_slice(body)
-            .map_err(|e| param(format!("请求体不是合法的JSON: {e}")))?;
+        let r: RefundRequest = body_json(body)?;
         if !is_reference(&r.out_refund_no, 1, 64) {
             return Err(param("out_refund_no应为1-64位数字、大小写字母、_-|*@"));
         }
@@ -118,7 +117,11 @@ impl WechatPaySimulator {
             create_time: Some(format_cst(now_millis())),
             status: Some("PROCESSING".into()),
             refund_status: None,
-            funds_account: Some("AVAILABLE".into()),
+            funds_account: Some(
+                r.funds_account
+                    .clone()
+                    .unwrap_or_else(|| "AVAILABLE".into()),
+            ),
             amount: Some(RefundAmount {
                 total: paid,
                 refund: r.amount.refund,

@@ -7,9 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 
-use crate::connectors::wechat_pay::api::ErrorBody;
-use crate::connectors::wechat_pay::sign::{Authorization, MAX_CLOCK_SKEW_SECS};
-use crate::connectors::wechat_pay::time::now_secs;
+use crate::protocol_primitives::beijing_time::now_secs;
+
+use super::api::ErrorBody;
+use super::auth::{Authorization, MAX_CLOCK_SKEW_SECS};
 
 use super::state::{txid_key, TradeRec};
 use super::{wire, WechatPaySimulator};
@@ -58,6 +59,18 @@ pub(super) fn valid_notify_url(u: &str) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// Parses a request body; a missing required field or a wrong type is WeChat's
+/// `PARAM_ERROR`, naming the field.
+pub(super) fn body_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            param(format!("参数校验失败: {e}"))
+        } else {
+            param(format!("请求体不是合法的JSON: {e}"))
+        }
+    })
 }
 
 pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
@@ -131,7 +144,7 @@ impl WechatPaySimulator {
             .timestamp
             .parse()
             .map_err(|_| sign_error("timestamp格式错误"))?;
-        if now_secs().abs_diff(ts) >= MAX_CLOCK_SKEW_SECS as u64 {
+        if now_secs().abs_diff(ts) >= MAX_CLOCK_SKEW_SECS {
             return Err(sign_error(
                 "请求已过期 (timestamp outside the 5 minute window)",
             ));
@@ -151,14 +164,13 @@ impl WechatPaySimulator {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        // The string to sign, written from WeChat's documentation (HTTP method, URL, time,
-        // nonce and body, each followed by a newline), not borrowed from the connector.
         let message = |url: &str| {
-            format!(
-                "{}\n{url}\n{}\n{}\n{body}\n",
+            wire::request_message(
                 req.method().as_str(),
-                auth.timestamp,
-                auth.nonce
+                url,
+                &auth.timestamp,
+                &auth.nonce_str,
+                body,
             )
         };
         let verifies = |url: &str| {

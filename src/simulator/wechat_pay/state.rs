@@ -3,9 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::wechat_pay::api::{
-    Payer, PrepayRequest, RefundRecord, Transaction, TransactionAmount,
-};
+use super::api::{Payer, PrepayRequest, RefundRecord, Transaction, TransactionAmount};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TradeRec {
@@ -76,19 +74,19 @@ impl TradeRec {
             sub_mchid: r.sub_mchid.clone(),
             out_trade_no: r.out_trade_no.clone(),
             transaction_id: self.transaction_id.clone(),
-            trade_type: Some(self.trade_type.clone()),
+            trade_type: self.trade_type.clone(),
             trade_state: self.state.clone(),
-            trade_state_desc: Some(desc.into()),
+            trade_state_desc: desc.into(),
             bank_type: paid.then(|| "OTHERS".into()),
             attach: r.attach.clone(),
             success_time: self.success_time.clone(),
             payer,
-            amount: Some(TransactionAmount {
-                total: Some(total),
+            amount: TransactionAmount {
+                total,
                 payer_total: paid.then_some(total),
-                currency: Some("CNY".into()),
-                payer_currency: Some("CNY".into()),
-            }),
+                currency: "CNY".into(),
+                payer_currency: "CNY".into(),
+            },
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Prepay (all four kinds, direct and partner), query and close.
 
+use super::api::{CloseRequest, PrepayAnswer, PrepayRequest};
 use super::routes::{
-    fail, is_reference, json, param, query_param, storage, valid_notify_url, Answer,
+    body_json, fail, is_reference, json, param, query_param, storage, valid_notify_url, Answer,
 };
 use super::state::TradeRec;
 use super::{wire, WechatPaySimulator};
-use crate::connectors::wechat_pay::api::{CloseRequest, PrepayRequest, PrepayResponse};
-use crate::connectors::wechat_pay::time::{format_cst, now_millis, parse_rfc3339};
+use crate::protocol_primitives::beijing_time::{
+    format_rfc3339_cst as format_cst, now_millis, parse_rfc3339,
+};
 
 impl WechatPaySimulator {
     pub(super) fn prepay(&self, kind: &str, partner: bool, body: &[u8], caller: &str) -> Answer {
@@ -17,8 +19,7 @@ impl WechatPaySimulator {
             "native" => "NATIVE",
             _ => return Err(fail(404, "NOT_FOUND", "no such API")),
         };
-        let r: PrepayRequest = serde_json::from_slice(body)
-            .map_err(|e| param(format!("请求体不是合法的JSON: {e}")))?;
+        let r: PrepayRequest = body_json(body)?;
         self.check_owner(
             partner,
             r.mchid.as_deref(),
@@ -176,17 +177,17 @@ impl WechatPaySimulator {
         json(200, &Self::prepay_answer(&trade))
     }
 
-    fn prepay_answer(t: &TradeRec) -> PrepayResponse {
+    fn prepay_answer(t: &TradeRec) -> PrepayAnswer {
         match t.trade_type.as_str() {
-            "NATIVE" => PrepayResponse {
+            "NATIVE" => PrepayAnswer {
                 code_url: t.code_url.clone(),
                 ..Default::default()
             },
-            "MWEB" => PrepayResponse {
+            "MWEB" => PrepayAnswer {
                 h5_url: t.h5_url.clone(),
                 ..Default::default()
             },
-            _ => PrepayResponse {
+            _ => PrepayAnswer {
                 prepay_id: Some(t.prepay_id.clone()),
                 ..Default::default()
             },
@@ -216,8 +217,7 @@ impl WechatPaySimulator {
     }
 
     pub(super) fn close(&self, otn: &str, partner: bool, body: &[u8], caller: &str) -> Answer {
-        let r: CloseRequest = serde_json::from_slice(body)
-            .map_err(|e| param(format!("请求体不是合法的JSON: {e}")))?;
+        let r: CloseRequest = body_json(body)?;
         self.check_owner(
             partner,
             r.mchid.as_deref(),
