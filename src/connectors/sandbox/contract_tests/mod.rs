@@ -16,7 +16,7 @@ use harness::{conn_env, refund_of, rejected_code, Harness};
 #[actix_web::test]
 async fn every_method_prepays_pays_and_is_confirmed_by_callback_and_query() {
     let mut h = Harness::standard().await;
-    for method in Method::ALL {
+    for method in Method::ALL.into_iter().filter(|m| *m != Method::Barcode) {
         let o = order(method, 1234, Currency::Cny);
         h.conn.validate(&o).unwrap();
         let action = h.conn.prepay(&o).await.unwrap();
