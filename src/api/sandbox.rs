@@ -1,5 +1,5 @@
 //! Sandbox routes (only when `[sandbox]` is enabled): each channel's simulator under
-//! `/sandbox/{channel}`, and `POST /sandbox/pay/{order_id}`, which makes the simulated
+//! `/sandbox/{channel}` behind the fault layer (`POST /sandbox/{channel}/faults`), and `POST /sandbox/pay/{order_id}`, which makes the simulated
 //! provider of the order's channel pay it and send its real callback.
 
 use actix_web::http::StatusCode;
@@ -14,8 +14,7 @@ use crate::simulator::{PayOptions, SimError, Simulator};
 pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
     cfg.route("/sandbox/pay/{order_id}", web::post().to(pay));
     for (name, sim) in simulators {
-        let sim = sim.clone();
-        cfg.service(web::scope(&format!("/sandbox/{name}")).configure(move |c| sim.routes(c)));
+        crate::simulator::faults::mount(cfg, name.as_str(), sim.clone());
     }
 }
 

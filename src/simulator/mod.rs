@@ -15,6 +15,7 @@ use crate::domain::{ChannelName, Order};
 use crate::store::KvTree;
 
 pub mod alipay;
+pub mod faults;
 pub mod sandbox;
 pub mod wechat_pay;
 
@@ -84,6 +85,19 @@ pub trait Simulator: Send + Sync + 'static {
 
     /// The payer pays `order` at the provider; the provider then sends its callback.
     async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError>;
+
+    /// Whether a request is a call of the provider's API (what the gateway sends), as
+    /// opposed to a payer's page or the simulator's own tooling: only API calls meet the
+    /// outages of [`faults`].
+    fn is_api_call(&self, call: &faults::CallHead<'_>) -> bool;
+
+    /// Arms the faults only the protocol can produce. Each call replaces the previous
+    /// ones. Simulators refuse (with [`faults::ProtocolFaults::only`]) what they cannot
+    /// do: `fail_next_refund` is supported by every built-in simulator,
+    /// `ignore_next_close` and `drop_next_refunds` by `sandbox` only.
+    fn set_protocol_faults(&self, faults: &faults::ProtocolFaults) -> Result<(), String> {
+        faults.only(&[])
+    }
 }
 
 /// Builds the simulator of one channel from the same settings its connector uses.
