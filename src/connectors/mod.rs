@@ -11,6 +11,8 @@ use crate::domain::{
 };
 
 pub mod alipay;
+#[cfg(test)]
+mod conformance;
 pub mod sandbox;
 pub mod wechat_pay;
 

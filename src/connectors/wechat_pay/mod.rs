@@ -29,6 +29,8 @@ pub mod time;
 #[cfg(test)]
 mod contract_tests;
 #[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
 pub(crate) mod test_support;
 
 use api::{
