@@ -28,6 +28,8 @@ pub mod time;
 #[cfg(test)]
 pub(crate) mod conformance;
 #[cfg(test)]
+mod contract_tests;
+#[cfg(test)]
 mod tests;
 
 pub use api::{form_decode, form_encode};

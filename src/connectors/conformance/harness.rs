@@ -25,7 +25,7 @@ pub struct Harness {
     pub conn: Arc<dyn Connector>,
     pub sim: Arc<dyn Simulator>,
     notes: mpsc::UnboundedReceiver<Seen>,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -49,6 +49,16 @@ fn raw_of(req: &HttpRequest, body: web::Bytes) -> RawCallback {
 
 impl Harness {
     pub async fn start(fixture: &'static dyn Fixture) -> Harness {
+        Self::start_with(fixture, fixture.settings(), fixture.settings()).await
+    }
+
+    /// The connector and the simulator configured apart (another key, app id, mode), for
+    /// a connector's own protocol tests.
+    pub async fn start_with(
+        fixture: &'static dyn Fixture,
+        conn_settings: toml::Table,
+        sim_settings: toml::Table,
+    ) -> Harness {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let public = format!("http://{}", listener.local_addr().unwrap());
         let (dir, store) = crate::store::temp_store();
@@ -61,7 +71,7 @@ impl Harness {
             rate_limit_per_sec: 100,
             burst: 100,
             timeout_ms: CLIENT_TIMEOUT.as_millis() as u64,
-            settings: fixture.settings(),
+            settings: conn_settings,
         };
         let env = ConnectorEnv {
             channel: channel.clone(),
@@ -81,7 +91,11 @@ impl Harness {
             state: store.kv_tree(&format!("sim_{kind}")).unwrap(),
             public_url: public.clone(),
         };
-        let sim = crate::simulator::build(&cfg, sim_env)
+        let sim_cfg = ChannelConfig {
+            settings: sim_settings,
+            ..cfg
+        };
+        let sim = crate::simulator::build(&sim_cfg, sim_env)
             .unwrap_or_else(|e| panic!("{kind} simulator: {e}"));
         let (tx, notes) = mpsc::unbounded_channel();
         let (c, s) = (conn.clone(), sim.clone());

@@ -30,8 +30,6 @@ use crate::domain::{Currency, Method, Money, Order};
 mod gateway;
 mod pages;
 
-#[cfg(test)]
-mod tests;
 
 /// The buyer every simulated payment comes from (unless `alipay.trade.create` names one).
 const SANDBOX_BUYER: &str = "2088102177846875";
