@@ -305,5 +305,8 @@ async fn validate_applies_alipay_field_rules() {
         h.conn.validate(&o),
         Err(ConnectorError::Unsupported(_))
     ));
-    assert_eq!(invalid(&h.order(Method::H5, 100_000_000 * 100 + 1)), "amount");
+    assert_eq!(
+        invalid(&h.order(Method::H5, 100_000_000 * 100 + 1)),
+        "amount"
+    );
 }

@@ -10,7 +10,11 @@ pub use super::notifications::*;
 pub use super::outages::*;
 
 /// Reads a paid payment notification for `order`; returns the transaction id.
-pub fn paid_notification(n: &Result<Notification, ConnectorError>, order: &Order, minor: i64) -> String {
+pub fn paid_notification(
+    n: &Result<Notification, ConnectorError>,
+    order: &Order,
+    minor: i64,
+) -> String {
     match n {
         Ok(Notification::Payment {
             order_ref,
@@ -43,7 +47,11 @@ pub async fn refund_to_end(h: &mut Harness, order: &Order, refund: &Refund) -> P
     if !h.fixture.refunds_notify() {
         return answer;
     }
-    assert_eq!(answer, ProviderRefund::Pending, "refunds that notify are answered pending");
+    assert_eq!(
+        answer,
+        ProviderRefund::Pending,
+        "refunds that notify are answered pending"
+    );
     match h.next_callback().await.1 {
         Ok(Notification::Refund {
             order_ref,
@@ -128,7 +136,10 @@ pub async fn pay_query_verify(mut h: Harness) {
             drop_callback: true,
             ..Default::default()
         };
-        assert_eq!(h.sim.pay(&silent, drop).await.unwrap().callback_status, None);
+        assert_eq!(
+            h.sim.pay(&silent, drop).await.unwrap().callback_status,
+            None
+        );
         assert!(h.no_callback_pending());
         assert!(matches!(
             h.conn.query(&silent).await.unwrap().payment,
@@ -142,7 +153,10 @@ pub async fn close(mut h: Harness) {
     h.conn.prepay(&o).await.unwrap();
     h.conn.close(&o).await.unwrap();
     h.conn.close(&o).await.unwrap();
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Closed);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Closed
+    );
     assert!(matches!(
         h.sim.pay(&o, PayOptions::default()).await,
         Err(SimError::NotPayable(_))
@@ -150,7 +164,11 @@ pub async fn close(mut h: Harness) {
     assert!(h.no_callback_pending(), "a closed trade sends nothing");
     // A paid trade cannot be closed.
     let paid = h.order(h.fixture.server_method(), 700);
-    h.place_and_pay(&paid, PayOptions::default()).await.1 .1.unwrap();
+    h.place_and_pay(&paid, PayOptions::default())
+        .await
+        .1
+         .1
+        .unwrap();
     assert!(is_rejected(&h.conn.close(&paid).await));
 }
 
@@ -201,7 +219,11 @@ pub async fn refunds(mut h: Harness) {
 
 pub async fn declined_refund(mut h: Harness) {
     let o = h.order(h.fixture.server_method(), 800);
-    h.place_and_pay(&o, PayOptions::default()).await.1 .1.unwrap();
+    h.place_and_pay(&o, PayOptions::default())
+        .await
+        .1
+         .1
+        .unwrap();
     h.faults(serde_json::json!({"fail_next_refund": 1})).await;
     let r = refund_of(&o, 800);
     let declined = match h.conn.refund(&o, &r).await {
@@ -229,7 +251,10 @@ pub async fn declined_refund(mut h: Harness) {
 
 pub async fn unknown_order(h: Harness) {
     let o = h.order(h.fixture.server_method(), 100);
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::NotFound);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::NotFound
+    );
     h.conn.close(&o).await.unwrap();
     assert!(is_rejected(&h.conn.refund(&o, &refund_of(&o, 100)).await));
     assert!(matches!(

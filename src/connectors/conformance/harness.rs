@@ -176,6 +176,11 @@ impl Harness {
             .await
             .unwrap();
         let status = r.status();
-        assert_eq!(status, 200, "{body}: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            status,
+            200,
+            "{body}: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 }

@@ -9,9 +9,9 @@
 //! stay beside each connector; what every provider must do the same way lives here once.
 
 mod cases;
-mod outages;
 mod harness;
 mod notifications;
+mod outages;
 
 use crate::connectors::RawCallback;
 use crate::domain::{

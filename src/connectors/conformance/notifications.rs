@@ -16,7 +16,10 @@ pub async fn duplicate_and_out_of_order(mut h: Harness) {
     paid_notification(&paid, &o, 1000);
     let r = refund_of(&o, 400);
     let refund_raw = if h.fixture.refunds_notify() {
-        assert_eq!(h.conn.refund(&o, &r).await.unwrap(), ProviderRefund::Pending);
+        assert_eq!(
+            h.conn.refund(&o, &r).await.unwrap(),
+            ProviderRefund::Pending
+        );
         let (raw, parsed) = h.next_callback().await;
         parsed.unwrap();
         raw
@@ -48,8 +51,12 @@ pub async fn duplicate_and_out_of_order(mut h: Harness) {
     let again = h.conn.parse_notification(&paid_raw).unwrap();
     assert_eq!(first, again);
     assert_eq!(Ok(first.clone()), paid);
-    h.conn.check_notification(&paid_raw, &first, &o, None).unwrap();
-    h.conn.check_notification(&paid_raw, &again, &o, None).unwrap();
+    h.conn
+        .check_notification(&paid_raw, &first, &o, None)
+        .unwrap();
+    h.conn
+        .check_notification(&paid_raw, &again, &o, None)
+        .unwrap();
     assert_eq!(h.conn.parse_notification(&refund_raw).unwrap(), refund);
 }
 
@@ -59,7 +66,10 @@ pub async fn bad_signature(mut h: Harness) {
     parsed.unwrap();
     let tampered = h.fixture.tamper(&raw);
     assert_ne!(tampered.body, raw.body, "the fixture changed the content");
-    assert!(is_signature(&h.conn.parse_notification(&tampered)), "tampered");
+    assert!(
+        is_signature(&h.conn.parse_notification(&tampered)),
+        "tampered"
+    );
     let forged = h.fixture.forge(&raw);
     let parsed = h.conn.parse_notification(&forged);
     assert!(is_signature(&parsed), "forged: {parsed:?}");

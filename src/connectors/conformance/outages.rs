@@ -16,16 +16,25 @@ pub async fn outage_then_query(mut h: Harness) {
     h.faults(json!({"fail_next": 1})).await;
     assert!(is_transport(&h.conn.prepay(&o).await));
     // Nothing was done: the provider has no trade, and placing it again works.
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::NotFound);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::NotFound
+    );
     h.conn.prepay(&o).await.unwrap();
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Pending);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
 
     h.sim.pay(&o, PayOptions::default()).await.unwrap();
     h.next_callback().await.1.unwrap();
     let r = refund_of(&o, 100);
     h.faults(json!({"fail_next": 1})).await;
     assert!(is_transport(&h.conn.refund(&o, &r).await));
-    assert_eq!(h.conn.refund_query(&o, &r).await.unwrap(), ProviderRefund::NotFound);
+    assert_eq!(
+        h.conn.refund_query(&o, &r).await.unwrap(),
+        ProviderRefund::NotFound
+    );
     // `{}` clears every fault.
     h.faults(json!({"fail_next": 5})).await;
     h.faults(json!({})).await;
@@ -37,7 +46,10 @@ pub async fn lost_answer_then_query(mut h: Harness) {
     h.faults(json!({"lose_next": 1})).await;
     assert!(is_transport(&h.conn.prepay(&o).await));
     // Done all the same: the trade exists and waits for the payer.
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Pending);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
     h.conn.prepay(&o).await.unwrap();
 
     h.sim.pay(&o, PayOptions::default()).await.unwrap();
@@ -64,5 +76,8 @@ pub async fn timeout_then_query(h: Harness) {
         "{seen:?}"
     );
     h.conn.prepay(&o).await.unwrap();
-    assert_eq!(h.conn.query(&o).await.unwrap().payment, ProviderPayment::Pending);
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
 }

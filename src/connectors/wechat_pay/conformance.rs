@@ -74,7 +74,12 @@ impl Fixture for WechatPayFixture {
 
     fn stale(&self, genuine: &RawCallback) -> Option<RawCallback> {
         let ts = now_secs() - super::sign::MAX_CLOCK_SKEW_SECS - 60;
-        Some(resigned(genuine, &genuine.body, &pubkey_platform_signer(), ts))
+        Some(resigned(
+            genuine,
+            &genuine.body,
+            &pubkey_platform_signer(),
+            ts,
+        ))
     }
 
     fn refund_notification(&self, _: &RawCallback, _: &Order, _: &Refund) -> Option<RawCallback> {

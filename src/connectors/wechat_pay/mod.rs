@@ -27,9 +27,9 @@ pub mod sign;
 pub mod time;
 
 #[cfg(test)]
-mod contract_tests;
-#[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod contract_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
 

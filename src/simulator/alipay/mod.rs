@@ -30,7 +30,6 @@ use crate::domain::{Currency, Method, Money, Order};
 mod gateway;
 mod pages;
 
-
 /// The buyer every simulated payment comes from (unless `alipay.trade.create` names one).
 const SANDBOX_BUYER: &str = "2088102177846875";
 
@@ -270,7 +269,11 @@ impl AlipaySimulator {
             format!(r#","alipay_cert_sn":"{}""#, c.alipay_cert_sn)
         });
         let body = format!(r#"{{"alipay_trade_refund_response":{text},"sign":"{sign}"{cert}}}"#);
-        Some(HttpResponse::Ok().content_type("text/html;charset=utf-8").body(body))
+        Some(
+            HttpResponse::Ok()
+                .content_type("text/html;charset=utf-8")
+                .body(body),
+        )
     }
 
     async fn pay_known(
@@ -396,7 +399,8 @@ impl Simulator for AlipaySimulator {
     fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
         f.only(&["fail_next_refund"])?;
         let n = f.fail_next_refund;
-        self.decline_refunds.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.decline_refunds
+            .store(n, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

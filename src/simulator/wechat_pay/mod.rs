@@ -202,15 +202,18 @@ impl WechatPaySimulator {
             // A declined refund gives its amount back to the trade.
             let back = rec.record.amount.as_ref().map_or(0, |a| a.refund);
             let otn = rec.record.out_trade_no.clone().unwrap_or_default();
-            let _ = self.env.state.update::<TradeRec, _>(&TradeRec::key(&otn), |t| {
-                t.map(|mut t| {
-                    t.refunded -= back;
-                    if t.refunded == 0 {
-                        t.state = "SUCCESS".into();
-                    }
-                    t
-                })
-            });
+            let _ = self
+                .env
+                .state
+                .update::<TradeRec, _>(&TradeRec::key(&otn), |t| {
+                    t.map(|mut t| {
+                        t.refunded -= back;
+                        if t.refunded == 0 {
+                            t.state = "SUCCESS".into();
+                        }
+                        t
+                    })
+                });
         }
         let mut resource = rec.record.clone();
         resource.refund_status = resource.status.take();
@@ -331,7 +334,8 @@ impl Simulator for WechatPaySimulator {
     fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
         f.only(&["fail_next_refund"])?;
         let n = f.fail_next_refund;
-        self.decline_refunds.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.decline_refunds
+            .store(n, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

@@ -20,7 +20,6 @@ pub struct Harness {
     pub public: String,
     pub conn: SandboxConnector,
     pub sim: Arc<SandboxSimulator>,
-    pub sim_env: SimEnv,
     pub notes: mpsc::UnboundedReceiver<Seen>,
     pub refuse_acks: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
@@ -73,10 +72,7 @@ impl Harness {
             state: store.kv_tree("sandbox").unwrap(),
             public_url: public.clone(),
         };
-        let sim = Arc::new(SandboxSimulator::with_settings(
-            sim_settings,
-            sim_env.clone(),
-        ));
+        let sim = Arc::new(SandboxSimulator::with_settings(sim_settings, sim_env));
         let conn = SandboxConnector::with_settings(
             conn_settings.clone(),
             conn_env(&public, format!("{public}/sandbox/sandbox")),
@@ -141,7 +137,6 @@ impl Harness {
             public,
             conn,
             sim,
-            sim_env,
             notes,
             refuse_acks,
             _dir: dir,
