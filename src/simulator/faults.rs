@@ -141,12 +141,29 @@ impl CallHead<'_> {
     }
 }
 
-/// Mounts `sim` at `/sandbox/{name}` behind the fault layer, with its `/faults` route.
-/// The server and the conformance suite both mount simulators through here, so what the
-/// suite exercises is what runs.
-pub fn mount(cfg: &mut web::ServiceConfig, name: &str, sim: Arc<dyn Simulator>) {
+/// A simulator with its fault state. Made once per simulator, outside the per-worker app
+/// factory, so a fault armed through one worker meets the call another worker serves.
+#[derive(Clone)]
+pub struct Mounted {
+    pub sim: Arc<dyn Simulator>,
+    counters: Arc<Counters>,
+}
+
+impl Mounted {
+    pub fn new(sim: Arc<dyn Simulator>) -> Mounted {
+        Mounted {
+            sim,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// Mounts the simulator at `/sandbox/{name}` behind the fault layer, with its `/faults`
+/// route. The server and the conformance suite both mount simulators through here, so
+/// what the suite exercises is what runs.
+pub fn mount(cfg: &mut web::ServiceConfig, name: &str, m: &Mounted) {
     let prefix = format!("/sandbox/{name}");
-    let counters = Arc::new(Counters::default());
+    let (counters, sim) = (m.counters.clone(), m.sim.clone());
     let (c, s) = (counters.clone(), sim.clone());
     cfg.service(
         web::scope(&prefix)

@@ -98,11 +98,12 @@ impl Harness {
         let sim = crate::simulator::build(&sim_cfg, sim_env)
             .unwrap_or_else(|e| panic!("{kind} simulator: {e}"));
         let (tx, notes) = mpsc::unbounded_channel();
-        let (c, s) = (conn.clone(), sim.clone());
+        let mounted = crate::simulator::faults::Mounted::new(sim.clone());
+        let c = conn.clone();
         let server = HttpServer::new(move || {
-            let (c, s, tx) = (c.clone(), s.clone(), tx.clone());
+            let (c, tx) = (c.clone(), tx.clone());
             App::new()
-                .configure(|cfg| crate::simulator::faults::mount(cfg, kind, s))
+                .configure(|cfg| crate::simulator::faults::mount(cfg, kind, &mounted))
                 .route(
                     "/callbacks/{channel}",
                     web::post().to(move |req: HttpRequest, body: web::Bytes| {
@@ -121,7 +122,7 @@ impl Harness {
                     }),
                 )
         })
-        .workers(1)
+        .workers(2)
         .listen(listener)
         .unwrap()
         .run();
@@ -162,8 +163,13 @@ impl Harness {
         (out, seen)
     }
 
-    /// `POST /sandbox/{channel}/faults`.
+    /// `POST /sandbox/{channel}/faults`, which must be accepted.
     pub async fn faults(&self, body: serde_json::Value) {
+        let (status, text) = self.try_faults(&body).await;
+        assert_eq!(status, 200, "{body}: {text}");
+    }
+
+    pub async fn try_faults(&self, body: &serde_json::Value) -> (u16, String) {
         let r = self
             .http
             .post(format!(
@@ -171,16 +177,11 @@ impl Harness {
                 self.public,
                 self.fixture.kind()
             ))
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap();
-        let status = r.status();
-        assert_eq!(
-            status,
-            200,
-            "{body}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
     }
 }

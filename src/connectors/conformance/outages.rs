@@ -39,6 +39,18 @@ pub async fn outage_then_query(mut h: Harness) {
     h.faults(json!({"fail_next": 5})).await;
     h.faults(json!({})).await;
     h.conn.query(&o).await.unwrap();
+    // No fault is believed in that would not happen.
+    assert_eq!(h.try_faults(&json!({"fail_next_payment": 1})).await.0, 400);
+    if h.fixture.kind() != "sandbox" {
+        let (status, text) = h.try_faults(&json!({"ignore_next_close": 1})).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("ignore_next_close"), "{text}");
+    }
+    h.faults(json!({"fail_next": 1})).await;
+    assert!(
+        is_transport(&h.conn.query(&o).await),
+        "a refused body changed nothing"
+    );
 }
 
 pub async fn lost_answer_then_query(mut h: Harness) {
