@@ -100,18 +100,14 @@ pub trait Simulator: Send + Sync + 'static {
     }
 }
 
-/// Builds the simulator of one channel from the same settings its connector uses.
+/// Builds the simulator of one channel from the same settings its connector uses
+/// (`connectors::REGISTRY` names both).
 pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, SimError> {
-    match cfg.kind.as_str() {
-        "sandbox" => Ok(Arc::new(sandbox::SandboxSimulator::new(
-            &cfg.settings,
-            env,
-        )?)),
-        "alipay" => Ok(Arc::new(alipay::AlipaySimulator::new(&cfg.settings, env)?)),
-        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPaySimulator::new(
-            &cfg.settings,
-            env,
-        )?)),
-        other => Err(SimError::Config(format!("no simulator for kind `{other}`"))),
+    match crate::connectors::kind(&cfg.kind) {
+        Some(kind) => (kind.simulator)(cfg, env),
+        None => Err(SimError::Config(format!(
+            "no simulator for kind `{}`",
+            cfg.kind
+        ))),
     }
 }
