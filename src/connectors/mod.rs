@@ -253,9 +253,13 @@ pub trait Connector: Send + Sync + 'static {
 /// a simulator to test it against (and its conformance fixture is enforced by a test).
 pub struct Kind {
     pub name: &'static str,
-    pub connector: fn(&ChannelConfig, ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError>,
-    pub simulator: fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator>, SimError>,
+    pub connector: BuildConnector,
+    pub simulator: BuildSimulator,
 }
+
+pub type BuildConnector =
+    fn(&ChannelConfig, ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError>;
+pub type BuildSimulator = fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator>, SimError>;
 
 /// Every channel kind this build knows; adding a channel is one line here
 /// (docs/connectors.md).
