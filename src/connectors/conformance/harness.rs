@@ -4,6 +4,7 @@
 //! can replay, tamper with and re-date genuine notifications.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -26,6 +27,9 @@ pub struct Harness {
     pub sim: Arc<dyn Simulator>,
     notes: mpsc::UnboundedReceiver<Seen>,
     pub http: reqwest::Client,
+    /// While set, the gateway side answers every callback with the protocol's failure,
+    /// as when its store is unavailable, so the provider's retries can be watched.
+    pub refuse_acks: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
 
@@ -100,18 +104,24 @@ impl Harness {
         let (tx, notes) = mpsc::unbounded_channel();
         let mounted = crate::simulator::faults::Mounted::new(sim.clone());
         let c = conn.clone();
+        let refuse_acks = Arc::new(AtomicBool::new(false));
+        let refuse = refuse_acks.clone();
         let server = HttpServer::new(move || {
-            let (c, tx) = (c.clone(), tx.clone());
+            let (c, tx, refuse) = (c.clone(), tx.clone(), refuse.clone());
             App::new()
                 .configure(|cfg| crate::simulator::faults::mount(cfg, kind, &mounted))
                 .route(
                     "/callbacks/{channel}",
                     web::post().to(move |req: HttpRequest, body: web::Bytes| {
-                        let (c, tx) = (c.clone(), tx.clone());
+                        let (c, tx, refuse) = (c.clone(), tx.clone(), refuse.clone());
                         async move {
                             let raw = raw_of(&req, body);
                             let parsed = c.parse_notification(&raw);
-                            let ack = c.ack(parsed.as_ref().map(|_| ()).map_err(|_| "refused"));
+                            let ack = c.ack(match &parsed {
+                                Ok(_) if refuse.load(Ordering::SeqCst) => Err("store unavailable"),
+                                Ok(_) => Ok(()),
+                                Err(_) => Err("refused"),
+                            });
                             let _ = tx.send((raw, parsed));
                             HttpResponse::build(
                                 actix_web::http::StatusCode::from_u16(ack.status).unwrap(),
@@ -134,6 +144,7 @@ impl Harness {
             sim,
             notes,
             http,
+            refuse_acks,
             _dir: dir,
         }
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use super::tests::{now_ms, order, settings, KEY, OTHER_KEY};
 use super::*;
 use crate::connectors::Connector;
-use crate::simulator::{PayOptions, SimError, Simulator};
+use crate::simulator::{PayOptions, SimError};
 use harness::{conn_env, refund_of, rejected_code, Harness};
 
 #[actix_web::test]
