@@ -265,7 +265,7 @@ impl AlipaySimulator {
         }
         let text = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH","sub_msg":"卖家余额不足"}"#;
         let sign = self.alipay.sign(text);
-        let cert = (self.cert.as_ref()).map_or(String::new(), |c| {
+        let cert = self.cert.as_ref().map_or(String::new(), |c| {
             format!(r#","alipay_cert_sn":"{}""#, c.alipay_cert_sn)
         });
         let body = format!(r#"{{"alipay_trade_refund_response":{text},"sign":"{sign}"{cert}}}"#);
@@ -314,7 +314,8 @@ impl Simulator for AlipaySimulator {
                 web::route().to(move |req: HttpRequest, body: web::Bytes| {
                     let sim = sim.clone();
                     async move {
-                        (sim.declined_refund(&body)).unwrap_or_else(|| sim.gateway(&req, &body))
+                        sim.declined_refund(&body)
+                            .unwrap_or_else(|| sim.gateway(&req, &body))
                     }
                 }),
             );

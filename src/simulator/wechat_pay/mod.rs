@@ -181,14 +181,14 @@ impl WechatPaySimulator {
     async fn settle_refund(self: Arc<Self>, out_refund_no: String) {
         let key = RefundRec::key(&out_refund_no);
         let decline = super::faults::take_one(&self.decline_refunds);
-        let (status, event, summary) = match decline {
+        let (settled, event, summary) = match decline {
             true => ("ABNORMAL", "REFUND.ABNORMAL", "退款异常"),
             false => ("SUCCESS", "REFUND.SUCCESS", "退款成功"),
         };
         let updated = self.env.state.update::<RefundRec, _>(&key, |r| {
             r.map(|mut r| {
                 if r.record.status.as_deref() == Some("PROCESSING") {
-                    r.record.status = Some(status.into());
+                    r.record.status = Some(settled.into());
                     r.record.success_time = (!decline).then(|| format_cst(now_millis()));
                 }
                 r
@@ -226,10 +226,10 @@ impl WechatPaySimulator {
                 .send_callback(&rec.notify_url, event, summary, "refund", &resource)
                 .await
             {
-                Ok((code, _)) if (200..300).contains(&code) => return,
-                Ok((code, _)) => tracing::info!(
+                Ok((status, _)) if (200..300).contains(&status) => return,
+                Ok((status, _)) => tracing::info!(
                     out_refund_no,
-                    status = code,
+                    status,
                     "refund callback not acknowledged; will retry"
                 ),
                 Err(e) => {
