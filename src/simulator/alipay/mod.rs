@@ -251,16 +251,14 @@ impl AlipaySimulator {
         format!("{day}22001{tail}")
     }
 
-    /// An authentic `alipay.trade.refund` met by `fail_next_refund` is declined the way
-    /// Alipay declines a refund the seller's balance cannot cover, and nothing is recorded.
+    /// An `alipay.trade.refund` met by `fail_next_refund` is declined the way Alipay
+    /// declines a refund the seller's balance cannot cover, and nothing is recorded. (The
+    /// request is not authenticated first: the fault is armed by whoever tests, for the
+    /// next refund the gateway sends.)
     fn declined_refund(&self, body: &[u8]) -> Option<HttpResponse> {
-        let p = crate::connectors::alipay::form_decode(body).ok()?;
-        let authentic = p.get("sign").is_some_and(|s| {
-            let content = sign_content(&p, crate::connectors::alipay::sign::REQUEST_SKIP);
-            self.app_key.verify(&content, s)
-        });
-        let refund = p.get("method").is_some_and(|m| m == "alipay.trade.refund");
-        if !(refund && authentic && super::faults::take_one(&self.decline_refunds)) {
+        let refund = url::form_urlencoded::parse(body)
+            .any(|(k, v)| k == "method" && v == "alipay.trade.refund");
+        if !(refund && super::faults::take_one(&self.decline_refunds)) {
             return None;
         }
         let text = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH","sub_msg":"卖家余额不足"}"#;
