@@ -4,8 +4,10 @@
 //! produced here, in front of the simulator's routes, and no simulator has to know about
 //! them: only the simulator can tell which of its requests are provider API calls (a
 //! payer's browser opening a cashier page must not eat an outage meant for the gateway),
-//! hence [`Simulator::is_api_call`]. Declining a refund needs the protocol's own answer,
-//! so it goes to [`Simulator::set_protocol_faults`], as do the sandbox's extra faults.
+//! hence [`Simulator::is_api_call`]. A call meets its fault before the simulator
+//! authenticates it, as an outage in front of a provider would. Declining a refund needs
+//! the protocol's own answer, so it goes to [`Simulator::set_protocol_faults`], as do the
+//! sandbox's extra faults.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
