@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::connectors::{self, ConnectorEnv, ConnectorError};
 use crate::domain::ChannelName;
 use crate::risk::RiskEngine;
-use crate::simulator::{self, SimEnv, SimError, Simulator};
+use crate::simulator::faults::Mounted;
+use crate::simulator::{self, SimEnv, SimError};
 use crate::store::{Store, StoreError};
 use crate::telemetry::request_id;
 
@@ -106,7 +107,7 @@ impl Application {
 
         let mut channels = HashMap::new();
         let mut channel_actors = Vec::new();
-        let mut simulators: HashMap<ChannelName, Arc<dyn Simulator>> = HashMap::new();
+        let mut simulators: HashMap<ChannelName, Mounted> = HashMap::new();
         for (name, ch_cfg) in config.enabled_channels() {
             let channel = ChannelName::parse(name).expect("validated at load");
             let base_url = match &ch_cfg.base_url {
@@ -140,7 +141,7 @@ impl Application {
                         channel: name.clone(),
                         source,
                     })?;
-                simulators.insert(channel, sim);
+                simulators.insert(channel, Mounted::new(sim));
             }
         }
 

@@ -22,12 +22,21 @@ async fn channels_say_what_each_accepts() {
     assert_eq!(r.status, 200, "{}", r.text);
     let sandbox = channel(&r.body, "sandbox");
     assert_eq!(sandbox["kind"], "sandbox");
-    assert!(sandbox["wallets"].as_array().unwrap().contains(&json!("tng")));
-    assert!(!sandbox["methods"].as_array().unwrap().contains(&json!("barcode")));
+    assert!(sandbox["wallets"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("tng")));
+    assert!(!sandbox["methods"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("barcode")));
     let wechat = channel(&r.body, "wechat_pay");
     assert_eq!(wechat["wallets"], json!([]), "one wallet: takes none");
     assert_eq!(wechat["currencies"], json!(["CNY"]));
-    assert!(!wechat["methods"].as_array().unwrap().contains(&json!("pc_web")));
+    assert!(!wechat["methods"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pc_web")));
     let alipay = channel(&r.body, "alipay");
     assert_eq!(alipay["max_amount"], 10_000_000_000i64);
     // Merchants only.
@@ -57,14 +66,49 @@ async fn an_aggregator_order_carries_its_wallet() {
 async fn wallets_and_payment_codes_are_checked_before_anything_is_created() {
     let app = spawn_app().await;
     let cases = [
-        (json!({"wallet": "paypal"}), "native_qr", "sandbox", "invalid_wallet"),
-        (json!({"wallet": "tng"}), "native_qr", "alipay", "unsupported_by_channel"),
-        (json!({"wallet": "tng"}), "native_qr", "wechat_pay", "unsupported_by_channel"),
+        (
+            json!({"wallet": "paypal"}),
+            "native_qr",
+            "sandbox",
+            "invalid_wallet",
+        ),
+        (
+            json!({"wallet": "tng"}),
+            "native_qr",
+            "alipay",
+            "unsupported_by_channel",
+        ),
+        (
+            json!({"wallet": "tng"}),
+            "native_qr",
+            "wechat_pay",
+            "unsupported_by_channel",
+        ),
         (json!({}), "barcode", "sandbox", "invalid_auth_code"),
-        (json!({"auth_code": "12ab"}), "barcode", "sandbox", "invalid_auth_code"),
-        (json!({"auth_code": "134567890123456789"}), "native_qr", "sandbox", "invalid_auth_code"),
-        (json!({"auth_code": "134567890123456789"}), "barcode", "wechat_pay", "unsupported_by_channel"),
-        (json!({"auth_code": "134567890123456789"}), "barcode", "alipay", "unsupported_by_channel"),
+        (
+            json!({"auth_code": "12ab"}),
+            "barcode",
+            "sandbox",
+            "invalid_auth_code",
+        ),
+        (
+            json!({"auth_code": "134567890123456789"}),
+            "native_qr",
+            "sandbox",
+            "invalid_auth_code",
+        ),
+        (
+            json!({"auth_code": "134567890123456789"}),
+            "barcode",
+            "wechat_pay",
+            "unsupported_by_channel",
+        ),
+        (
+            json!({"auth_code": "134567890123456789"}),
+            "barcode",
+            "alipay",
+            "unsupported_by_channel",
+        ),
     ];
     for (i, (extra, method, channel, code)) in cases.into_iter().enumerate() {
         let mut b = order_body(&format!("mm-bad-{i}"), 1000);

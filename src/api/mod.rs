@@ -28,14 +28,14 @@ use crate::actors::Engine;
 use crate::config::Config;
 use crate::domain::ChannelName;
 use crate::risk::RiskEngine;
-use crate::simulator::Simulator;
+use crate::simulator::faults::Mounted;
 
 /// Shared by every handler.
 pub struct AppState {
     pub engine: Engine,
     pub merchants: Merchants,
     pub config: Arc<Config>,
-    pub simulators: HashMap<ChannelName, Arc<dyn Simulator>>,
+    pub simulators: HashMap<ChannelName, Mounted>,
     pub notifier: actix::Addr<crate::actors::notifier::NotifierActor>,
     pub risk: Arc<RiskEngine>,
     /// One supervisor per configured channel; operators read channels through them.
@@ -45,7 +45,7 @@ pub struct AppState {
 }
 
 /// Mounts every route.
-pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
+pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Mounted>) {
     health::routes(cfg);
     // Before the `/v1` scope of orders, which would otherwise claim every `/v1/...` path.
     events::routes(cfg);

@@ -179,13 +179,11 @@ impl CreateOrderRequest {
             {
                 Some(c)
             }
-            (Method::Barcode, _) => {
-                return Err(ApiError::invalid(
-                    "auth_code",
-                    "invalid_auth_code",
-                    "method barcode needs auth_code: the payer's payment code, 10-32 digits as scanned",
-                ))
-            }
+            (Method::Barcode, _) => return Err(ApiError::invalid(
+                "auth_code",
+                "invalid_auth_code",
+                "method barcode needs auth_code: the payer's payment code, 10-32 digits as scanned",
+            )),
             (_, Some(_)) => {
                 return Err(ApiError::invalid(
                     "auth_code",

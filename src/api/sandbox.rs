@@ -1,21 +1,20 @@
 //! Sandbox routes (only when `[sandbox]` is enabled): each channel's simulator under
-//! `/sandbox/{channel}`, and `POST /sandbox/pay/{order_id}`, which makes the simulated
+//! `/sandbox/{channel}` behind the fault layer (`POST /sandbox/{channel}/faults`), and `POST /sandbox/pay/{order_id}`, which makes the simulated
 //! provider of the order's channel pay it and send its real callback.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::{json_response, parse_json, read_body, ApiError, AppState};
 use crate::domain::{ChannelName, OrderId};
-use crate::simulator::{PayOptions, SimError, Simulator};
+use crate::simulator::faults::Mounted;
+use crate::simulator::{PayOptions, SimError};
 
-pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Arc<dyn Simulator>>) {
+pub fn routes(cfg: &mut web::ServiceConfig, simulators: &HashMap<ChannelName, Mounted>) {
     cfg.route("/sandbox/pay/{order_id}", web::post().to(pay));
     for (name, sim) in simulators {
-        let sim = sim.clone();
-        cfg.service(web::scope(&format!("/sandbox/{name}")).configure(move |c| sim.routes(c)));
+        crate::simulator::faults::mount(cfg, name.as_str(), sim);
     }
 }
 
@@ -45,7 +44,7 @@ async fn pay(
             "this order's channel has no simulator",
         )
     })?;
-    match sim.pay(&order, opts).await {
+    match sim.sim.pay(&order, opts).await {
         Ok(outcome) => Ok(json_response(StatusCode::OK, &outcome)),
         Err(SimError::UnknownTrade) => Err(ApiError::new(
             StatusCode::NOT_FOUND,

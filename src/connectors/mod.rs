@@ -1,6 +1,7 @@
 //! The connector contract: one module per provider speaks that provider's wire protocol and
-//! knows nothing of actors or storage. Adding a channel = one module here, one line in
-//! [`build`], and its simulator under `src/simulator/`.
+//! knows nothing of actors or storage. Adding a channel = its module here, its simulator
+//! under `src/simulator/`, one line in [`REGISTRY`] and its conformance fixture; the
+//! checklist is docs/connectors.md.
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -9,8 +10,11 @@ use crate::config::ChannelConfig;
 use crate::domain::{
     ChannelName, Currency, Failure, Method, Millis, Money, Order, PayAction, Refund,
 };
+use crate::simulator::{self as sim, SimEnv, SimError, Simulator};
 
 pub mod alipay;
+#[cfg(test)]
+mod conformance;
 pub mod sandbox;
 pub mod wechat_pay;
 
@@ -260,23 +264,50 @@ pub trait Connector: Send + Sync + 'static {
     fn ack(&self, outcome: Result<(), &str>) -> Ack;
 }
 
-/// Builds the connector of one configured channel. Fails at start-up on bad settings.
-pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError> {
-    match cfg.kind.as_str() {
-        "sandbox" => Ok(Arc::new(sandbox::SandboxConnector::new(
-            &cfg.settings,
-            env,
-        )?)),
-        "alipay" => Ok(Arc::new(alipay::AlipayConnector::new(&cfg.settings, env)?)),
-        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPayConnector::new(cfg, env)?)),
-        other => Err(ConnectorError::Config(format!(
-            "unknown channel kind `{other}`"
-        ))),
-    }
+/// One channel kind: how its connector and its simulator are built from a channel's
+/// config. Both sides are registered together so that no kind can be configured without
+/// a simulator to test it against (and its conformance fixture is enforced by a test).
+pub struct Kind {
+    pub name: &'static str,
+    pub connector: BuildConnector,
+    pub simulator: BuildSimulator,
 }
 
+pub type BuildConnector =
+    fn(&ChannelConfig, ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError>;
+pub type BuildSimulator = fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator>, SimError>;
+
+/// Every channel kind this build knows; adding a channel is one line here
+/// (docs/connectors.md).
+#[rustfmt::skip]
+pub const REGISTRY: &[Kind] = &[
+    Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::sandbox::SandboxSimulator::new(&c.settings, e)?)) },
+    Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::alipay::AlipaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(sim::wechat_pay::WechatPaySimulator::new(&c.settings, e)?)) },
+];
+
 /// The channel kinds this build knows, for config validation.
-pub const KINDS: &[&str] = &["sandbox", "alipay", "wechat_pay"];
+pub const KINDS: &[&str] = &KIND_NAMES;
+const KIND_NAMES: [&str; REGISTRY.len()] = {
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        names[i] = REGISTRY[i].name;
+        i += 1;
+    }
+    names
+};
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    REGISTRY.iter().find(|k| k.name == name)
+}
+
+/// Builds the connector of one configured channel. Fails at start-up on bad settings.
+pub fn build(cfg: &ChannelConfig, env: ConnectorEnv) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let kind = kind(&cfg.kind)
+        .ok_or_else(|| ConnectorError::Config(format!("unknown channel kind `{}`", cfg.kind)))?;
+    (kind.connector)(cfg, env)
+}
 
 /// Helper for connectors whose provider only settles some currencies / methods.
 pub fn require(ok: bool, what: impl FnOnce() -> String) -> Result<(), ConnectorError> {

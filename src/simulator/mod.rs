@@ -15,6 +15,7 @@ use crate::domain::{ChannelName, Order};
 use crate::store::KvTree;
 
 pub mod alipay;
+pub mod faults;
 pub mod sandbox;
 pub mod wechat_pay;
 
@@ -84,20 +85,29 @@ pub trait Simulator: Send + Sync + 'static {
 
     /// The payer pays `order` at the provider; the provider then sends its callback.
     async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError>;
+
+    /// Whether a request is a call of the provider's API (what the gateway sends), as
+    /// opposed to a payer's page or the simulator's own tooling: only API calls meet the
+    /// outages of [`faults`].
+    fn is_api_call(&self, call: &faults::CallHead<'_>) -> bool;
+
+    /// Arms the faults only the protocol can produce. Each call replaces the previous
+    /// ones. Simulators refuse (with [`faults::ProtocolFaults::only`]) what they cannot
+    /// do: `fail_next_refund` is supported by every built-in simulator,
+    /// `ignore_next_close` and `drop_next_refunds` by `sandbox` only.
+    fn set_protocol_faults(&self, faults: &faults::ProtocolFaults) -> Result<(), String> {
+        faults.only(&[])
+    }
 }
 
-/// Builds the simulator of one channel from the same settings its connector uses.
+/// Builds the simulator of one channel from the same settings its connector uses
+/// (`connectors::REGISTRY` names both).
 pub fn build(cfg: &ChannelConfig, env: SimEnv) -> Result<Arc<dyn Simulator>, SimError> {
-    match cfg.kind.as_str() {
-        "sandbox" => Ok(Arc::new(sandbox::SandboxSimulator::new(
-            &cfg.settings,
-            env,
-        )?)),
-        "alipay" => Ok(Arc::new(alipay::AlipaySimulator::new(&cfg.settings, env)?)),
-        "wechat_pay" => Ok(Arc::new(wechat_pay::WechatPaySimulator::new(
-            &cfg.settings,
-            env,
-        )?)),
-        other => Err(SimError::Config(format!("no simulator for kind `{other}`"))),
+    match crate::connectors::kind(&cfg.kind) {
+        Some(kind) => (kind.simulator)(cfg, env),
+        None => Err(SimError::Config(format!(
+            "no simulator for kind `{}`",
+            cfg.kind
+        ))),
     }
 }

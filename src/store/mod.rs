@@ -3,11 +3,11 @@
 //! followed by a group commit flush before the caller may answer anyone.
 
 mod codec;
-mod records;
 mod group_commit;
 mod idempotency;
 mod orders;
 mod outbox;
+mod records;
 mod risk;
 mod rollup;
 mod writer;

@@ -270,7 +270,7 @@ impl TestApp {
     }
 
     /// Sets the sandbox provider's fault injection (`fail_next`, `lose_next`,
-    /// `delay_next_ms`, `ignore_next_close`; see `simulator::sandbox`).
+    /// `delay_next_ms`, `ignore_next_close`, ...; see `simulator::faults`).
     pub async fn sandbox_faults(&self, faults: Value) {
         let r = self
             .http

@@ -26,6 +26,10 @@ pub mod sign;
 pub mod time;
 
 #[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
+mod contract_tests;
+#[cfg(test)]
 mod tests;
 
 pub use api::{form_decode, form_encode};

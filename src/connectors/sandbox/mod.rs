@@ -55,6 +55,8 @@ pub mod sign;
 pub mod wire;
 
 #[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
 mod contract_tests;
 
 use async_trait::async_trait;

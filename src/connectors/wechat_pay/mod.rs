@@ -27,6 +27,8 @@ pub mod sign;
 pub mod time;
 
 #[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(test)]
 mod contract_tests;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -40,9 +40,6 @@ mod settings;
 #[cfg(test)]
 mod vectors;
 
-#[cfg(test)]
-mod tests;
-
 /// The buyer every simulated payment comes from (unless `alipay.trade.create` names one).
 const SANDBOX_BUYER: &str = "2088102177846875";
 
@@ -57,6 +54,8 @@ pub struct AlipaySimulator {
     env: SimEnv,
     /// Serialises read-check-write of trades (the KvTree has no multi-key transactions).
     lock: Mutex<()>,
+    /// `fail_next_refund` (`simulator::faults`): see [`AlipaySimulator::declined_refund`].
+    decline_refunds: std::sync::atomic::AtomicU32,
 }
 
 /// One trade as the simulated Alipay keeps it.
@@ -119,6 +118,7 @@ impl AlipaySimulator {
             app_id: s.app_id,
             env,
             lock: Mutex::new(()),
+            decline_refunds: Default::default(),
         })
     }
 
@@ -263,6 +263,29 @@ impl AlipaySimulator {
         format!("{day}22001{tail}")
     }
 
+    /// An `alipay.trade.refund` met by `fail_next_refund` is declined the way Alipay
+    /// declines a refund the seller's balance cannot cover, and nothing is recorded. (The
+    /// request is not authenticated first: the fault is armed by whoever tests, for the
+    /// next refund the gateway sends.)
+    fn declined_refund(&self, body: &[u8]) -> Option<HttpResponse> {
+        let refund = url::form_urlencoded::parse(body)
+            .any(|(k, v)| k == "method" && v == "alipay.trade.refund");
+        if !(refund && super::faults::take_one(&self.decline_refunds)) {
+            return None;
+        }
+        let text = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH","sub_msg":"卖家余额不足"}"#;
+        let sign = self.alipay.sign(text.as_bytes());
+        let cert = self.cert.as_ref().map_or(String::new(), |c| {
+            format!(r#","alipay_cert_sn":"{}""#, c.alipay_cert_sn)
+        });
+        let body = format!(r#"{{"alipay_trade_refund_response":{text},"sign":"{sign}"{cert}}}"#);
+        Some(
+            HttpResponse::Ok()
+                .content_type("text/html;charset=utf-8")
+                .body(body),
+        )
+    }
+
     async fn pay_known(
         &self,
         out_trade_no: &str,
@@ -300,7 +323,10 @@ impl Simulator for AlipaySimulator {
                 path,
                 web::route().to(move |req: HttpRequest, body: web::Bytes| {
                     let sim = sim.clone();
-                    async move { sim.gateway(&req, &body) }
+                    async move {
+                        sim.declined_refund(&body)
+                            .unwrap_or_else(|| sim.gateway(&req, &body))
+                    }
                 }),
             );
         }
@@ -370,6 +396,23 @@ impl Simulator for AlipaySimulator {
             }
         }
         self.pay_known(otn, opts).await
+    }
+
+    /// Server-to-server methods only: a payer's client bringing a page / wap / app request
+    /// to the same gateway is not an API call.
+    fn is_api_call(&self, call: &super::faults::CallHead<'_>) -> bool {
+        matches!(call.path, "" | "/" | "/gateway.do")
+            && call
+                .form_field("method")
+                .is_some_and(|m| m.starts_with("alipay.trade.") && !m.ends_with(".pay"))
+    }
+
+    fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
+        f.only(&["fail_next_refund"])?;
+        let n = f.fail_next_refund;
+        self.decline_refunds
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
 

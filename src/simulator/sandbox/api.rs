@@ -202,12 +202,17 @@ impl SandboxSimulator {
                     "sign",
                 ),
             },
-            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Ok(Method::Barcode) | Err(_) => WirePayAction::MiniProgram {
-                params: signed(
-                    BTreeMap::from([("package".to_string(), format!("trade_no={}", t.trade_no))]),
-                    "pay_sign",
-                ),
-            },
+            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Ok(Method::Barcode) | Err(_) => {
+                WirePayAction::MiniProgram {
+                    params: signed(
+                        BTreeMap::from([(
+                            "package".to_string(),
+                            format!("trade_no={}", t.trade_no),
+                        )]),
+                        "pay_sign",
+                    ),
+                }
+            }
         }
     }
 }

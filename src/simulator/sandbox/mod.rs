@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::faults::{CallHead, ProtocolFaults};
 use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 use crate::connectors::sandbox::sign::{self, SignedHeaders};
 use crate::connectors::sandbox::wire::{Callback, ErrorBody};
@@ -71,17 +72,9 @@ pub struct SandboxSimulator {
     settings: Settings,
     env: SimEnv,
     books: Books,
-    /// Fault injection (`POST /sandbox/{channel}/faults {"fail_next": N}`): the next N API
-    /// requests answer 500 `SYSTEM_ERROR` after doing nothing, like a provider outage, so
-    /// tests and demos can exercise "outcome unknown" paths.
-    fail_next: std::sync::atomic::AtomicU32,
-    /// `{"lose_next": N}`: the next N API requests are carried out, then answered 500, as
-    /// when a provider's answer is lost on the way back (a timeout after the trade was
-    /// placed): the gateway must not lose track of what happened.
-    lose_next: std::sync::atomic::AtomicU32,
-    /// `{"delay_next_ms": N}`: the next API request is answered only after N ms, like a
-    /// slow provider, so a merchant's client can give up while paygate still waits.
-    delay_next_ms: std::sync::atomic::AtomicU64,
+    /// The protocol faults of `POST /sandbox/{channel}/faults` (outages, lost and slow
+    /// answers are the fault layer's, `simulator::faults`).
+    ///
     /// `{"ignore_next_close": N}`: the next N close requests are answered "closed" but the
     /// trade stays payable, like a provider whose close raced the payer: the only way to
     /// produce a genuine payment after close (docs/design.md §3 `paid_after_close`) end to end.
@@ -109,9 +102,6 @@ impl SandboxSimulator {
             settings,
             env,
             books,
-            fail_next: std::sync::atomic::AtomicU32::new(0),
-            lose_next: std::sync::atomic::AtomicU32::new(0),
-            delay_next_ms: std::sync::atomic::AtomicU64::new(0),
             ignore_next_close: std::sync::atomic::AtomicU32::new(0),
             fail_next_refund: std::sync::atomic::AtomicU32::new(0),
             drop_next_refunds: std::sync::atomic::AtomicU32::new(0),
@@ -298,28 +288,12 @@ impl SandboxSimulator {
         req: HttpRequest,
         body: web::Bytes,
     ) -> HttpResponse {
-        let delay = self
-            .delay_next_ms
-            .swap(0, std::sync::atomic::Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-        }
         let now = sign::now_secs();
         let result = match self.authenticate(&req, &body, now) {
-            Ok(()) if take_one(&self.fail_next) => {
-                Err(ApiError::internal("injected fault: provider unavailable"))
-            }
             Ok(()) if op == api::Op::Refund && take_one(&self.drop_next_refunds) => {
                 Err(ApiError::internal("injected fault: refund request lost"))
             }
-            Ok(()) => {
-                let done = self.clone().dispatch(op, &body, now);
-                if take_one(&self.lose_next) {
-                    Err(ApiError::internal("injected fault: answer lost"))
-                } else {
-                    done
-                }
-            }
+            Ok(()) => self.clone().dispatch(op, &body, now),
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -329,31 +303,7 @@ impl SandboxSimulator {
     }
 }
 
-/// Decrements a fault counter; true when a fault was due.
-pub(super) fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
-    use std::sync::atomic::Ordering::SeqCst;
-    counter
-        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-/// Body of `POST /sandbox/{channel}/faults`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Faults {
-    #[serde(default)]
-    pub fail_next: u32,
-    #[serde(default)]
-    pub lose_next: u32,
-    #[serde(default)]
-    pub delay_next_ms: u64,
-    #[serde(default)]
-    pub ignore_next_close: u32,
-    #[serde(default)]
-    pub fail_next_refund: u32,
-    #[serde(default)]
-    pub drop_next_refunds: u32,
-}
+pub(super) use super::faults::take_one;
 
 fn payment_callback(t: &Trade) -> Callback {
     Callback::PaymentSucceeded {
@@ -401,34 +351,22 @@ impl Simulator for SandboxSimulator {
                 }),
             );
         }
-        let sim = self.clone();
-        cfg.route(
-            "/faults",
-            web::post().to(move |body: web::Json<Faults>| {
-                let sim = sim.clone();
-                async move {
-                    use std::sync::atomic::Ordering::SeqCst;
-                    sim.fail_next.store(body.fail_next, SeqCst);
-                    sim.lose_next.store(body.lose_next, SeqCst);
-                    sim.delay_next_ms.store(body.delay_next_ms, SeqCst);
-                    sim.ignore_next_close.store(body.ignore_next_close, SeqCst);
-                    sim.fail_next_refund.store(body.fail_next_refund, SeqCst);
-                    sim.drop_next_refunds.store(body.drop_next_refunds, SeqCst);
-                    HttpResponse::Ok().json(serde_json::json!({
-                        "fail_next": body.fail_next,
-                        "lose_next": body.lose_next,
-                        "delay_next_ms": body.delay_next_ms,
-                        "ignore_next_close": body.ignore_next_close,
-                        "fail_next_refund": body.fail_next_refund,
-                        "drop_next_refunds": body.drop_next_refunds,
-                    }))
-                }
-            }),
-        );
         checkout::routes(self, cfg);
     }
 
     async fn pay(&self, order: &Order, opts: PayOptions) -> Result<PayOutcome, SimError> {
         self.pay_trade(order.id.provider_ref(), opts).await
+    }
+
+    fn is_api_call(&self, call: &CallHead<'_>) -> bool {
+        call.path.starts_with("/v1/")
+    }
+
+    fn set_protocol_faults(&self, f: &ProtocolFaults) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.ignore_next_close.store(f.ignore_next_close, SeqCst);
+        self.fail_next_refund.store(f.fail_next_refund, SeqCst);
+        self.drop_next_refunds.store(f.drop_next_refunds, SeqCst);
+        Ok(())
     }
 }

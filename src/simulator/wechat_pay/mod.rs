@@ -53,6 +53,8 @@ pub struct WechatPaySimulator {
     platform_serial: String,
     merchant_key: RsaPublicKey,
     env: SimEnv,
+    /// `fail_next_refund` (`simulator::faults`): the next refunds settle `ABNORMAL`.
+    decline_refunds: std::sync::atomic::AtomicU32,
 }
 
 fn cfg_err(e: impl std::fmt::Display) -> SimError {
@@ -75,6 +77,7 @@ impl WechatPaySimulator {
             platform_serial: loaded.platform_serial,
             merchant_key: loaded.merchant_key,
             env,
+            decline_refunds: Default::default(),
         })
     }
 
@@ -151,11 +154,16 @@ impl WechatPaySimulator {
     /// keeps going for a day; a sandbox does not need to).
     async fn settle_refund(self: Arc<Self>, out_refund_no: String) {
         let key = RefundRec::key(&out_refund_no);
+        let decline = super::faults::take_one(&self.decline_refunds);
+        let (settled, event, summary) = match decline {
+            true => ("ABNORMAL", "REFUND.ABNORMAL", "退款异常"),
+            false => ("SUCCESS", "REFUND.SUCCESS", "退款成功"),
+        };
         let updated = self.env.state.update::<RefundRec, _>(&key, |r| {
             r.map(|mut r| {
                 if r.record.status.as_deref() == Some("PROCESSING") {
-                    r.record.status = Some("SUCCESS".into());
-                    r.record.success_time = Some(format_cst(now_millis()));
+                    r.record.status = Some(settled.into());
+                    r.record.success_time = (!decline).then(|| format_cst(now_millis()));
                 }
                 r
             })
@@ -164,6 +172,23 @@ impl WechatPaySimulator {
             tracing::warn!(out_refund_no, "simulated refund vanished before settling");
             return;
         };
+        if decline {
+            // A declined refund gives its amount back to the trade.
+            let back = rec.record.amount.as_ref().map_or(0, |a| a.refund);
+            let otn = rec.record.out_trade_no.clone().unwrap_or_default();
+            let _ = self
+                .env
+                .state
+                .update::<TradeRec, _>(&TradeRec::key(&otn), |t| {
+                    t.map(|mut t| {
+                        t.refunded -= back;
+                        if t.refunded == 0 {
+                            t.state = "SUCCESS".into();
+                        }
+                        t
+                    })
+                });
+        }
         let mut resource = rec.record.clone();
         resource.refund_status = resource.status.take();
         resource.create_time = None;
@@ -172,13 +197,7 @@ impl WechatPaySimulator {
                 tokio::time::sleep(Duration::from_secs(delay)).await;
             }
             match self
-                .send_callback(
-                    &rec.notify_url,
-                    "REFUND.SUCCESS",
-                    "退款成功",
-                    "refund",
-                    &resource,
-                )
+                .send_callback(&rec.notify_url, event, summary, "refund", &resource)
                 .await
             {
                 Ok((status, _)) if (200..300).contains(&status) => return,
@@ -280,5 +299,17 @@ impl Simulator for WechatPaySimulator {
             callback_status,
             callback_body,
         })
+    }
+
+    fn is_api_call(&self, call: &super::faults::CallHead<'_>) -> bool {
+        call.path.starts_with("/v3/")
+    }
+
+    fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
+        f.only(&["fail_next_refund"])?;
+        let n = f.fail_next_refund;
+        self.decline_refunds
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }

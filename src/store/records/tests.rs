@@ -18,7 +18,10 @@ fn a_record_of_layout_1_still_decodes() {
     assert_eq!(o.spec.method, Method::H5);
     assert_eq!(o.spec.payer.ip.as_deref(), Some("203.0.113.7"));
     assert_eq!(o.spec.payer.user_id.as_deref(), Some("u1"));
-    assert_eq!(o.spec.payer.auth_code, None, "layout 1 had no payment codes");
+    assert_eq!(
+        o.spec.payer.auth_code, None,
+        "layout 1 had no payment codes"
+    );
     assert_eq!(o.spec.wallet, None, "layout 1 had no wallets");
     assert_eq!(o.spec.metadata.get("cart").map(String::as_str), Some("42"));
     assert_eq!(o.status(), OrderStatus::PartiallyRefunded);

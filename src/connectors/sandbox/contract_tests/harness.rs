@@ -1,29 +1,27 @@
-//! The test bed: the simulator's routes, a broken "provider" and a tiny gateway callback
-//! route in one `HttpServer` on 127.0.0.1:0.
+//! The sandbox's test bed: the conformance harness (the simulator behind the fault
+//! layer and a gateway callback route), the connector as its concrete type, and a second
+//! tiny server playing a broken or compromised "provider".
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
 
+use super::super::conformance::SandboxFixture;
 use super::super::tests::{now_ms, settings, KEY, OTHER_KEY};
 use super::super::*;
-use crate::connectors::Connector;
+use crate::connectors::conformance;
 use crate::domain::{ChannelName, MerchantRef, RefundId};
-use crate::simulator::sandbox::SandboxSimulator;
-use crate::simulator::{SimEnv, Simulator};
+use crate::simulator::Simulator;
 
 pub type Seen = Result<Notification, ConnectorError>;
 
 pub struct Harness {
     pub public: String,
     pub conn: SandboxConnector,
-    pub sim: Arc<SandboxSimulator>,
-    pub sim_env: SimEnv,
-    pub notes: mpsc::UnboundedReceiver<Seen>,
+    pub sim: Arc<dyn Simulator>,
     pub refuse_acks: Arc<AtomicBool>,
-    _dir: tempfile::TempDir,
+    evil: String,
+    inner: conformance::Harness,
 }
 
 pub fn conn_env(public: &str, base_url: String) -> ConnectorEnv {
@@ -36,8 +34,17 @@ pub fn conn_env(public: &str, base_url: String) -> ConnectorEnv {
     }
 }
 
+fn table(s: &Settings) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("mch_id".into(), s.mch_id.clone().into());
+    t.insert("key".into(), s.key.expose().into());
+    let codes = s.currencies.iter().map(|c| c.code().to_string().into());
+    t.insert("currencies".into(), toml::Value::Array(codes.collect()));
+    t
+}
+
 /// `/evil/{mode}/v1/...` answers like a compromised or broken provider would.
-async fn evil(req: HttpRequest) -> HttpResponse {
+async fn evil_provider(req: HttpRequest) -> HttpResponse {
     let mode = req.match_info().get("mode").unwrap_or_default().to_string();
     let body = br#"{"trade_no":"SBT1","status":"PENDING","pay_action":{"type":"redirect","url":"https://evil.example"}}"#;
     let now = sign::now_secs();
@@ -64,73 +71,17 @@ async fn evil(req: HttpRequest) -> HttpResponse {
 
 impl Harness {
     pub async fn start(sim_settings: Settings, conn_settings: Settings) -> Harness {
+        let inner = conformance::Harness::start_with(
+            &SandboxFixture,
+            table(&conn_settings),
+            table(&sim_settings),
+        )
+        .await;
+        let public = inner.public.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let public = format!("http://{}", listener.local_addr().unwrap());
-        let (dir, store) = crate::store::temp_store();
-        let sim_env = SimEnv {
-            channel: ChannelName::parse("sandbox").unwrap(),
-            http: reqwest::Client::new(),
-            state: store.kv_tree("sandbox").unwrap(),
-            public_url: public.clone(),
-        };
-        let sim = Arc::new(SandboxSimulator::with_settings(
-            sim_settings,
-            sim_env.clone(),
-        ));
-        let conn = SandboxConnector::with_settings(
-            conn_settings.clone(),
-            conn_env(&public, format!("{public}/sandbox/sandbox")),
-        );
-        // The callback route's own connector: same settings as the one under test.
-        let verifier = Arc::new(SandboxConnector::with_settings(
-            conn_settings,
-            conn_env(&public, format!("{public}/sandbox/sandbox")),
-        ));
-        let (tx, notes) = mpsc::unbounded_channel();
-        let refuse_acks = Arc::new(AtomicBool::new(false));
-        let (s, refuse) = (sim.clone(), refuse_acks.clone());
-        let server = HttpServer::new(move || {
-            let (s, v, tx, refuse) = (s.clone(), verifier.clone(), tx.clone(), refuse.clone());
-            App::new()
-                .service(web::scope("/sandbox/{channel}").configure(move |c| s.routes(c)))
-                .route("/evil/{mode}/v1/{op:.*}", web::post().to(evil))
-                .route(
-                    "/callbacks/{channel}",
-                    web::post().to(move |req: HttpRequest, body: web::Bytes| {
-                        let (v, tx, refuse) = (v.clone(), tx.clone(), refuse.clone());
-                        async move {
-                            let raw = RawCallback {
-                                headers: req
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.as_str().to_string(),
-                                            v.to_str().unwrap_or("").to_string(),
-                                        )
-                                    })
-                                    .collect(),
-                                query: req.query_string().to_string(),
-                                body,
-                                received_at: now_ms(),
-                            };
-                            let parsed = v.parse_notification(&raw);
-                            let ack = match &parsed {
-                                Ok(_) if refuse.load(Ordering::SeqCst) => {
-                                    v.ack(Err("store unavailable"))
-                                }
-                                Ok(_) => v.ack(Ok(())),
-                                Err(e) => v.ack(Err(&e.to_string())),
-                            };
-                            let _ = tx.send(parsed);
-                            HttpResponse::build(
-                                actix_web::http::StatusCode::from_u16(ack.status).unwrap(),
-                            )
-                            .content_type(ack.content_type)
-                            .body(ack.body)
-                        }
-                    }),
-                )
+        let evil = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(|| {
+            App::new().route("/evil/{mode}/v1/{op:.*}", web::post().to(evil_provider))
         })
         .workers(1)
         .listen(listener)
@@ -138,13 +89,15 @@ impl Harness {
         .run();
         actix_web::rt::spawn(server);
         Harness {
+            conn: SandboxConnector::with_settings(
+                conn_settings,
+                conn_env(&public, format!("{public}/sandbox/sandbox")),
+            ),
+            sim: inner.sim.clone(),
+            refuse_acks: inner.refuse_acks.clone(),
             public,
-            conn,
-            sim,
-            sim_env,
-            notes,
-            refuse_acks,
-            _dir: dir,
+            evil,
+            inner,
         }
     }
 
@@ -154,14 +107,18 @@ impl Harness {
     }
 
     pub async fn next_note(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(5), self.notes.recv())
-            .await
-            .expect("a callback within 5 s")
-            .expect("callback channel open")
+        self.inner.next_callback().await.1
     }
 
+    /// A connector for `path` on the simulator's server, or on the broken provider's
+    /// for `/evil/...`.
     pub fn connector_at(&self, path: &str, s: Settings) -> SandboxConnector {
-        SandboxConnector::with_settings(s, conn_env(&self.public, format!("{}{path}", self.public)))
+        let host = if path.starts_with("/evil/") {
+            &self.evil
+        } else {
+            &self.public
+        };
+        SandboxConnector::with_settings(s, conn_env(&self.public, format!("{host}{path}")))
     }
 
     /// A hand-signed request, for what the connector would never send.

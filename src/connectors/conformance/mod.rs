@@ -1,0 +1,152 @@
+//! One conformance suite for every connector: the connector, built by
+//! [`crate::connectors::build`], against its simulator, built by
+//! [`crate::simulator::build`] and mounted behind the fault layer as the server mounts it,
+//! over real HTTP on 127.0.0.1:0. A connector joins by providing a [`Fixture`] (beside the
+//! connector, in its `conformance.rs`) and one line in [`fixtures!`] below; a channel kind
+//! in [`crate::connectors::KINDS`] without one fails `every_registered_kind_has_a_fixture`.
+//!
+//! Protocol-specific checks (published vectors, pay-action shapes, field rules, quirks)
+//! stay beside each connector; what every provider must do the same way lives here once.
+
+mod cases;
+mod harness;
+mod notifications;
+mod outages;
+
+use crate::connectors::RawCallback;
+use crate::domain::{
+    ChannelName, Currency, MerchantId, MerchantRef, Method, Money, Order, OrderId, OrderSpec,
+    Payer, Refund, RefundId,
+};
+pub use harness::Harness;
+
+/// How a connector treats a verified payment notification whose amount is not the
+/// order's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongAmount {
+    /// `check_notification` refuses it (`amount_mismatch`): nothing is applied.
+    Refused,
+    /// The connector reports the amount actually paid and the engine records the
+    /// `amount_mismatch` anomaly (the order state machine's documented behaviour).
+    ReportedAsPaid,
+}
+
+/// What the suite needs to know about one channel kind, and the few things only the
+/// protocol can do (forge, tamper, re-date a notification).
+pub trait Fixture: Sync {
+    /// The channel kind, as in [`crate::connectors::KINDS`].
+    fn kind(&self) -> &'static str;
+    /// Channel settings that configure both the connector and its simulator.
+    fn settings(&self) -> toml::Table;
+    /// The methods the channel offers; every other one must fail `validate`.
+    fn methods(&self) -> &'static [Method];
+    /// The currencies it settles; the first is the one the suite pays in.
+    fn currencies(&self) -> &'static [Currency];
+    /// A method whose prepay is a server-to-server call (the fault cases need one).
+    fn server_method(&self) -> Method;
+    /// Whether refunds end by notification (answered pending first) rather than in
+    /// the refund's answer.
+    fn refunds_notify(&self) -> bool;
+    /// The payer fields `method` needs at this provider.
+    fn payer(&self, method: Method) -> Payer;
+    /// `genuine` with its content changed and its signature kept.
+    fn tamper(&self, genuine: &RawCallback) -> RawCallback;
+    /// `genuine` signed again with a key that is not the provider's.
+    fn forge(&self, genuine: &RawCallback) -> RawCallback;
+    /// `genuine` signed again by the provider with a timestamp outside the protocol's
+    /// window; `None` when the protocol signs no timestamp.
+    fn stale(&self, genuine: &RawCallback) -> Option<RawCallback>;
+    /// A refund notification for `refund` of `order`, signed with the simulator-side key,
+    /// for providers whose simulator sends none (`refunds_notify` false). `paid` is the
+    /// genuine payment notification of the same order.
+    fn refund_notification(
+        &self,
+        paid: &RawCallback,
+        order: &Order,
+        refund: &Refund,
+    ) -> Option<RawCallback>;
+    fn wrong_amount(&self) -> WrongAmount;
+}
+
+/// An order of this fixture's channel; the merchant is `demo` (direct mode everywhere).
+pub fn order(f: &dyn Fixture, method: Method, minor: i64) -> Order {
+    let now = crate::clock::Clock::system().now();
+    let spec = OrderSpec {
+        merchant_id: MerchantId::parse("demo").unwrap(),
+        merchant_order_no: MerchantRef::parse(&format!("m-{now}")).unwrap(),
+        amount: Money::new(minor, f.currencies()[0]).unwrap(),
+        channel: ChannelName::parse(f.kind()).unwrap(),
+        method,
+        subject: "Conformance <b>tea</b> & more".into(),
+        notify_url: None,
+        return_url: Some("https://shop.example/done?x=1".into()),
+        expires_at: now + 15 * 60 * 1000,
+        payer: f.payer(method),
+        metadata: Default::default(),
+        wallet: None,
+    };
+    Order::new(OrderId::generate(now), spec, now)
+}
+
+pub fn refund_of(order: &Order, minor: i64) -> Refund {
+    let now = crate::clock::Clock::system().now();
+    Refund::new(
+        RefundId::generate(now),
+        MerchantRef::parse(&format!("r-{now}")).unwrap(),
+        Money::new(minor, order.spec.amount.currency()).unwrap(),
+        Some("customer asked".into()),
+        now,
+    )
+}
+
+/// Declares the fixture of every channel kind: one test module per fixture running every
+/// case, and the lookup the registration test uses.
+macro_rules! fixtures {
+    ($($kind:ident => $fixture:expr),* $(,)?) => {
+        pub fn fixture(kind: &str) -> Option<&'static dyn Fixture> {
+            match kind {
+                $(stringify!($kind) => Some(&$fixture),)*
+                _ => None,
+            }
+        }
+        $(
+            mod $kind {
+                use super::*;
+                cases!($fixture;
+                    methods_and_currencies, pay_query_verify, close, refunds,
+                    declined_refund, unknown_order, duplicate_and_out_of_order,
+                    bad_signature, wrong_amount, stale_timestamp, outage_then_query,
+                    lost_answer_then_query, timeout_then_query);
+            }
+        )*
+    };
+}
+
+macro_rules! cases {
+    ($fixture:expr; $($case:ident),*) => {
+        $(
+            #[actix_web::test]
+            async fn $case() {
+                let h = Harness::start(&$fixture).await;
+                cases::$case(h).await;
+            }
+        )*
+    };
+}
+
+fixtures! {
+    sandbox => crate::connectors::sandbox::conformance::SandboxFixture,
+    wechat_pay => crate::connectors::wechat_pay::conformance::WechatPayFixture,
+    alipay => crate::connectors::alipay::conformance::AlipayFixture,
+}
+
+#[test]
+fn every_registered_kind_has_a_fixture() {
+    for kind in crate::connectors::KINDS {
+        let f = fixture(kind).unwrap_or_else(|| {
+            panic!("channel kind `{kind}` has no conformance fixture (docs/connectors.md)")
+        });
+        assert_eq!(f.kind(), *kind);
+        assert!(f.methods().contains(&f.server_method()), "{kind}");
+    }
+}
