@@ -150,6 +150,7 @@ impl Store {
 
     /// Fault injection for tests (like the sandbox simulator's `fail_next`): the next `n`
     /// order commits fail with an I/O error before writing anything.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn fail_next_commits(&self, n: u32) {
         self.inner
             .fail_commits
@@ -202,6 +203,7 @@ impl Store {
     }
 
     /// Test hook: holds every flush while `paused` (a stalled disk).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn pause_flushes(&self, paused: bool) {
         self.inner.commit.pause(paused)
     }
