@@ -170,6 +170,11 @@ impl Children {
         }
     }
 
+    /// The channel actor supervising these children.
+    pub fn actor(&self) -> Option<Addr<ChannelActor>> {
+        self.actor.get().cloned()
+    }
+
     pub(super) fn set_actor(&self, addr: Addr<ChannelActor>) {
         let _ = self.actor.set(addr);
     }
