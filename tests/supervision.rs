@@ -57,8 +57,14 @@ async fn a_panicking_order_actor_is_restarted_by_its_channel_from_its_snapshot()
     let r = app.engine.send(&oid, Command::InjectPanic).await;
     assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
     // The channel counts the restart and starts a replacement from the store.
-    until("the channel to count the restart", || children.counts().1 == 1).await;
-    until("the replacement to be live", || app.engine.registry.is_live(&oid)).await;
+    until("the channel to count the restart", || {
+        children.counts().1 == 1
+    })
+    .await;
+    until("the replacement to be live", || {
+        app.engine.registry.is_live(&oid)
+    })
+    .await;
     assert_eq!(children.live(), 1);
     assert_eq!(app.order(&id).await["status"], "paid");
 
@@ -75,7 +81,12 @@ async fn a_panicking_order_actor_is_restarted_by_its_channel_from_its_snapshot()
     let (live, restarts, _, channel_restarts) = children.counts();
     assert_eq!((live, restarts, channel_restarts), (1, 1, 0));
     let tree = admin(&app, Method::GET, "/admin/actors").await;
-    assert_eq!(tree_channel(&tree.body, "sandbox")["restarts"], 1, "{}", tree.text);
+    assert_eq!(
+        tree_channel(&tree.body, "sandbox")["restarts"],
+        1,
+        "{}",
+        tree.text
+    );
 }
 
 #[actix_web::test]
@@ -85,7 +96,10 @@ async fn a_stopped_channel_actor_is_restarted_and_its_orders_keep_working() {
     let before = app.pending_order("before-stop", 100).await;
 
     let _ = children.actor().unwrap().send(StopChannelActor).await;
-    until("the channel actor to be restarted", || children.counts().3 == 1).await;
+    until("the channel actor to be restarted", || {
+        children.counts().3 == 1
+    })
+    .await;
 
     // An order live across the restart is still a child, and still works.
     let tree = admin(&app, Method::GET, "/admin/actors").await;
@@ -106,8 +120,10 @@ async fn a_stopped_channel_actor_is_restarted_and_its_orders_keep_working() {
         )
         .await;
     assert_eq!(refund.status, 201, "{}", refund.text);
-    app.wait_order(&after, "refund after the stop", |o| o["status"] == "refunded")
-        .await;
+    app.wait_order(&after, "refund after the stop", |o| {
+        o["status"] == "refunded"
+    })
+    .await;
     assert_eq!(
         admin(&app, Method::GET, "/admin/channels").await.status,
         200
@@ -121,7 +137,12 @@ async fn admin_actors_shows_each_channel_with_its_live_orders() {
     let b = app.pending_order("tree-2", 200).await;
     // Touch `b` again so it is the most recently active.
     app.clock.advance(Duration::from_secs(1));
-    assert_eq!(app.post(&format!("/v1/orders/{b}/verify"), json!({})).await.status, 200);
+    assert_eq!(
+        app.post(&format!("/v1/orders/{b}/verify"), json!({}))
+            .await
+            .status,
+        200
+    );
 
     let tree = admin(&app, Method::GET, "/admin/actors").await;
     assert_eq!(tree.status, 200, "{}", tree.text);
@@ -131,15 +152,27 @@ async fn admin_actors_shows_each_channel_with_its_live_orders() {
     assert_eq!(ch["restarts"], 0, "{ch}");
     assert_eq!(ch["channel_actor_restarts"], 0, "{ch}");
     let (oa, ob) = (&ch["orders"][1], &ch["orders"][0]);
-    assert!(ob["last_active"].as_i64().unwrap() > oa["last_active"].as_i64().unwrap(), "{ch}");
-    assert!(oa["since"].as_i64().unwrap() <= oa["last_active"].as_i64().unwrap(), "{ch}");
+    assert!(
+        ob["last_active"].as_i64().unwrap() > oa["last_active"].as_i64().unwrap(),
+        "{ch}"
+    );
+    assert!(
+        oa["since"].as_i64().unwrap() <= oa["last_active"].as_i64().unwrap(),
+        "{ch}"
+    );
     assert_eq!(tree_channel(&tree.body, "alipay")["orders"], json!([]));
 
     let one = admin(&app, Method::GET, "/admin/actors?limit=1").await;
-    assert_eq!(tree_orders(&tree_channel(&one.body, "sandbox")), [b.clone()]);
+    assert_eq!(
+        tree_orders(&tree_channel(&one.body, "sandbox")),
+        [b.clone()]
+    );
 
     // The channel's idle sweep passivates both and reports it.
-    until("the idle orders to be passivated", || sandbox(&app).live() == 0).await;
+    until("the idle orders to be passivated", || {
+        sandbox(&app).live() == 0
+    })
+    .await;
     let tree = admin(&app, Method::GET, "/admin/actors").await;
     let ch = tree_channel(&tree.body, "sandbox");
     assert_eq!(ch["orders"], json!([]), "{ch}");

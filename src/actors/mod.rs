@@ -13,8 +13,8 @@ mod worker;
 #[cfg(feature = "test-hooks")]
 pub use channel::StopChannelActor;
 pub use channel::{
-    ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, ChildView,
-    Children, GetChannelStats,
+    ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, ChildView, Children,
+    GetChannelStats,
 };
 pub use order::{Command, OrderActor, Reply};
 pub use registry::Registry;

@@ -128,8 +128,7 @@ impl OrderActor {
     }
 
     fn touch(&self) {
-        self.activity
-            .touch(self.deps.clock.now(), &self.supervisor);
+        self.activity.touch(self.deps.clock.now(), &self.supervisor);
     }
 
     fn stop(&mut self, why: Exit, ctx: &mut Context<Self>) {

@@ -141,9 +141,9 @@ impl Registry {
         channel: &ChannelName,
         state: Option<Order>,
     ) -> Result<Slot, EngineError> {
-        let children = self
-            .channel(channel)
-            .ok_or_else(|| EngineError::Conflict(format!("channel `{channel}` is not configured")))?;
+        let children = self.channel(channel).ok_or_else(|| {
+            EngineError::Conflict(format!("channel `{channel}` is not configured"))
+        })?;
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let addr = children.start(self, self.deps().clone(), id.clone(), state, generation);
         Ok(Slot { addr, generation })

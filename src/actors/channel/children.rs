@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{ChannelActor, ChildFailed};
 use super::super::order::OrderActor;
 use super::super::registry::Registry;
 use super::super::Deps;
+use super::{ChannelActor, ChildFailed};
 use crate::domain::{ChannelName, Millis, Order, OrderId};
 use crate::telemetry::metrics;
 

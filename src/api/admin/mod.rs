@@ -70,7 +70,10 @@ const ORDERS_SHOWN_MAX: usize = 1000;
 
 /// Every channel's report, asked of its channel actor, with up to `children` of its live
 /// order actors.
-async fn channel_reports(state: &AppState, children: usize) -> Result<Vec<ChannelReport>, ApiError> {
+async fn channel_reports(
+    state: &AppState,
+    children: usize,
+) -> Result<Vec<ChannelReport>, ApiError> {
     let mut v = Vec::with_capacity(state.channel_actors.len());
     for a in &state.channel_actors {
         let r = a.send(GetChannelStats { children }).await.map_err(|_| {
