@@ -163,10 +163,7 @@ async fn admin_actors_shows_each_channel_with_its_live_orders() {
     assert_eq!(tree_channel(&tree.body, "alipay")["orders"], json!([]));
 
     let one = admin(&app, Method::GET, "/admin/actors?limit=1").await;
-    assert_eq!(
-        tree_orders(&tree_channel(&one.body, "sandbox")),
-        [b.clone()]
-    );
+    assert_eq!(tree_orders(&tree_channel(&one.body, "sandbox")), [b]);
 
     // The channel's idle sweep passivates both and reports it.
     until("the idle orders to be passivated", || {

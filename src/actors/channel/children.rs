@@ -236,7 +236,7 @@ impl Children {
                 last_active: c.activity.last_active.load(Ordering::Relaxed),
             }));
         }
-        v.sort_by(|a, b| b.last_active.cmp(&a.last_active));
+        v.sort_by_key(|c| std::cmp::Reverse(c.last_active));
         v.truncate(limit);
         v
     }
