@@ -81,6 +81,7 @@ struct Inner {
     /// Applies order transitions and webhook-attempt records, many per transaction.
     writer: Writer,
     /// Fault injection ([`Store::fail_next_commits`]).
+    #[cfg(any(test, feature = "test-hooks"))]
     fail_commits: std::sync::atomic::AtomicU32,
     /// Orders decoded by range scans ([`Store::orders_scanned`]).
     scanned: std::sync::atomic::AtomicU64,
@@ -139,6 +140,7 @@ impl Store {
             ),
             trees,
             commit,
+            #[cfg(any(test, feature = "test-hooks"))]
             fail_commits: std::sync::atomic::AtomicU32::new(0),
             scanned: std::sync::atomic::AtomicU64::new(0),
             db,
@@ -171,7 +173,14 @@ impl Store {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Without the test hooks no failure is ever injected.
+    #[cfg(not(any(test, feature = "test-hooks")))]
+    fn injected_failure(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Takes one injected commit failure, if any are left.
+    #[cfg(any(test, feature = "test-hooks"))]
     fn injected_failure(&self) -> Result<(), StoreError> {
         let left = self.inner.fail_commits.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
