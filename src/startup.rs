@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actors::notifier::{Kick, NotifierActor, NotifierError};
-use crate::actors::{ChannelActor, ChannelHandle, Deps, Engine, Registry, TimerService};
+use crate::actors::{ChannelActor, Deps, Engine, Registry, TimerService};
 use crate::api::{self, AppState, Merchants};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -105,7 +105,13 @@ impl Application {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
 
+        // Order actors run on their own arbiters; channel actors on this (the system) one.
+        let arbiters: Vec<Arbiter> = (0..config.actors.arbiter_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        let registry = Registry::new();
         let mut channels = HashMap::new();
+        let mut children = HashMap::new();
         let mut channel_actors = Vec::new();
         let mut simulators: HashMap<ChannelName, Mounted> = HashMap::new();
         for (name, ch_cfg) in config.enabled_channels() {
@@ -126,9 +132,18 @@ impl Application {
                     channel: name.clone(),
                     source,
                 })?;
-            let handle = Arc::new(ChannelHandle::new(channel.clone(), ch_cfg, connector));
-            channel_actors.push(ChannelActor::new(handle.clone()).start());
-            channels.insert(channel.clone(), handle);
+            let actor = ChannelActor::new(
+                channel.clone(),
+                ch_cfg,
+                connector,
+                clock.clone(),
+                registry.clone(),
+                arbiters.iter().map(|a| a.handle()).collect(),
+                config.actors.idle_timeout(),
+            );
+            channels.insert(channel.clone(), actor.handle());
+            children.insert(channel.clone(), actor.children());
+            channel_actors.push(actor.start_supervised());
             if config.sandbox.enabled {
                 let env = SimEnv {
                     channel: channel.clone(),
@@ -180,10 +195,6 @@ impl Application {
             });
         }
 
-        let arbiters: Vec<Arbiter> = (0..config.actors.arbiter_count())
-            .map(|_| Arbiter::new())
-            .collect();
-        let registry = Registry::new(arbiters.iter().map(|a| a.handle()).collect());
         let deps = Arc::new(Deps {
             store,
             clock: clock.clone(),
@@ -198,7 +209,7 @@ impl Application {
                 .filter_map(|m| crate::domain::MerchantId::parse(&m.id).ok())
                 .collect(),
         });
-        registry.bind(deps.clone());
+        registry.bind(deps.clone(), children);
         TimerService::spawn(deps.clone(), registry.clone());
         if config.storage.idempotency_retain_hours > 0 {
             spawn_idempotency_retention(

@@ -1,6 +1,7 @@
-//! The actor layer (docs/design.md §2-§3): a [`Registry`] that keeps exactly one live
-//! [`OrderActor`] per order, one [`ChannelActor`] per channel, and the timer service that
-//! wakes orders when their persisted due time comes.
+//! The actor layer (docs/design.md §2-§3): one [`ChannelActor`] per channel supervising
+//! that channel's [`OrderActor`]s, a [`Registry`] that routes to exactly one live order
+//! actor per order, and the timer service that wakes orders when their persisted due time
+//! comes.
 
 mod channel;
 pub mod notifier;
@@ -9,8 +10,11 @@ mod registry;
 mod timers;
 mod worker;
 
+#[cfg(feature = "test-hooks")]
+pub use channel::StopChannelActor;
 pub use channel::{
-    ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, GetChannelStats,
+    ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, ChildView, Children,
+    GetChannelStats,
 };
 pub use order::{Command, OrderActor, Reply};
 pub use registry::Registry;

@@ -1,21 +1,25 @@
-//! `OrderActor`: one per live order. It serialises every command for its order (each one
-//! runs to completion, provider call included, before the next starts), persists before it
-//! replies, and passivates when idle.
+//! `OrderActor`: one per live order, a child of its channel's [`ChannelActor`]. It
+//! serialises every command for its order (each one runs to completion, provider call
+//! included, before the next starts), persists before it replies, and passivates when its
+//! channel finds it idle.
 //!
-//! Panics: actix's `Supervisor` restarts an actor when it *stops*, not when a handler
-//! panics (a panic drops the actor's future and every queued message with it). So the actor
-//! catches a panicking command itself, forgets its in-memory state and reloads it from the
-//! last durable snapshot on the next command: a restart in place that keeps the address and
-//! the mailbox. The command that panicked answers `Unavailable` (503, retry), never success.
+//! Panics: a panic inside a handler would drop the actor's future and every queued message
+//! with it, and the registry would re-send the panicking command to a fresh actor. So each
+//! command runs under `catch_unwind`: the one that panicked answers `Unavailable` (503,
+//! retry; never success), the actor tells its channel supervisor and stops. Commands queued
+//! behind it find the mailbox closed and are re-sent by the registry to a fresh activation;
+//! the supervisor counts the restart and starts the replacement from the order's last
+//! durable snapshot (or finds that a re-sent command already did).
+//!
+//! [`ChannelActor`]: super::ChannelActor
 
 use actix::prelude::*;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-use super::channel::ChannelHandle;
+use super::channel::{Activity, Children, Exit};
 use super::registry::Registry;
 use super::worker;
 use super::{Deps, EngineError};
@@ -48,6 +52,7 @@ pub enum Command {
     /// Reply: `Reply::Done`.
     Wake,
     /// Fault injection for tests: panics inside the actor.
+    #[cfg(feature = "test-hooks")]
     InjectPanic,
 }
 
@@ -60,6 +65,12 @@ pub(crate) struct Envelope {
     pub cmd: Command,
     pub parent: tracing::Span,
 }
+
+/// From the channel's idle sweep: stop if still idle for the idle timeout (a command may
+/// have come in since the sweep looked). No reply.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Passivate;
 
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -80,13 +91,13 @@ pub struct OrderActor {
     id: OrderId,
     deps: Arc<Deps>,
     registry: Registry,
+    supervisor: Arc<Children>,
+    activity: Arc<Activity>,
     generation: u64,
-    /// None until loaded, and again after a panic (reload from the snapshot).
+    /// None until loaded (a create, or an actor whose create failed).
     state: Option<Order>,
-    /// Set once the order is known, for per-channel accounting.
-    channel: Option<Arc<ChannelHandle>>,
-    last_active: Instant,
-    passivated: bool,
+    /// Why it stopped, reported to the supervisor when it has.
+    exit: Exit,
     /// Commands handled so far: an actor whose first command is a timer's `Wake` was
     /// activated only for it and passivates once it is handled, instead of holding the
     /// order in memory for the idle timeout (after a restart, every pending order).
@@ -94,39 +105,37 @@ pub struct OrderActor {
 }
 
 impl OrderActor {
-    pub(crate) fn new(id: OrderId, deps: Arc<Deps>, registry: Registry, generation: u64) -> Self {
+    pub(crate) fn new(
+        id: OrderId,
+        deps: Arc<Deps>,
+        registry: Registry,
+        supervisor: Arc<Children>,
+        activity: Arc<Activity>,
+        generation: u64,
+        state: Option<Order>,
+    ) -> Self {
         OrderActor {
             id,
             deps,
             registry,
+            supervisor,
+            activity,
             generation,
-            state: None,
-            channel: None,
-            last_active: Instant::now(),
-            passivated: false,
+            state,
+            exit: Exit::Other,
             handled: 0,
         }
     }
 
-    fn idle_timeout(&self) -> Duration {
-        self.deps.actors.idle_timeout()
+    fn touch(&self) {
+        self.activity.touch(self.deps.clock.now(), &self.supervisor);
     }
 
-    fn account(&mut self) {
-        if self.channel.is_none() {
-            if let Some(o) = &self.state {
-                if let Some(ch) = self.deps.channel(&o.spec.channel) {
-                    ch.actor_started();
-                    self.channel = Some(ch.clone());
-                }
-            }
-        }
-    }
-
-    fn passivate(&mut self, ctx: &mut Context<Self>) {
-        if self.registry.deregister(&self.id, self.generation) {
-            self.passivated = true;
-        }
+    fn stop(&mut self, why: Exit, ctx: &mut Context<Self>) {
+        self.exit = why;
+        // Out of the routing table before the mailbox closes, so new commands activate a
+        // fresh actor; any that raced in here are re-sent by `Registry::send`.
+        self.registry.deregister(&self.id, self.generation);
         ctx.stop();
     }
 }
@@ -136,19 +145,20 @@ impl Actor for OrderActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(64);
-        let check = (self.idle_timeout() / 4).max(Duration::from_millis(50));
-        ctx.run_interval(check, |act, ctx| {
-            if act.last_active.elapsed() >= act.idle_timeout() {
-                act.passivate(ctx);
-            }
-        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        // A stop that did not come from passivation (system shutdown) still leaves the
-        // registry pointing at a dead address, which `Registry::send` replaces.
-        if let Some(ch) = &self.channel {
-            ch.actor_stopped(self.passivated);
+        // A stop that did not come through `stop` (system shutdown) leaves the registry
+        // pointing at a dead address, which `Registry::send` replaces.
+        self.supervisor.exited(&self.id, self.generation, self.exit);
+    }
+}
+
+impl Handler<Passivate> for OrderActor {
+    type Result = ();
+    fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        if self.activity.idle(&self.supervisor) >= self.deps.actors.idle_timeout() {
+            self.stop(Exit::Passivated, ctx);
         }
     }
 }
@@ -157,7 +167,7 @@ impl Handler<Envelope> for OrderActor {
     type Result = AtomicResponse<Self, Result<Reply, EngineError>>;
 
     fn handle(&mut self, msg: Envelope, _: &mut Context<Self>) -> Self::Result {
-        self.last_active = Instant::now();
+        self.touch();
         let Envelope { cmd, parent } = msg;
         let cold_wake = self.handled == 0 && matches!(cmd, Command::Wake);
         self.handled += 1;
@@ -184,26 +194,24 @@ impl Handler<Envelope> for OrderActor {
         let fut =
             AssertUnwindSafe(worker::run(deps, id, state, cmd).instrument(span)).catch_unwind();
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-            act.last_active = Instant::now();
+            act.touch();
             match res {
                 Ok((state, reply)) => {
                     act.state = state;
-                    act.account();
                     // A command that raced in behind the wake finds the actor stopped and is
                     // re-sent to a fresh activation by `Registry::send`.
-                    if cold_wake
-                        || (act.state.is_none() && matches!(reply, Err(EngineError::NotFound)))
+                    if cold_wake {
+                        act.stop(Exit::Passivated, ctx);
+                    } else if act.state.is_none() && matches!(reply, Err(EngineError::NotFound))
                     {
-                        act.passivate(ctx);
+                        act.stop(Exit::Other, ctx);
                     }
                     reply
                 }
                 Err(_panic) => {
-                    act.state = None;
-                    if let Some(ch) = &act.channel {
-                        ch.actor_restarted();
-                    }
-                    tracing::error!(order_id = %act.id, "order actor panicked; restarted from its last snapshot");
+                    tracing::error!(order_id = %act.id, "order actor panicked; its channel restarts it from the last snapshot");
+                    act.stop(Exit::Failed, ctx);
+                    act.supervisor.child_failed(&act.id, act.generation);
                     Err(EngineError::Unavailable(
                         "order actor restarted after an internal error; retry".into(),
                     ))

@@ -1,17 +1,25 @@
 //! Finds or activates the one live actor of an order. A sharded map (not an actor) so that
-//! routing never funnels every order through one mailbox; the shard lock is held only to
-//! look up or insert an address, never across an await.
+//! routing never funnels every order through one mailbox; the shard lock is never held
+//! across an await.
+//!
+//! Activation goes through the order's channel supervisor ([`Children::start`], a direct
+//! call, not a message). A create carries its channel; any other command's order is read
+//! from the store under the shard lock, once per activation, and handed to the new actor
+//! as its state, so the read costs nothing extra (the actor would load it anyway) and
+//! cannot be stale (no other actor of the order can commit while the lock is held and no
+//! slot exists). An order that does not exist is answered `NotFound` without an actor.
 
 use actix::prelude::*;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::channel::Children;
 use super::order::{Command, Envelope, OrderActor, Reply};
 use super::{Deps, EngineError};
-use crate::domain::OrderId;
+use crate::domain::{ChannelName, Order, OrderId};
 
 const SHARDS: usize = 64;
 
@@ -27,10 +35,9 @@ struct Slot {
 
 struct Inner {
     shards: Vec<Mutex<HashMap<OrderId, Slot>>>,
-    arbiters: Vec<ArbiterHandle>,
-    next_arbiter: AtomicUsize,
     generation: AtomicU64,
     deps: OnceLock<Arc<Deps>>,
+    channels: OnceLock<HashMap<ChannelName, Arc<Children>>>,
     /// Commands sent and not yet answered: the mailbox backlog (actix exposes no queue
     /// length, so it is counted around `send`).
     inflight: AtomicI64,
@@ -60,24 +67,33 @@ impl Drop for Inflight<'_> {
 }
 
 impl Registry {
-    /// Spreads order actors over `arbiters` (one thread each).
-    pub fn new(arbiters: Vec<ArbiterHandle>) -> Registry {
-        assert!(!arbiters.is_empty());
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-                arbiters,
-                next_arbiter: AtomicUsize::new(0),
                 generation: AtomicU64::new(0),
                 deps: OnceLock::new(),
+                channels: OnceLock::new(),
                 inflight: AtomicI64::new(0),
             }),
         }
     }
 
-    /// Completes construction (the actors' dependencies are built after the registry).
-    pub fn bind(&self, deps: Arc<Deps>) {
+    /// Completes construction: the channel actors (which hold the registry) and the
+    /// actors' dependencies are built after it.
+    pub fn bind(&self, deps: Arc<Deps>, channels: HashMap<ChannelName, Arc<Children>>) {
         let _ = self.inner.deps.set(deps);
+        let _ = self.inner.channels.set(channels);
+    }
+
+    /// The supervisor state of `channel`'s order actors.
+    pub fn channel(&self, channel: &ChannelName) -> Option<&Arc<Children>> {
+        self.inner.channels.get()?.get(channel)
+    }
+
+    fn deps(&self) -> &Arc<Deps> {
+        self.inner.deps.get().expect("registry bound")
     }
 
     fn shard(&self, id: &OrderId) -> &Mutex<HashMap<OrderId, Slot>> {
@@ -88,28 +104,69 @@ impl Registry {
 
     /// The live actor of `id`, activating one if there is none. Exactly one per order: the
     /// check and the insert happen under the same shard lock.
-    fn activate(&self, id: &OrderId) -> Addr<OrderActor> {
+    fn activate(&self, id: &OrderId, cmd: &Command) -> Result<Addr<OrderActor>, EngineError> {
         let mut shard = self.shard(id).lock();
         if let Some(slot) = shard.get(id) {
             if slot.addr.connected() {
-                return slot.addr.clone();
+                return Ok(slot.addr.clone());
             }
         }
+        let state = match cmd {
+            Command::Create(_) => None,
+            _ => Some(self.load(id)?),
+        };
+        let channel = match (cmd, &state) {
+            (_, Some(o)) => o.spec.channel.clone(),
+            (Command::Create(o), _) => o.spec.channel.clone(),
+            _ => unreachable!("loaded above"),
+        };
+        let slot = self.start(id, &channel, state)?;
+        let addr = slot.addr.clone();
+        shard.insert(id.clone(), slot);
+        Ok(addr)
+    }
+
+    fn load(&self, id: &OrderId) -> Result<Order, EngineError> {
+        self.deps()
+            .store
+            .get_order(id)?
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// Starts an actor for `id` under its channel's supervisor; the caller holds the shard
+    /// lock and inserts the slot.
+    fn start(
+        &self,
+        id: &OrderId,
+        channel: &ChannelName,
+        state: Option<Order>,
+    ) -> Result<Slot, EngineError> {
+        let children = self.channel(channel).ok_or_else(|| {
+            EngineError::Conflict(format!("channel `{channel}` is not configured"))
+        })?;
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
-        let i = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.inner.arbiters.len();
-        let deps = self.inner.deps.get().expect("registry bound").clone();
-        let (reg, oid) = (self.clone(), id.clone());
-        let addr = OrderActor::start_in_arbiter(&self.inner.arbiters[i], move |_| {
-            OrderActor::new(oid, deps, reg, generation)
-        });
-        shard.insert(
-            id.clone(),
-            Slot {
-                addr: addr.clone(),
-                generation,
-            },
-        );
-        addr
+        let addr = children.start(self, self.deps().clone(), id.clone(), state, generation);
+        Ok(Slot { addr, generation })
+    }
+
+    /// Replaces the failed actor `generation` of `id` with a fresh one loaded from the
+    /// store, unless a command already activated a successor (or the order is gone).
+    pub(crate) fn replace(&self, id: &OrderId, generation: u64) -> Result<(), EngineError> {
+        let mut shard = self.shard(id).lock();
+        if let Some(slot) = shard.get(id) {
+            if slot.generation != generation && slot.addr.connected() {
+                return Ok(());
+            }
+        }
+        let order = match self.load(id) {
+            Ok(o) => o,
+            Err(EngineError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let channel = order.spec.channel.clone();
+        let slot = self.start(id, &channel, Some(order))?;
+        shard.insert(id.clone(), slot);
+        Ok(())
     }
 
     /// Removes the actor's slot if it is still the registered one. Called by a passivating
@@ -132,7 +189,7 @@ impl Registry {
         let _inflight = Inflight::enter(&self.inner.inflight);
         let parent = tracing::Span::current();
         for _ in 0..3 {
-            let addr = self.activate(id);
+            let addr = self.activate(id, &cmd)?;
             let msg = Envelope {
                 cmd: cmd.clone(),
                 parent: parent.clone(),

@@ -410,6 +410,11 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             "PAYGATE__ACTORS__POLL_MAX_INTERVAL_SECS".to_string(),
             "3600".to_string(),
         ),
+        // The config refuses a re-send window shorter than the first poll.
+        (
+            "PAYGATE__ACTORS__REFUND_RESEND_WINDOW_SECS".to_string(),
+            "3600".to_string(),
+        ),
     ];
     // The caller's PAYGATE__… variables apply too (bench settings above win).
     let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;

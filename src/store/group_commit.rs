@@ -117,6 +117,7 @@ impl GroupCommit {
     }
 
     /// Test hook: holds (or releases) every flush, as a stalled disk would.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn pause(&self, paused: bool) {
         self.paused.store(paused, Ordering::Release);
     }

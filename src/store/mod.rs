@@ -82,6 +82,7 @@ struct Inner {
     /// Applies order transitions and webhook-attempt records, many per transaction.
     writer: Writer,
     /// Fault injection ([`Store::fail_next_commits`]).
+    #[cfg(any(test, feature = "test-hooks"))]
     fail_commits: std::sync::atomic::AtomicU32,
     /// Orders decoded by range scans ([`Store::orders_scanned`]).
     scanned: std::sync::atomic::AtomicU64,
@@ -140,6 +141,7 @@ impl Store {
             ),
             trees,
             commit,
+            #[cfg(any(test, feature = "test-hooks"))]
             fail_commits: std::sync::atomic::AtomicU32::new(0),
             scanned: std::sync::atomic::AtomicU64::new(0),
             db,
@@ -151,6 +153,7 @@ impl Store {
 
     /// Fault injection for tests (like the sandbox simulator's `fail_next`): the next `n`
     /// order commits fail with an I/O error before writing anything.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn fail_next_commits(&self, n: u32) {
         self.inner
             .fail_commits
@@ -171,7 +174,14 @@ impl Store {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Without the test hooks no failure is ever injected.
+    #[cfg(not(any(test, feature = "test-hooks")))]
+    fn injected_failure(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Takes one injected commit failure, if any are left.
+    #[cfg(any(test, feature = "test-hooks"))]
     fn injected_failure(&self) -> Result<(), StoreError> {
         let left = self.inner.fail_commits.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
@@ -203,6 +213,7 @@ impl Store {
     }
 
     /// Test hook: holds every flush while `paused` (a stalled disk).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn pause_flushes(&self, paused: bool) {
         self.inner.commit.pause(paused)
     }

@@ -72,6 +72,7 @@ impl Worker {
             Command::Refund(r) => self.refund(*r).await,
             Command::Notify(n) => self.notify(*n).await.map(|_| Reply::Done),
             Command::Wake => self.wake().await.map(|_| Reply::Done),
+            #[cfg(feature = "test-hooks")]
             Command::InjectPanic => panic!("injected fault"),
         }
     }

@@ -11,7 +11,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::{json_response, Admin, ApiError, AppState};
-use crate::actors::{ChannelHealth, ChannelStats, EngineError, GetChannelStats};
+use crate::actors::{ChannelHealth, ChannelReport, ChildView, EngineError, GetChannelStats};
 use crate::telemetry::metrics;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -35,12 +35,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// One channel actor and its children: the supervision tree, one level per channel.
 #[derive(Serialize)]
 struct ChannelActors {
     channel: String,
     live_actors: u64,
     passivations: u64,
+    /// Order actors restarted by this channel after a command panicked.
     restarts: u64,
+    /// Times this channel actor itself was restarted.
+    channel_actor_restarts: u64,
+    /// Live order actors, the most recently active first, at most `limit`.
+    orders: Vec<ChildView>,
 }
 
 #[derive(Serialize)]
@@ -52,37 +58,58 @@ struct ActorsView {
     channels: Vec<ChannelActors>,
 }
 
-/// Every channel's report, asked of its channel actor.
-async fn channel_stats(state: &AppState) -> Result<Vec<(ChannelStats, ChannelHealth)>, ApiError> {
+#[derive(serde::Deserialize)]
+struct ActorsQuery {
+    limit: Option<usize>,
+}
+
+/// Live orders listed per channel unless `limit` says otherwise (a busy channel has
+/// hundreds of thousands; the counts are always whole).
+const ORDERS_SHOWN: usize = 100;
+const ORDERS_SHOWN_MAX: usize = 1000;
+
+/// Every channel's report, asked of its channel actor, with up to `children` of its live
+/// order actors.
+async fn channel_reports(
+    state: &AppState,
+    children: usize,
+) -> Result<Vec<ChannelReport>, ApiError> {
     let mut v = Vec::with_capacity(state.channel_actors.len());
     for a in &state.channel_actors {
-        let r = a.send(GetChannelStats).await.map_err(|_| {
+        let r = a.send(GetChannelStats { children }).await.map_err(|_| {
             ApiError::from(EngineError::Unavailable(
                 "a channel actor is not running; retry".into(),
             ))
         })?;
-        v.push((r.stats, r.health));
+        v.push(r);
     }
-    v.sort_by(|a, b| a.0.channel.cmp(&b.0.channel));
+    v.sort_by(|a, b| a.stats.channel.cmp(&b.stats.channel));
     Ok(v)
 }
 
-async fn actors(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
+async fn actors(
+    state: web::Data<AppState>,
+    _: Admin,
+    q: web::Query<ActorsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let e = &state.engine;
+    let limit = q.limit.unwrap_or(ORDERS_SHOWN).min(ORDERS_SHOWN_MAX);
     Ok(json_response(
         StatusCode::OK,
         &ActorsView {
             live_actors: e.registry.live(),
             mailbox_backlog: e.registry.inflight(),
             idle_timeout_secs: e.deps.actors.idle_timeout_secs,
-            channels: channel_stats(&state)
+            channels: channel_reports(&state, limit)
                 .await?
                 .into_iter()
-                .map(|(s, _)| ChannelActors {
-                    channel: s.channel,
-                    live_actors: s.live_actors,
-                    passivations: s.passivations,
-                    restarts: s.restarts,
+                .map(|r| ChannelActors {
+                    channel: r.stats.channel,
+                    live_actors: r.stats.live_actors,
+                    passivations: r.stats.passivations,
+                    restarts: r.stats.restarts,
+                    channel_actor_restarts: r.stats.channel_actor_restarts,
+                    orders: r.children,
                 })
                 .collect(),
         },
@@ -92,16 +119,19 @@ async fn actors(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, Ap
 #[derive(Serialize)]
 struct ChannelView {
     #[serde(flatten)]
-    stats: ChannelStats,
+    stats: crate::actors::ChannelStats,
     #[serde(flatten)]
     health: ChannelHealth,
 }
 
 async fn channels(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
-    let data: Vec<ChannelView> = channel_stats(&state)
+    let data: Vec<ChannelView> = channel_reports(&state, 0)
         .await?
         .into_iter()
-        .map(|(stats, health)| ChannelView { stats, health })
+        .map(|r| ChannelView {
+            stats: r.stats,
+            health: r.health,
+        })
         .collect();
     Ok(json_response(
         StatusCode::OK,

@@ -1,27 +1,46 @@
-//! One channel: its connector, its rate limiter and its bookkeeping. The hot path (provider
-//! calls from order actors) uses the shared [`ChannelHandle`] directly, so no channel-wide
-//! mailbox sits in front of every order; the [`ChannelActor`] owns the channel's supervisory
-//! view (live actors, restarts, passivations) and answers operators.
+//! The channel's data path: its connector behind the rate limiter, the call timeout and the
+//! circuit breaker. The [`ChannelActor`](super::ChannelActor) builds and owns it and shares
+//! it with its order actors, which call the provider through it directly: a provider call
+//! never waits behind a channel-wide mailbox, so one channel's throughput is not capped by
+//! one actor's.
+//!
+//! The breaker's cooldown, the recent-calls window and the token bucket run on the app's
+//! [`Clock`], so tests drive them by advancing a manual clock instead of sleeping. Call
+//! latencies are real elapsed time (they measure the provider, not the app's notion of now).
 
-use actix::prelude::*;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
+use governor::nanos::Nanos;
 use governor::{Quota, RateLimiter};
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::config::ChannelConfig;
 use crate::connectors::{Connector, ConnectorError};
-use crate::domain::ChannelName;
+use crate::domain::{ChannelName, Millis};
 use crate::telemetry::metrics;
+
+/// The app clock as governor's time source (milliseconds are fine grained enough for
+/// buckets refilled at up to tens of thousands a second: the refill is computed, not
+/// ticked).
+#[derive(Clone)]
+struct AppClock(Clock);
+
+impl governor::clock::Clock for AppClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        Nanos::from(self.0.now().max(0) as u64 * 1_000_000)
+    }
+}
 
 type Limiter = RateLimiter<
     governor::state::NotKeyed,
     governor::state::InMemoryState,
-    DefaultClock,
-    governor::middleware::NoOpMiddleware,
+    AppClock,
+    governor::middleware::NoOpMiddleware<Nanos>,
 >;
 
 pub struct ChannelHandle {
@@ -29,12 +48,10 @@ pub struct ChannelHandle {
     pub kind: String,
     pub connector: Arc<dyn Connector>,
     limiter: Limiter,
+    clock: Clock,
     pub rate_limit_per_sec: u32,
     pub burst: u32,
     timeout: Duration,
-    pub live_actors: AtomicI64,
-    pub restarts: AtomicU64,
-    pub passivations: AtomicU64,
     pub rate_limited: AtomicU64,
     pub calls: AtomicU64,
     pub call_errors: AtomicU64,
@@ -43,46 +60,52 @@ pub struct ChannelHandle {
 
 /// Recent calls kept for the operator view (success rate, latency).
 const RECENT_CALLS: usize = 200;
-const RECENT_AGE: Duration = Duration::from_secs(300);
+const RECENT_AGE_MS: Millis = 300_000;
 /// Consecutive transport failures (no answer, connection refused, timeout) that open the
 /// breaker, and how long it stays open before one trial call is let through.
 const BREAKER_THRESHOLD: u32 = 5;
-const BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
+const BREAKER_COOLDOWN_MS: Millis = 30_000;
 
 #[derive(Default)]
 struct Health {
-    recent: std::collections::VecDeque<(Instant, bool, Duration)>,
+    recent: std::collections::VecDeque<(Millis, bool, Duration)>,
     consecutive_transport_failures: u32,
-    opened_at: Option<Instant>,
+    opened_at: Option<Millis>,
     trial_in_flight: bool,
 }
 
 impl Health {
-    fn state(&self) -> &'static str {
+    fn state(&self, now: Millis) -> &'static str {
         match self.opened_at {
             None => "closed",
             Some(_) if self.trial_in_flight => "half_open",
-            Some(t) if t.elapsed() >= BREAKER_COOLDOWN => "half_open",
+            Some(t) if now - t >= BREAKER_COOLDOWN_MS => "half_open",
             Some(_) => "open",
         }
     }
 }
 
 impl ChannelHandle {
-    pub fn new(name: ChannelName, cfg: &ChannelConfig, connector: Arc<dyn Connector>) -> Self {
+    pub(super) fn new(
+        name: ChannelName,
+        cfg: &ChannelConfig,
+        connector: Arc<dyn Connector>,
+        clock: Clock,
+    ) -> Self {
         let rate = NonZeroU32::new(cfg.rate_limit_per_sec).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.burst).unwrap_or(NonZeroU32::MIN);
         ChannelHandle {
             name,
             kind: cfg.kind.clone(),
             connector,
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            limiter: RateLimiter::direct_with_clock(
+                Quota::per_second(rate).allow_burst(burst),
+                AppClock(clock.clone()),
+            ),
+            clock,
             rate_limit_per_sec: cfg.rate_limit_per_sec,
             burst: cfg.burst,
             timeout: Duration::from_millis(cfg.timeout_ms),
-            live_actors: AtomicI64::new(0),
-            restarts: AtomicU64::new(0),
-            passivations: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             call_errors: AtomicU64::new(0),
@@ -100,7 +123,7 @@ impl ChannelHandle {
                 metrics::RATE_LIMITED
                     .with_label_values(&[self.name.as_str()])
                     .inc();
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(AppClock(self.clock.clone()).now());
                 Err(wait.as_secs_f64().ceil().max(1.0) as u64)
             }
         }
@@ -153,7 +176,7 @@ impl ChannelHandle {
         let Some(opened) = h.opened_at else {
             return Ok(());
         };
-        if opened.elapsed() < BREAKER_COOLDOWN || h.trial_in_flight {
+        if self.clock.now() - opened < BREAKER_COOLDOWN_MS || h.trial_in_flight {
             return Err(ConnectorError::Transport(format!(
                 "circuit breaker open for channel {} after {} consecutive transport failures",
                 self.name, h.consecutive_transport_failures
@@ -164,7 +187,7 @@ impl ChannelHandle {
         Ok(())
     }
 
-    fn set_breaker_gauge(&self, v: i64) {
+    pub(super) fn set_breaker_gauge(&self, v: i64) {
         metrics::CHANNEL_BREAKER_STATE
             .with_label_values(&[self.name.as_str()])
             .set(v);
@@ -175,14 +198,15 @@ impl ChannelHandle {
         if h.recent.len() == RECENT_CALLS {
             h.recent.pop_front();
         }
-        h.recent.push_back((Instant::now(), ok, took));
+        let now = self.clock.now();
+        h.recent.push_back((now, ok, took));
         if transport_failure {
             h.consecutive_transport_failures += 1;
             let reopen = h.trial_in_flight;
             if reopen
                 || (h.opened_at.is_none() && h.consecutive_transport_failures >= BREAKER_THRESHOLD)
             {
-                h.opened_at = Some(Instant::now());
+                h.opened_at = Some(now);
                 h.trial_in_flight = false;
                 self.set_breaker_gauge(1);
                 tracing::warn!(channel = %self.name, failures = h.consecutive_transport_failures, "circuit breaker opened");
@@ -200,11 +224,12 @@ impl ChannelHandle {
 
     /// The breaker state and recent calls (last 200, at most 5 minutes old).
     pub fn health(&self) -> ChannelHealth {
+        let now = self.clock.now();
         let h = self.health.lock();
         let recent: Vec<_> = h
             .recent
             .iter()
-            .filter(|(at, _, _)| at.elapsed() <= RECENT_AGE)
+            .filter(|(at, _, _)| now - at <= RECENT_AGE_MS)
             .collect();
         let n = recent.len();
         let mut lat: Vec<f64> = recent
@@ -214,7 +239,7 @@ impl ChannelHandle {
         lat.sort_by(|a, b| a.total_cmp(b));
         let pct = |p: f64| (n > 0).then(|| lat[((n as f64 * p).ceil() as usize).clamp(1, n) - 1]);
         ChannelHealth {
-            breaker: h.state(),
+            breaker: h.state(now),
             consecutive_transport_failures: h.consecutive_transport_failures,
             recent_calls: n,
             recent_success_rate: (n > 0)
@@ -225,40 +250,25 @@ impl ChannelHandle {
         }
     }
 
-    pub(crate) fn actor_started(&self) {
-        self.live_actors.fetch_add(1, Ordering::Relaxed);
-        metrics::LIVE_ACTORS
-            .with_label_values(&[self.name.as_str()])
-            .inc();
-    }
-
-    pub(crate) fn actor_stopped(&self, passivated: bool) {
-        self.live_actors.fetch_sub(1, Ordering::Relaxed);
-        metrics::LIVE_ACTORS
-            .with_label_values(&[self.name.as_str()])
-            .dec();
-        if passivated {
-            self.passivations.fetch_add(1, Ordering::Relaxed);
-            metrics::ACTOR_PASSIVATIONS
-                .with_label_values(&[self.name.as_str()])
-                .inc();
+    /// The breaker as a gauge value: 0 closed, 1 open, 2 half open.
+    pub(super) fn breaker_gauge(&self) -> i64 {
+        match self.health.lock().state(self.clock.now()) {
+            "open" => 1,
+            "half_open" => 2,
+            _ => 0,
         }
     }
 
-    pub(crate) fn actor_restarted(&self) {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-        metrics::ACTOR_RESTARTS
-            .with_label_values(&[self.name.as_str()])
-            .inc();
-    }
-
-    pub fn stats(&self) -> ChannelStats {
+    /// The data path's counters; the supervisor fills in its own (live, restarts,
+    /// passivations).
+    pub(super) fn stats(&self) -> ChannelStats {
         ChannelStats {
             channel: self.name.to_string(),
             kind: self.kind.clone(),
-            live_actors: self.live_actors.load(Ordering::Relaxed).max(0) as u64,
-            restarts: self.restarts.load(Ordering::Relaxed),
-            passivations: self.passivations.load(Ordering::Relaxed),
+            live_actors: 0,
+            restarts: 0,
+            passivations: 0,
+            channel_actor_restarts: 0,
             rate_limit_per_sec: self.rate_limit_per_sec,
             burst: self.burst,
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
@@ -275,6 +285,8 @@ pub struct ChannelStats {
     pub live_actors: u64,
     pub restarts: u64,
     pub passivations: u64,
+    /// Times the channel actor itself was restarted by its actix `Supervisor`.
+    pub channel_actor_restarts: u64,
     pub rate_limit_per_sec: u32,
     pub burst: u32,
     pub rate_limited: u64,
@@ -294,71 +306,4 @@ pub struct ChannelHealth {
     pub recent_latency_ms_p50: Option<f64>,
     pub recent_latency_ms_p95: Option<f64>,
     pub timeout_ms: u64,
-}
-
-/// What operators see of one channel.
-#[derive(Debug, Clone)]
-pub struct ChannelReport {
-    pub stats: ChannelStats,
-    pub health: ChannelHealth,
-}
-
-/// The channel's supervisor, one per configured channel. It holds the channel's handle
-/// (connector, limiter, breaker, counters of its order actors' starts, passivations and
-/// restarts) and is the door operators use to read it. Provider calls do *not* pass
-/// through its mailbox: order actors call the shared handle directly, so one channel-wide
-/// mailbox never caps every order's throughput (docs/design.md §3).
-///
-/// Its own work is what no single order actor sees: once a second it republishes the
-/// channel's gauges, so the breaker gauge shows `half_open` when the cooldown ends even if
-/// no call has come since, and the live-actor gauge is exact after passivation bursts.
-pub struct ChannelActor {
-    handle: Arc<ChannelHandle>,
-}
-
-/// How often the channel actor republishes its gauges.
-const GAUGE_REFRESH: Duration = Duration::from_secs(1);
-
-impl ChannelActor {
-    pub fn new(handle: Arc<ChannelHandle>) -> Self {
-        ChannelActor { handle }
-    }
-
-    fn publish_gauges(&self) {
-        let h = &self.handle;
-        let breaker = match h.health.lock().state() {
-            "open" => 1,
-            "half_open" => 2,
-            _ => 0,
-        };
-        h.set_breaker_gauge(breaker);
-        metrics::LIVE_ACTORS
-            .with_label_values(&[h.name.as_str()])
-            .set(h.live_actors.load(Ordering::Relaxed).max(0));
-    }
-}
-
-impl Actor for ChannelActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.publish_gauges();
-        ctx.run_interval(GAUGE_REFRESH, |act, _| act.publish_gauges());
-    }
-}
-
-/// Reply: the channel's current statistics and provider health. Never fails; a
-/// `MailboxError` means the channel actor is gone (the caller answers 503).
-#[derive(Message)]
-#[rtype(result = "ChannelReport")]
-pub struct GetChannelStats;
-
-impl Handler<GetChannelStats> for ChannelActor {
-    type Result = MessageResult<GetChannelStats>;
-    fn handle(&mut self, _: GetChannelStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(ChannelReport {
-            stats: self.handle.stats(),
-            health: self.handle.health(),
-        })
-    }
 }
