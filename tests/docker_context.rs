@@ -32,13 +32,35 @@ fn build_stage_copies() -> Vec<PathBuf> {
     copies
 }
 
-/// Whether `file` is compiled only for tests (a test module's own file).
+/// Whether `file` is compiled only for tests: a test module's own file by name, or one a
+/// parent declares as `#[cfg(test)] mod name;`.
 fn test_only(file: &Path) -> bool {
     let s = file.to_string_lossy();
-    s.ends_with("/tests.rs")
+    if s.ends_with("/tests.rs")
         || s.ends_with("/test_support.rs")
         || s.contains("/tests/")
         || s.contains("/contract_tests/")
+    {
+        return true;
+    }
+    let (Some(dir), Some(stem)) = (file.parent(), file.file_stem()) else {
+        return false;
+    };
+    let stem = stem.to_string_lossy();
+    let parents = [
+        dir.join("mod.rs"),
+        dir.with_extension("rs"),
+        dir.join("lib.rs"),
+    ];
+    parents.iter().any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|text| {
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            lines.windows(2).any(|w| {
+                w[0] == "#[cfg(test)]"
+                    && (w[1] == format!("mod {stem};") || w[1] == format!("pub mod {stem};"))
+            })
+        })
+    })
 }
 
 /// `(file, literal path)` of every include in non-test code under `dir`. A file's own
