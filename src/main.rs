@@ -31,7 +31,7 @@ enum Cmd {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
-    /// Benchmark: start the server on a temp dir and load it (see README).
+    /// Benchmark: start the server on a temp dir and load it (see docs/benchmarks.md).
     Bench {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,

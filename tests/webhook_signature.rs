@@ -120,13 +120,13 @@ fn paygate_and_merchant_verifiers_agree_on_random_inputs() {
     }
 }
 
-/// The worked example printed in README.md and docs/webhooks.md is the one checked above,
+/// The worked example printed in docs/api.md and docs/webhooks.md is the one checked above,
 /// byte for byte: a merchant copying it from either page gets a header that verifies.
 #[test]
-fn readme_and_guide_print_the_checked_worked_example() {
+fn api_guide_and_webhook_guide_print_the_checked_worked_example() {
     let v1 = EXAMPLE_HEADER.split("v1=").nth(1).unwrap();
     for (page, text) in [
-        ("README.md", include_str!("../README.md")),
+        ("docs/api.md", include_str!("../docs/api.md")),
         ("docs/webhooks.md", include_str!("../docs/webhooks.md")),
     ] {
         for (what, needle) in [

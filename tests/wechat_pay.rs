@@ -20,7 +20,7 @@ fn merchant_public_key() -> RsaPublicKey {
     RsaPublicKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The client-side signatures (PROTOCOLS.md §1.7) verify with the merchant public key:
+/// The client-side signatures (as WeChat Pay documents them) verify with the merchant public key:
 /// JSAPI / mini program `paySign` over `appId\ntimeStamp\nnonceStr\npackage\n`, APP `sign`
 /// over `appid\ntimestamp\nnoncestr\nprepayid\n`.
 fn assert_client_signature(method: &str, action: &Value, appid: &str) {

@@ -40,7 +40,7 @@ pub enum PhaseName {
     Healthz,
     Create,
     Lifecycle,
-    /// Creates offered open-loop at 4× the create phase's rate (README, Benchmark).
+    /// Creates offered open-loop at 4× the create phase's rate (docs/benchmarks.md).
     Overload,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsConfig {
     /// Arbiter threads order actors are spread over; 0 = half the cores, at least one (the
-    /// HTTP workers already take a thread per core; README, Benchmark).
+    /// HTTP workers already take a thread per core; docs/benchmarks.md).
     pub arbiters: usize,
     /// An order actor idle this long passivates (its state stays in sled).
     pub idle_timeout_secs: u64,

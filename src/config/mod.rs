@@ -71,7 +71,7 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled page cache in MiB. It bounds the pages sled keeps deserialized, counted by
     /// their size on disk (resident ~1.4× this); sled also keeps an index entry for every
-    /// page in memory whatever this says (README, Benchmark: memory).
+    /// page in memory whatever this says (docs/benchmarks.md, memory).
     #[serde(default = "default_cache_mb")]
     pub cache_capacity_mb: u64,
     /// Group commit: how long the store writer waits, after the first write of a batch

@@ -30,7 +30,7 @@ pub struct ServerConfig {
     pub max_in_flight_per_merchant: usize,
 }
 
-/// Measured on 2 cores (README, Benchmark: overload): 64 in flight sustain the full create
+/// Measured on 2 cores (docs/benchmarks.md, overload): 64 in flight sustain the full create
 /// rate, where 32 and 16 lost 5-15 % of it; under 4× overload 64 gave accepted creates a
 /// p99 of ~185 ms and 16-32 ~50-57 ms, so deployments that value the tail over peak
 /// throughput set it lower.

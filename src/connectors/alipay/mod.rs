@@ -1,4 +1,4 @@
-//! Alipay OpenAPI (gateway `gateway.do`, RSA2), PROTOCOLS.md §2. Pointing `base_url` at
+//! Alipay OpenAPI (gateway `gateway.do`, RSA2). Pointing `base_url` at
 //! `https://openapi.alipay.com/gateway.do` with real credentials is the only change needed
 //! to leave the simulator.
 //!

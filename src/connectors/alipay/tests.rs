@@ -1,4 +1,4 @@
-//! Published vectors AL-1..AL-5 (PROTOCOLS.md §2.9) and the response / notification rules.
+//! Published vectors AL-1..AL-5 (Alipay's and its SDKs' published examples) and the response / notification rules.
 //! The ysd sandbox certificate expired on 2024-06-06: nothing here checks validity periods.
 
 use std::collections::BTreeMap;

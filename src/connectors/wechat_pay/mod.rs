@@ -2,8 +2,8 @@
 //! payments, query, close, refunds, and verified + decrypted callbacks.
 //!
 //! Everything WeChat sends back is verified with a platform key before it is believed;
-//! every request is signed with the merchant API key. Protocol facts and vectors:
-//! PROTOCOLS.md §1.
+//! every request is signed with the merchant API key. The published test vectors are in
+//! `sign/tests.rs`.
 
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The prepay request of each method family, and the client-side parameters built from
-//! WeChat's answer (signed with the merchant key, PROTOCOLS.md §1.7).
+//! WeChat's answer (signed with the merchant key, as WeChat Pay documents for JSAPI, APP and mini program payments).
 
 use std::collections::BTreeMap;
 
@@ -89,7 +89,7 @@ impl WechatPayConnector {
         (path, req)
     }
 
-    /// The client-side parameters, signed with the merchant key (PROTOCOLS.md §1.7).
+    /// The client-side parameters, signed with the merchant key, as WeChat Pay documents for each client.
     pub(super) fn pay_action(
         &self,
         order: &Order,

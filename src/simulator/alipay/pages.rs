@@ -120,7 +120,7 @@ impl AlipaySimulator {
         }
     }
 
-    /// The signed synchronous return (`<method>.return`, PROTOCOLS.md AL-3) for page/wap.
+    /// The signed synchronous return (`<method>.return`, Alipay's published return example AL-3) for page/wap.
     fn return_link(&self, t: &Trade) -> Option<String> {
         let url = t.return_url.as_ref()?;
         let mut p: BTreeMap<String, String> = [

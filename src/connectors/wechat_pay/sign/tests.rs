@@ -1,4 +1,4 @@
-//! Published vectors WX-1 and WX-4 and the DERIVED WX-D1..D3 (PROTOCOLS.md §1.11).
+//! Published vectors WX-1 and WX-4 (WeChat Pay's documentation and its official SDKs' tests) and the derived WX-D1..D3 built from their keys.
 
 use super::*;
 
