@@ -157,7 +157,15 @@ impl CreateOrderRequest {
             })?;
         check_text("subject", &self.subject, 256)?;
         let actors = &state.config.actors;
-        let expires_in = self.expires_in.unwrap_or(actors.default_expires_in_secs);
+        // A scanned payment code is a payer at the till: its outcome is settled (paid or
+        // reversed) within `barcode_settle_secs`, whatever was asked.
+        let expires_in = match method {
+            Method::Barcode => self
+                .expires_in
+                .unwrap_or(actors.barcode_settle_secs)
+                .min(actors.barcode_settle_secs),
+            _ => self.expires_in.unwrap_or(actors.default_expires_in_secs),
+        };
         if expires_in == 0 || expires_in > actors.max_expires_in_secs {
             return Err(ApiError::invalid(
                 "expires_in",

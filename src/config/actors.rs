@@ -38,6 +38,13 @@ pub struct ActorsConfig {
     /// late, at random: orders created (or woken after a restart) together would otherwise
     /// poll the provider together at every step of their back-off. 0 = exact (tests).
     pub poll_jitter_pct: u8,
+    /// A `barcode` payment whose outcome is not known at once (the payer must still
+    /// confirm) is polled this often...
+    pub barcode_poll_secs: u64,
+    /// ...until this long after it was created (its default and largest `expires_in`);
+    /// then it is reversed at the provider (closed, so it can no longer be paid) unless
+    /// the provider says it was paid. It ends paid or reversed, never both.
+    pub barcode_settle_secs: u64,
 }
 
 impl Default for ActorsConfig {
@@ -53,6 +60,8 @@ impl Default for ActorsConfig {
             max_due_per_tick: 100,
             refund_resend_window_secs: 120,
             poll_jitter_pct: 10,
+            barcode_poll_secs: 2,
+            barcode_settle_secs: 60,
         }
     }
 }

@@ -57,6 +57,12 @@ impl Config {
         if a.timer_tick_ms == 0 {
             return Err(invalid("actors.timer_tick_ms", "must be > 0"));
         }
+        if a.barcode_poll_secs == 0 || a.barcode_settle_secs < a.barcode_poll_secs {
+            return Err(invalid(
+                "actors.barcode_poll_secs",
+                "must be > 0 and <= actors.barcode_settle_secs",
+            ));
+        }
         if a.poll_jitter_pct > 50 {
             return Err(invalid("actors.poll_jitter_pct", "must be at most 50"));
         }

@@ -6,7 +6,7 @@ use super::super::EngineError;
 use super::Worker;
 use crate::connectors::{ConnectorError, Notification, ProviderPayment, ProviderRefund};
 use crate::domain::{
-    Applied, CloseReason, Failure, Order, OrderEvent, OrderStatus, Refund, RefundStatus,
+    Applied, CloseReason, Failure, Method, Order, OrderEvent, OrderStatus, Refund, RefundStatus,
 };
 use crate::store::{OrderWrite, StoredEvent};
 use crate::telemetry::metrics;
@@ -133,7 +133,29 @@ impl Worker {
             tracing::warn!(order_id = %o.id, error = %e, "prepay outcome unknown; order stays created until expiry");
             return Err(EngineError::Provider(e));
         }
-        Ok(Reply::Order(Box::new(o.clone())))
+        self.settle_barcode(&ch).await;
+        Ok(Reply::Order(Box::new(self.order().clone())))
+    }
+
+    /// A scanned payment code is usually settled by the time the provider answers: ask
+    /// once, so the merchant's create answers `paid` (a synchronous result). Not known yet
+    /// (the payer must confirm, or the query failed): the order stays `pending`, is polled
+    /// every `barcode_poll_secs`, and is reversed at its short expiry.
+    async fn settle_barcode(&mut self, ch: &super::super::ChannelHandle) {
+        let o = self.order().clone();
+        if o.spec.method != Method::Barcode || o.status() != OrderStatus::Pending {
+            return;
+        }
+        match ch.call("query", ch.connector.query(&o)).await {
+            Ok(q) => {
+                if let Err(e) = self.apply_payment(&q.payment).await {
+                    tracing::warn!(order_id = %o.id, error = %e, "barcode result not applied; will poll");
+                }
+            }
+            Err(e) => {
+                tracing::info!(order_id = %o.id, error = %e, "barcode result unknown; will poll")
+            }
+        }
     }
 
     /// Drives the prepay again for an order whose first attempt had an unknown outcome.
@@ -160,6 +182,7 @@ impl Worker {
             }
             Err(e) => return Err(EngineError::Provider(e)),
         }
+        self.settle_barcode(&ch).await;
         Ok(Reply::Order(Box::new(self.order().clone())))
     }
 

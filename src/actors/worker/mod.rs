@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::order::{Command, Reply};
 use super::{Deps, EngineError};
 use crate::domain::{
-    Applied, EventId, MerchantNotice, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundStatus,
+    Applied, EventId, MerchantNotice, Method, Millis, Order, OrderEvent, OrderId, OrderStatus,
+    RefundStatus,
 };
 use crate::store::{OrderWrite, OutboxRecord, OutboxStatus, StoreError, StoredEvent, Wake};
 use crate::telemetry::metrics;
@@ -88,6 +89,11 @@ impl Worker {
         );
         let wake = match o.status() {
             // `created` means the prepay outcome is unknown: poll it like a pending order.
+            // A scanned payment code the payer has yet to confirm: polled briefly and
+            // often; its short expiry reverses it.
+            OrderStatus::Created | OrderStatus::Pending if o.spec.method == Method::Barcode => {
+                Wake::At((now + a.barcode_poll_secs as i64 * 1000).min(o.spec.expires_at))
+            }
             OrderStatus::Created | OrderStatus::Pending => {
                 let late = jitter(interval, a.poll_jitter_pct, &mut rand::thread_rng());
                 Wake::At((now + interval + late).min(o.spec.expires_at))

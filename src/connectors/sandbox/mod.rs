@@ -183,6 +183,7 @@ fn pay_action(a: WirePayAction) -> PayAction {
         WirePayAction::Redirect { url } => PayAction::Redirect { url },
         WirePayAction::SdkParams { params } => PayAction::SdkParams { params },
         WirePayAction::MiniProgram { params } => PayAction::MiniProgram { params },
+        WirePayAction::None => PayAction::Nothing,
     }
 }
 
@@ -215,10 +216,7 @@ fn refund_state(status: &str, refund_no: String) -> Result<ProviderRefund, Conne
 impl super::Connector for SandboxConnector {
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
-            methods: Method::ALL
-                .into_iter()
-                .filter(|m| *m != Method::Barcode)
-                .collect(),
+            methods: Method::ALL.to_vec(),
             wallets: crate::domain::WALLETS.to_vec(),
             currencies: self.settings.currencies.clone(),
             min_amount: 1,
@@ -237,11 +235,13 @@ impl super::Connector for SandboxConnector {
             | Method::MiniProgram
             | Method::Jsapi
             | Method::PcWeb => {}
-            Method::Barcode => {
-                return Err(ConnectorError::Unsupported(
-                    "the sandbox channel does not offer `barcode` yet".into(),
-                ))
+            Method::Barcode if spec.payer.auth_code.is_none() => {
+                return Err(ConnectorError::InvalidRequest {
+                    param: "auth_code",
+                    message: "barcode needs the payer's payment code".into(),
+                })
             }
+            Method::Barcode => {}
         }
         let cur = spec.amount.currency();
         super::require(self.settings.currencies.contains(&cur), || {
@@ -290,9 +290,14 @@ impl super::Connector for SandboxConnector {
             expires_at: spec.expires_at.div_euclid(1000),
             payer_ip: spec.payer.ip.clone(),
             return_url: spec.return_url.clone(),
+            auth_code: spec.payer.auth_code.clone(),
         };
         let created: wire::Created = self.call("payments", &req).await?.map_err(Self::rejected)?;
-        if created.status != "PENDING" {
+        // A barcode payment may be settled by the time the answer comes; its outcome is
+        // then read by a query (the payment itself is only believed from a query or a
+        // signed callback, never from this status).
+        let settled_ok = spec.method == Method::Barcode && created.status == "PAID";
+        if created.status != "PENDING" && !settled_ok {
             return Err(ConnectorError::Protocol(format!(
                 "create answered status `{}`",
                 created.status.chars().take(32).collect::<String>()

@@ -21,6 +21,9 @@ pub struct CreatePayment {
     pub payer_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_url: Option<String>,
+    /// `barcode` only: the payer's payment code, 10-32 digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +36,20 @@ pub struct Created {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WirePayAction {
-    QrCode { code_url: String },
-    Redirect { url: String },
-    SdkParams { params: BTreeMap<String, String> },
-    MiniProgram { params: BTreeMap<String, String> },
+    QrCode {
+        code_url: String,
+    },
+    Redirect {
+        url: String,
+    },
+    SdkParams {
+        params: BTreeMap<String, String>,
+    },
+    MiniProgram {
+        params: BTreeMap<String, String>,
+    },
+    /// `barcode`: nothing for the payer to do.
+    None,
 }
 
 /// `POST /v1/payments/query` and `POST /v1/payments/close`
@@ -145,6 +158,7 @@ mod tests {
             expires_at: 1_700_000_900,
             payer_ip: None,
             return_url: Some("https://shop.example/done".into()),
+            auth_code: None,
         };
         assert_eq!(
             serde_json::to_value(&req).unwrap(),

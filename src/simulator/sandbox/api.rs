@@ -88,7 +88,20 @@ impl SandboxSimulator {
             Op::Create => {
                 let req: wire::CreatePayment = parse(body)?;
                 self.check_create(&req)?;
-                let trade = self.books.create(&req, now)?;
+                let mut trade = self.books.create(&req, now)?;
+                // A scanned payment code pays at once, unless it is one whose payer must
+                // still confirm in their wallet (the sandbox: codes starting with 0); then
+                // it stays pending until `POST /sandbox/pay/{order}` or a close.
+                let confirm_needed = req.auth_code.as_deref().is_some_and(|c| c.starts_with('0'));
+                if req.auth_code.is_some()
+                    && !confirm_needed
+                    && trade.status == super::state::TradeStatus::Pending
+                {
+                    if let Ok(Ok(paid)) = self.books.pay(&req.out_trade_no, None, now) {
+                        trade = paid;
+                        actix_web::rt::spawn(self.clone().deliver_payment(trade.clone()));
+                    }
+                }
                 Ok(value(&wire::Created {
                     pay_action: self.pay_action(&trade),
                     trade_no: trade.trade_no,
@@ -156,9 +169,23 @@ impl SandboxSimulator {
                 format!("this merchant cannot settle {cur}"),
             ));
         }
-        req.method.parse::<Method>().map_err(|_| {
-            ApiError::param("method must be one of native_qr, h5, app, mini_program, jsapi, pc_web")
+        let method = req.method.parse::<Method>().map_err(|_| {
+            ApiError::param(
+                "method must be one of native_qr, h5, app, mini_program, jsapi, pc_web, barcode",
+            )
         })?;
+        let code_ok =
+            |c: &String| (10..=32).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit());
+        match (method, &req.auth_code) {
+            (Method::Barcode, Some(c)) if code_ok(c) => {}
+            (Method::Barcode, _) => {
+                return Err(ApiError::param(
+                    "auth_code (10-32 digits) is required for barcode",
+                ))
+            }
+            (_, Some(_)) => return Err(ApiError::param("auth_code is only for barcode")),
+            (_, None) => {}
+        }
         if req.subject.is_empty() || req.subject.len() > MAX_SUBJECT_BYTES {
             return Err(ApiError::param(format!(
                 "subject must be 1-{MAX_SUBJECT_BYTES} bytes"
@@ -202,17 +229,13 @@ impl SandboxSimulator {
                     "sign",
                 ),
             },
-            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Ok(Method::Barcode) | Err(_) => {
-                WirePayAction::MiniProgram {
-                    params: signed(
-                        BTreeMap::from([(
-                            "package".to_string(),
-                            format!("trade_no={}", t.trade_no),
-                        )]),
-                        "pay_sign",
-                    ),
-                }
-            }
+            Ok(Method::Barcode) => WirePayAction::None,
+            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Err(_) => WirePayAction::MiniProgram {
+                params: signed(
+                    BTreeMap::from([("package".to_string(), format!("trade_no={}", t.trade_no))]),
+                    "pay_sign",
+                ),
+            },
         }
     }
 }

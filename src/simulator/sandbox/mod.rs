@@ -249,6 +249,22 @@ impl SandboxSimulator {
         Ok(outcome)
     }
 
+    /// Delivers the payment callback of a trade settled without the payer's page (a
+    /// scanned payment code), retrying like a provider until acknowledged.
+    pub(super) async fn deliver_payment(self: Arc<Self>, trade: Trade) {
+        let cb = payment_callback(&trade);
+        for delay in CALLBACK_RETRY_DELAYS_MS {
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            match self.send_callback(&trade.notify_url, &cb).await {
+                Ok((status, body)) if Self::acknowledged(status, &body) => return,
+                _ => {}
+            }
+        }
+        tracing::warn!(channel = %self.env.channel, "sandbox payment callback given up");
+    }
+
     /// Settles a refund after its request was answered and delivers the callback,
     /// retrying until acknowledged like a provider would.
     async fn complete_refund(self: Arc<Self>, out_refund_no: String) {

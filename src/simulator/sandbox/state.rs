@@ -227,6 +227,9 @@ impl Books {
             }
             Some(t) => match t.status {
                 TradeStatus::Pending => (Ok(t.clone()), None),
+                // A repeated barcode payment request answers the settled trade: the same
+                // payment, not a second one.
+                TradeStatus::Paid if t.method == "barcode" => (Ok(t.clone()), None),
                 TradeStatus::Paid => (
                     Err(ApiError::conflict(
                         "TRADE_PAID",

@@ -19,6 +19,7 @@ fn create_req(out_trade_no: &str, amount: i64) -> wire::CreatePayment {
         expires_at: 2_000_000_000,
         payer_ip: None,
         return_url: None,
+        auth_code: None,
     }
 }
 
