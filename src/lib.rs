@@ -9,6 +9,7 @@ pub mod connectors;
 pub mod domain;
 pub mod egress;
 pub mod protocol_primitives;
+pub mod qr;
 pub mod risk;
 pub mod simulator;
 pub mod startup;

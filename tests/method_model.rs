@@ -127,3 +127,56 @@ async fn wallets_and_payment_codes_are_checked_before_anything_is_created() {
     }
     assert_eq!(app.count_orders(), 0, "nothing was created");
 }
+
+#[actix_web::test]
+async fn a_paynow_order_answers_an_emvco_qr_and_renders_it() {
+    let app = spawn_app().await;
+    let mut b = order_body("paynow-1", 1250);
+    b["currency"] = json!("SGD");
+    b["wallet"] = json!("paynow");
+    let r = app.post("/v1/orders", b).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let action = &r.body["pay_action"];
+    assert_eq!(action["type"], "qr_code", "{}", r.text);
+    let emv = action["emv_payload"].as_str().unwrap();
+    let objects = paygate::protocol_primitives::emv::parse(emv).expect("CRC verifies");
+    let get = |id: &str| {
+        objects
+            .iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    assert_eq!(get("54"), "12.50", "{emv}");
+    assert_eq!(get("53"), "702", "SGD");
+    assert!(get("26").contains("SG.PAYNOW"), "{emv}");
+    let id = r.body["id"].as_str().unwrap();
+    let png = app
+        .http
+        .get(format!("{}/v1/orders/{id}/qr.png", app.base))
+        .bearer_auth(DEMO_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(&png.bytes().await.unwrap()[..4], b"\x89PNG");
+    assert_eq!(
+        app.get(&format!("/v1/orders/{id}/qr.svg")).await.status,
+        200
+    );
+
+    // PayNow settles SGD only.
+    let mut cny = order_body("paynow-2", 1250);
+    cny["wallet"] = json!("paynow");
+    let r = app.post("/v1/orders", cny).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "unsupported_by_channel");
+    // An order without a QR code has no image.
+    let mut h5 = order_body("paynow-3", 1250);
+    h5["method"] = json!("h5");
+    let r = app.post("/v1/orders", h5).await;
+    let id = r.body["id"].as_str().unwrap();
+    let none = app.get(&format!("/v1/orders/{id}/qr.png")).await;
+    assert_eq!(none.status, 409, "{}", none.text);
+}

@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events/{id}"),
     ("get", "/v1/orders"),
     ("get", "/v1/orders/{id}"),
+    ("get", "/v1/orders/{id}/qr.png"),
     ("get", "/v1/orders/{id}/qr.svg"),
     ("get", "/v1/refunds/{id}"),
     ("get", "/v1/stats"),

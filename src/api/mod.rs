@@ -11,6 +11,7 @@ mod events;
 mod health;
 mod idempotency;
 mod orders;
+mod qr;
 mod refunds;
 mod sandbox;
 

@@ -19,7 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders", web::post().to(create_order))
             .route("/orders", web::get().to(list_orders))
             .route("/orders/{id}", web::get().to(get_order))
-            .route("/orders/{id}/qr.svg", web::get().to(qr_svg))
+            .route("/orders/{id}/qr.svg", web::get().to(super::qr::qr_svg))
+            .route("/orders/{id}/qr.png", web::get().to(super::qr::qr_png))
             .route("/orders/{id}/verify", web::post().to(verify_order))
             .route("/orders/{id}/close", web::post().to(close_order))
             .route(
@@ -429,23 +430,6 @@ async fn get_order(
 
 /// The order's `qr_code` pay action rendered as an SVG QR code, for merchants that show
 /// the code on a web page (WeChat Native, Alipay precreate, ...).
-async fn qr_svg(
-    state: web::Data<AppState>,
-    auth: Authed,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let o = owned_order(&state, &auth, &id)?;
-    let Some(crate::domain::PayAction::QrCode { code_url }) = o.pay_action() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_request_error",
-            "no_qr_code",
-            "this order has no QR code to show (method or status)",
-        ));
-    };
-    let svg = crate::connectors::wechat_pay::code_url_svg(code_url)?;
-    Ok(HttpResponse::Ok().content_type("image/svg+xml").body(svg))
-}
 
 #[derive(Serialize)]
 struct ListView {

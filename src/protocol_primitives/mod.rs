@@ -7,4 +7,5 @@
 pub mod aes_gcm;
 pub mod beijing_time;
 pub mod cert_sn;
+pub mod emv;
 pub mod rsa;

@@ -184,6 +184,13 @@ fn pay_action(a: WirePayAction) -> PayAction {
         WirePayAction::SdkParams { params } => PayAction::SdkParams { params },
         WirePayAction::MiniProgram { params } => PayAction::MiniProgram { params },
         WirePayAction::None => PayAction::Nothing,
+        WirePayAction::EmvQrCode {
+            code_url,
+            emv_payload,
+        } => PayAction::EmvQrCode {
+            code_url,
+            emv_payload,
+        },
     }
 }
 
@@ -244,6 +251,9 @@ impl super::Connector for SandboxConnector {
             Method::Barcode => {}
         }
         let cur = spec.amount.currency();
+        if spec.wallet.as_ref().is_some_and(|w| w.as_str() == "paynow") {
+            super::require(cur == Currency::Sgd, || "PayNow settles SGD only".into())?;
+        }
         super::require(self.settings.currencies.contains(&cur), || {
             format!("channel `{}` does not settle {cur}", self.env.channel)
         })?;
@@ -291,6 +301,7 @@ impl super::Connector for SandboxConnector {
             payer_ip: spec.payer.ip.clone(),
             return_url: spec.return_url.clone(),
             auth_code: spec.payer.auth_code.clone(),
+            wallet: spec.wallet.as_ref().map(|w| w.to_string()),
         };
         let created: wire::Created = self.call("payments", &req).await?.map_err(Self::rejected)?;
         // A barcode payment may be settled by the time the answer comes; its outcome is

@@ -24,6 +24,10 @@ pub struct CreatePayment {
     /// `barcode` only: the payer's payment code, 10-32 digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_code: Option<String>,
+    /// The wallet the payer pays with, where the merchant chose one (`paynow` answers an
+    /// EMVCo QR payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wallet: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +54,12 @@ pub enum WirePayAction {
     },
     /// `barcode`: nothing for the payer to do.
     None,
+    /// An EMVCo merchant-presented QR (PayNow): the payload the payer's banking app scans,
+    /// and a checkout page showing it.
+    EmvQrCode {
+        code_url: String,
+        emv_payload: String,
+    },
 }
 
 /// `POST /v1/payments/query` and `POST /v1/payments/close`
@@ -159,6 +169,7 @@ mod tests {
             payer_ip: None,
             return_url: Some("https://shop.example/done".into()),
             auth_code: None,
+            wallet: None,
         };
         assert_eq!(
             serde_json::to_value(&req).unwrap(),

@@ -21,7 +21,6 @@ pub mod api;
 mod client;
 mod notify;
 mod prepay;
-pub mod qr;
 pub mod settings;
 pub mod sign;
 pub mod time;
@@ -37,8 +36,6 @@ use api::{
     CloseRequest, PrepayResponse, RefundAmountReq, RefundRecord, RefundRequest, Transaction,
 };
 use settings::{Resolved, Settings, SubMerchant};
-
-pub use qr::code_url_svg;
 
 /// WeChat's `int` amounts: at most 2^31-1 fen.
 const MAX_FEN: i64 = i32::MAX as i64;

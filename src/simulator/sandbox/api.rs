@@ -42,6 +42,9 @@ impl Op {
 
 const MAX_REASON_BYTES: usize = 256;
 
+/// The sandbox merchant's PayNow UEN (a made-up company number of the documented shape).
+const SANDBOX_UEN: &str = "201403121W";
+
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::param(format!("invalid body: {e}")))
 }
@@ -103,7 +106,7 @@ impl SandboxSimulator {
                     }
                 }
                 Ok(value(&wire::Created {
-                    pay_action: self.pay_action(&trade),
+                    pay_action: self.pay_action(&trade, req.wallet.as_deref()),
                     trade_no: trade.trade_no,
                     status: trade.status.as_str().into(),
                 }))
@@ -205,9 +208,39 @@ impl SandboxSimulator {
         Ok(())
     }
 
+    /// A one-time PayNow payload for the trade: the sandbox merchant's UEN, the amount in
+    /// SGD, the trade number as the reference the payer's bank sends back, expiring with
+    /// the trade (Singapore dates).
+    fn paynow_payload(&self, t: &super::Trade) -> Option<String> {
+        if t.currency != "SGD" {
+            return None;
+        }
+        let amount = format!("{}.{:02}", t.amount / 100, t.amount % 100);
+        // Singapore keeps UTC+8 all year, as Beijing does: the expiry date is the same.
+        let expiry: String = crate::protocol_primitives::beijing_time::format_gmt8(
+            t.expires_at.saturating_mul(1000),
+        )
+        .chars()
+        .take(10)
+        .filter(char::is_ascii_digit)
+        .collect();
+        crate::protocol_primitives::emv::PayNow {
+            proxy_type: '2',
+            proxy: SANDBOX_UEN,
+            amount: &amount,
+            editable: false,
+            one_time: true,
+            expiry: Some(&expiry),
+            merchant_name: "PAYGATE SANDBOX",
+            reference: &t.trade_no,
+        }
+        .payload()
+        .ok()
+    }
+
     /// What the payer's client gets for each method. Client parameters are signed with
     /// the merchant key, as a wallet SDK would verify them.
-    fn pay_action(&self, t: &super::Trade) -> WirePayAction {
+    fn pay_action(&self, t: &super::Trade, wallet: Option<&str>) -> WirePayAction {
         let checkout = self.checkout_url(&t.trade_no);
         let signed = |mut p: BTreeMap<String, String>, sig_field: &str| {
             p.insert("timestamp".into(), sign::now_secs().to_string());
@@ -218,6 +251,13 @@ impl SandboxSimulator {
             p
         };
         match t.method.parse::<Method>() {
+            Ok(Method::NativeQr) if wallet == Some("paynow") => match self.paynow_payload(t) {
+                Some(emv_payload) => WirePayAction::EmvQrCode {
+                    code_url: checkout,
+                    emv_payload,
+                },
+                None => WirePayAction::QrCode { code_url: checkout },
+            },
             Ok(Method::NativeQr) => WirePayAction::QrCode { code_url: checkout },
             Ok(Method::H5) | Ok(Method::PcWeb) => WirePayAction::Redirect { url: checkout },
             Ok(Method::App) => WirePayAction::SdkParams {

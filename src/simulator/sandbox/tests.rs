@@ -20,6 +20,7 @@ fn create_req(out_trade_no: &str, amount: i64) -> wire::CreatePayment {
         payer_ip: None,
         return_url: None,
         auth_code: None,
+        wallet: None,
     }
 }
 

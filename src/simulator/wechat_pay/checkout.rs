@@ -10,15 +10,7 @@ use super::WechatPaySimulator;
 
 /// The code_url as an SVG QR code (error correction M), as WeChat's cashier shows it.
 fn code_url_svg(code_url: &str) -> Option<String> {
-    use qrcode::render::svg;
-    let code = qrcode::QrCode::with_error_correction_level(code_url.as_bytes(), qrcode::EcLevel::M)
-        .ok()?;
-    Some(
-        code.render::<svg::Color<'_>>()
-            .min_dimensions(256, 256)
-            .quiet_zone(true)
-            .build(),
-    )
+    crate::qr::svg(code_url).ok()
 }
 
 fn escape(s: &str) -> String {

@@ -27,9 +27,7 @@ async fn every_method_answers_its_pay_action() {
                     code_url.starts_with("weixin://wxpay/bizpayurl?pr="),
                     "{code_url}"
                 );
-                assert!(crate::connectors::wechat_pay::code_url_svg(code_url)
-                    .unwrap()
-                    .contains("<svg"));
+                assert!(crate::qr::svg(code_url).unwrap().contains("<svg"));
             }
             (PayAction::Redirect { url }, Method::H5) => {
                 assert!(
