@@ -57,15 +57,7 @@ async fn beyond_max_in_flight_requests_are_refused_with_503_and_probes_still_ans
         let r = app.http.get(format!("{}{probe}", app.base)).send().await;
         assert_eq!(r.unwrap().status(), 200, "{probe} refused under load");
     }
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let shed = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"paygate_requests_shed_total{reason="overloaded"} "#))

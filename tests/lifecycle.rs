@@ -263,15 +263,7 @@ async fn forged_callbacks_are_rejected_and_change_nothing() {
     let o = app.order(&id).await;
     assert_eq!(o["status"], "pending");
     assert_eq!(o["version"], 2);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()

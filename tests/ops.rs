@@ -133,15 +133,7 @@ async fn velocity_limits_hold_within_their_window_and_refill() {
         try_create(&app, DEMO_KEY, ip("i4")).await,
         (201, "review".into())
     );
-    let m = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics_text().await;
     assert!(
         m.contains(r#"paygate_risk_decisions_total{decision="deny",rule="velocity_payer"} 2"#),
         "{m}"

@@ -256,15 +256,7 @@ async fn operator_views_stats_and_metrics_after_a_lifecycle() {
     assert_eq!(an.body["data"][0]["source"], "127.0.0.1");
 
     // Metrics with their labels.
-    let m = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = app.metrics_text().await;
     for needle in [
         r#"paygate_http_requests_total{method="POST",route="/v1/orders",status="201"}"#,
         r#"paygate_http_requests_total{method="GET",route="/admin/orders/{id}",status="200"}"#,

@@ -85,15 +85,7 @@ async fn overdue_timers_after_a_restart_are_woken_a_bounded_batch_per_scan() {
     }
     assert!(most_live <= ORDERS, "{most_live}");
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let (buckets, sum) = scan_histogram(&metrics);
     let count_le = |le: f64| buckets.iter().find(|(b, _)| *b == le).unwrap().1;
     let scans = count_le(f64::INFINITY);

@@ -315,6 +315,18 @@ impl TestApp {
         id
     }
 
+    /// `GET /metrics` as text (Prometheus exposition format).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn count_orders(&self) -> usize {
         self.engine.deps.store.order_count()
     }
