@@ -160,9 +160,15 @@ async fn unpaid_order_closes_itself_at_expiry() {
         r.body["expires_at"].as_i64().unwrap() - r.body["created_at"].as_i64().unwrap(),
         60
     );
+    let calls = common::ops::provider_calls(&app, "sandbox").await;
     app.clock.advance(Duration::from_secs(30));
-    // Polls happen (the provider says still pending) but nothing closes before expiry.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A poll happens (the provider says still pending), and nothing closes before expiry:
+    // waited for by the poll's provider call, not by a sleep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while common::ops::provider_calls(&app, "sandbox").await == calls {
+        assert!(std::time::Instant::now() < deadline, "no status poll");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(app.order(&id).await["status"], "pending");
     app.clock.advance(Duration::from_secs(31));
     let o = app
