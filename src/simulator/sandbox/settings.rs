@@ -102,8 +102,8 @@ mod tests {
         assert_eq!(m.currencies, Currency::ALL.to_vec());
         let m = parse("mch_id = \"m1\"\nkey_env = \"SIM_KEY\"\ncurrencies = [\"SGD\"]").unwrap();
         assert_eq!(
-            (m.key_bytes(), m.currencies),
-            (KEY.as_bytes(), vec![Currency::Sgd])
+            (m.key_bytes(), &m.currencies[..]),
+            (KEY.as_bytes(), &[Currency::Sgd][..])
         );
         assert!(!format!("{m:?}").contains(KEY));
     }
