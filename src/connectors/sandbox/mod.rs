@@ -18,12 +18,14 @@
 //!
 //! **Operations**
 //! - `payments` `{out_trade_no (6-32 of [A-Za-z0-9_-]), amount (minor units > 0), currency,
-//!   method, subject (1-128 bytes), notify_url, expires_at (unix s), payer_ip?, return_url?}`
-//!   → 200 `{trade_no, status: "PENDING", pay_action}`, `pay_action` tagged by `type`:
-//!   `qr_code {code_url}` (native_qr), `redirect {url}` (h5, pc_web), `sdk_params {params}`
-//!   (app), `mini_program {params}` (mini_program, jsapi); client params carry an HMAC
-//!   `sign`. Repeating a create with the same amount, currency and method answers the
-//!   existing trade; different ones answer 409 `DUPLICATE_OUT_TRADE_NO`.
+//!   method, subject (1-128 bytes), notify_url, expires_at (unix s), payer_ip?, return_url?,
+//!   auth_code? (barcode only, 10-32 digits), wallet?}` → 200 `{trade_no, status, pay_action}`,
+//!   `pay_action` tagged by `type`: `qr_code {code_url}` (native_qr; `emv_qr_code {code_url,
+//!   emv_payload}` for wallet `paynow` in SGD), `redirect {url}` (h5, pc_web), `sdk_params
+//!   {params}` (app), `mini_program {params}` (mini_program, jsapi), `none` (barcode);
+//!   client params carry an HMAC `sign`. `status` is `PENDING`, or `PAID` for a barcode the
+//!   payer need not confirm. Repeating a create with the same amount, currency and method
+//!   answers the existing trade; different ones answer 409 `DUPLICATE_OUT_TRADE_NO`.
 //! - `payments/query` `{out_trade_no}` → `{out_trade_no, trade_no, status: PENDING|PAID|
 //!   CLOSED|FAILED, amount, currency, paid_at?}` (a pending trade past `expires_at` is
 //!   reported `CLOSED`).

@@ -1,5 +1,5 @@
-//! `[channels.<name>.settings]` of a sandbox channel. The simulator reads the same table:
-//! it plays the provider, which knows the merchant's id and key.
+//! `[channels.<name>.settings]` of a sandbox channel. The simulator reads the same table
+//! with its own parser: it plays the provider, which knows the merchant's id and key.
 
 use serde::Deserialize;
 

@@ -1,7 +1,8 @@
 //! The sandbox signature: lowercase hex HMAC-SHA256(key, "{timestamp}\n{nonce}\n{raw body}"),
 //! carried with the merchant id, timestamp and nonce in four headers. The same scheme signs
-//! requests (gateway → provider), responses and callbacks (provider → gateway), so this
-//! module is shared by the connector and the simulator.
+//! requests (gateway → provider), responses and callbacks (provider → gateway). This is the
+//! gateway's side only: the simulator builds its own from the protocol text, so that a
+//! mistake here shows up as a disagreement in the contract tests.
 //!
 //! The timestamp and nonce are signed as the exact strings sent, the body as the exact bytes
 //! sent: nothing is re-serialized before verifying.

@@ -1,7 +1,7 @@
-//! JSON bodies of the sandbox protocol, shared by the connector (which writes requests and
-//! reads answers) and the simulator (the other way round). Requests are parsed strictly
-//! (unknown fields are a `PARAM_ERROR`), answers and callbacks leniently, as a client of a
-//! real provider must tolerate fields added later.
+//! JSON bodies of the sandbox protocol as the gateway writes requests and reads answers
+//! (the simulator has its own types for the other direction). Requests would be parsed
+//! strictly by a provider (unknown fields are a `PARAM_ERROR`), answers and callbacks are
+//! read leniently, as a client of a real provider must tolerate fields added later.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -154,8 +154,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Golden shapes: the connector and the simulator share these types, so a renamed field
-    /// would pass every round trip; these pin the names on the wire.
+    /// Golden shapes: a renamed field would pass every round trip through these same types;
+    /// these pin the names on the wire.
     #[test]
     fn request_and_callback_field_names_are_fixed() {
         let req = CreatePayment {

@@ -5,10 +5,8 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{ApiError, SandboxSimulator};
-use crate::connectors::sandbox::sign;
-use crate::connectors::sandbox::wire::{self, WirePayAction};
-use crate::connectors::sandbox::{MAX_AMOUNT, MAX_SUBJECT_BYTES};
+use super::wire::{self, PayAction};
+use super::{sign, ApiError, SandboxSimulator};
 use crate::domain::{Currency, Method};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +38,10 @@ impl Op {
     }
 }
 
+/// The provider's field limits: an amount beyond any real payment, a subject a payer's
+/// screen can show, a reason a statement line can carry.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+const MAX_SUBJECT_BYTES: usize = 128;
 const MAX_REASON_BYTES: usize = 256;
 
 /// The sandbox merchant's PayNow UEN (a made-up company number of the documented shape).
@@ -240,7 +242,7 @@ impl SandboxSimulator {
 
     /// What the payer's client gets for each method. Client parameters are signed with
     /// the merchant key, as a wallet SDK would verify them.
-    fn pay_action(&self, t: &super::Trade, wallet: Option<&str>) -> WirePayAction {
+    fn pay_action(&self, t: &super::Trade, wallet: Option<&str>) -> PayAction {
         let checkout = self.checkout_url(&t.trade_no);
         let signed = |mut p: BTreeMap<String, String>, sig_field: &str| {
             p.insert("timestamp".into(), sign::now_secs().to_string());
@@ -252,15 +254,15 @@ impl SandboxSimulator {
         };
         match t.method.parse::<Method>() {
             Ok(Method::NativeQr) if wallet == Some("paynow") => match self.paynow_payload(t) {
-                Some(emv_payload) => WirePayAction::EmvQrCode {
+                Some(emv_payload) => PayAction::EmvQrCode {
                     code_url: checkout,
                     emv_payload,
                 },
-                None => WirePayAction::QrCode { code_url: checkout },
+                None => PayAction::QrCode { code_url: checkout },
             },
-            Ok(Method::NativeQr) => WirePayAction::QrCode { code_url: checkout },
-            Ok(Method::H5) | Ok(Method::PcWeb) => WirePayAction::Redirect { url: checkout },
-            Ok(Method::App) => WirePayAction::SdkParams {
+            Ok(Method::NativeQr) => PayAction::QrCode { code_url: checkout },
+            Ok(Method::H5) | Ok(Method::PcWeb) => PayAction::Redirect { url: checkout },
+            Ok(Method::App) => PayAction::SdkParams {
                 params: signed(
                     BTreeMap::from([
                         ("mch_id".to_string(), self.settings.mch_id.clone()),
@@ -269,8 +271,8 @@ impl SandboxSimulator {
                     "sign",
                 ),
             },
-            Ok(Method::Barcode) => WirePayAction::None,
-            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Err(_) => WirePayAction::MiniProgram {
+            Ok(Method::Barcode) => PayAction::None,
+            Ok(Method::MiniProgram) | Ok(Method::Jsapi) | Err(_) => PayAction::MiniProgram {
                 params: signed(
                     BTreeMap::from([("package".to_string(), format!("trade_no={}", t.trade_no))]),
                     "pay_sign",

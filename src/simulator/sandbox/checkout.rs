@@ -7,8 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 
 use super::state::{is_trade_no, Trade, TradeStatus};
-use super::{PayOptions, SandboxSimulator};
-use crate::connectors::sandbox::sign;
+use super::{sign, PayOptions, SandboxSimulator};
 use crate::domain::{Currency, Money};
 
 pub fn routes(sim: Arc<SandboxSimulator>, cfg: &mut web::ServiceConfig) {

@@ -1,4 +1,5 @@
-//! The provider side of the `sandbox` protocol (specified in `connectors::sandbox`). It
+//! The provider side of the `sandbox` protocol, implemented from its specification (the
+//! documentation of `connectors::sandbox`) and sharing no code with the connector. It
 //! knows the merchant's id and key from the channel settings, refuses anything a real
 //! aggregator would refuse (bad signature, stale timestamp, unknown merchant, bad fields,
 //! over-refunds) with the protocol's error codes, signs every answer and callback, and
@@ -6,9 +7,12 @@
 
 mod api;
 mod checkout;
+mod settings;
+mod sign;
 mod state;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
@@ -17,12 +21,11 @@ use std::time::Duration;
 
 use super::faults::{CallHead, ProtocolFaults};
 use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
-use crate::connectors::sandbox::sign::{self, SignedHeaders};
-use crate::connectors::sandbox::wire::{Callback, ErrorBody};
-use crate::connectors::sandbox::Settings;
 use crate::domain::Order;
 use crate::store::StoreError;
+use settings::Merchant;
 use state::{Books, PayRefusal, Trade};
+use wire::{Callback, ErrorBody};
 
 /// A refused request: HTTP status, protocol error code, human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +72,7 @@ impl ApiError {
 const CALLBACK_RETRY_DELAYS_MS: [u64; 5] = [0, 500, 2_000, 5_000, 15_000];
 
 pub struct SandboxSimulator {
-    settings: Settings,
+    settings: Merchant,
     env: SimEnv,
     books: Books,
     /// The protocol faults of `POST /sandbox/{channel}/faults` (outages, lost and slow
@@ -91,12 +94,12 @@ pub struct SandboxSimulator {
 
 impl SandboxSimulator {
     pub fn new(s: &toml::Table, env: SimEnv) -> Result<Self, SimError> {
-        let settings = Settings::from_table(s)
+        let settings = Merchant::from_table(s)
             .map_err(|e| SimError::Config(format!("channels.{}.settings: {e}", env.channel)))?;
         Ok(Self::with_settings(settings, env))
     }
 
-    pub fn with_settings(settings: Settings, env: SimEnv) -> Self {
+    pub fn with_settings(settings: Merchant, env: SimEnv) -> Self {
         let books = Books::new(env.state.clone());
         SandboxSimulator {
             settings,
@@ -124,14 +127,14 @@ impl SandboxSimulator {
     /// Checks the merchant id, then the signature, of a gateway request.
     fn authenticate(&self, req: &HttpRequest, body: &[u8], now: i64) -> Result<(), ApiError> {
         let headers =
-            SignedHeaders::from_lookup(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
-                .map_err(|e| ApiError::sign(e.to_string()))?;
+            sign::RequestSig::read(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
+                .map_err(ApiError::sign)?;
         if headers.mch_id != self.settings.mch_id {
             return Err(ApiError::not_found("MCH_NOT_FOUND", "unknown merchant id"));
         }
         headers
             .verify(self.key(), body, now)
-            .map_err(|e| ApiError::sign(e.to_string()))
+            .map_err(ApiError::sign)
     }
 
     /// A signed JSON answer. Errors answer under the merchant id the caller claimed when it
@@ -148,12 +151,7 @@ impl SandboxSimulator {
                     .headers()
                     .get(sign::H_MCH_ID)
                     .and_then(|v| v.to_str().ok())
-                    .filter(|m| {
-                        !m.is_empty()
-                            && m.len() <= 32
-                            && m.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                    })
+                    .filter(|m| settings::is_mch_id(m))
                     .unwrap_or(&self.settings.mch_id)
                     .to_string();
                 let body = ErrorBody {
@@ -168,14 +166,14 @@ impl SandboxSimulator {
             }
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let signed = SignedHeaders::sign(self.key(), &mch_id, sign::now_secs(), &bytes);
+        let signed = sign::sign(self.key(), &mch_id, sign::now_secs(), &bytes);
         let mut rb = HttpResponse::build(
             actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
         );
         rb.content_type("application/json");
-        for (name, value) in signed.pairs() {
-            rb.insert_header((name, value));
+        for header in signed {
+            rb.insert_header(header);
         }
         rb.body(bytes)
     }
@@ -183,14 +181,13 @@ impl SandboxSimulator {
     /// POSTs a signed callback; answers the gateway's HTTP status and body.
     async fn send_callback(&self, url: &str, cb: &Callback) -> Result<(u16, String), String> {
         let body = serde_json::to_vec(cb).map_err(|e| e.to_string())?;
-        let signed =
-            SignedHeaders::sign(self.key(), &self.settings.mch_id, sign::now_secs(), &body);
+        let signed = sign::sign(self.key(), &self.settings.mch_id, sign::now_secs(), &body);
         let mut rb = self
             .env
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        for (name, value) in signed.pairs() {
+        for (name, value) in signed {
             rb = rb.header(name, value);
         }
         let resp = rb.body(body).send().await.map_err(|e| e.to_string())?;

@@ -8,8 +8,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::ApiError;
-use crate::connectors::sandbox::wire;
+use super::{wire, ApiError};
 use crate::store::KvTree;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The provider's books under concurrency: decisions on one trade are taken once.
 
 use super::state::{Books, PayRefusal, TradeStatus};
-use crate::connectors::sandbox::wire;
+use super::wire;
 
 fn books() -> (tempfile::TempDir, Books) {
     let (dir, store) = crate::store::temp_store();
