@@ -97,3 +97,38 @@ async fn a_code_never_confirmed_is_reversed_and_can_no_longer_be_paid() {
         .unwrap()
         .is_empty());
 }
+
+/// Alipay 当面付 (`alipay.trade.pay`, scene `bar_code`): paid at once, or waiting for the
+/// buyer (10003) and then found by the short poll.
+#[actix_web::test]
+async fn alipay_barcode_pays_at_once_or_after_the_buyer_confirms() {
+    let app = spawn_app().await;
+    let mut b = barcode_body("bc-ali-1", "286012345678901234");
+    b["channel"] = json!("alipay");
+    let r = app.post("/v1/orders", b).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"], "paid", "{}", r.text);
+    assert_eq!(r.body["pay_action"]["type"], "none");
+
+    let mut b = barcode_body("bc-ali-2", "0286012345678901");
+    b["channel"] = json!("alipay");
+    let r = app.post("/v1/orders", b).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"], "pending", "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let p = app.pay(&id, json!({"drop_callback": true})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    app.clock.advance(Duration::from_secs(3));
+    app.wait_order(&id, "poll finds the confirmed payment", |o| {
+        o["status"] == "paid"
+    })
+    .await;
+
+    // A code Alipay cannot read is refused and the order fails, nothing taken.
+    let mut b = barcode_body("bc-ali-3", "1234567890");
+    b["channel"] = json!("alipay");
+    let r = app.post("/v1/orders", b).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"], "failed", "{}", r.text);
+    assert_eq!(r.body["failure"]["code"], "ACQ.PAYMENT_AUTH_CODE_INVALID");
+}

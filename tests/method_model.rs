@@ -104,12 +104,6 @@ async fn wallets_and_payment_codes_are_checked_before_anything_is_created() {
             "wechat_pay",
             "unsupported_by_channel",
         ),
-        (
-            json!({"auth_code": "134567890123456789"}),
-            "barcode",
-            "alipay",
-            "unsupported_by_channel",
-        ),
     ];
     for (i, (extra, method, channel, code)) in cases.into_iter().enumerate() {
         let mut b = order_body(&format!("mm-bad-{i}"), 1000);

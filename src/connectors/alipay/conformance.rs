@@ -70,6 +70,7 @@ impl Fixture for AlipayFixture {
             Method::App,
             Method::MiniProgram,
             Method::NativeQr,
+            Method::Barcode,
         ]
     }
 
@@ -88,6 +89,9 @@ impl Fixture for AlipayFixture {
     fn payer(&self, method: Method) -> Payer {
         Payer {
             user_id: (method == Method::MiniProgram).then(|| "2088102177846875".into()),
+            // A code whose buyer must still confirm, so the generic cases find the trade
+            // payable through the simulator; tests/barcode.rs covers paying at once.
+            auth_code: (method == Method::Barcode).then(|| "0286012345678901".into()),
             ..Payer::default()
         }
     }
