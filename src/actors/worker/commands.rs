@@ -298,20 +298,7 @@ impl Worker {
         let o = self.order().clone();
         let r = o.refund(&rid).cloned().ok_or(EngineError::NotFound)?;
         if r.status() == RefundStatus::Pending {
-            match ch.call("refund", ch.connector.refund(&o, &r)).await {
-                Ok(ProviderRefund::NotFound) => {
-                    tracing::warn!(order_id = %o.id, refund_id = %rid, "provider has no record of the refund just sent; will re-send");
-                }
-                Ok(pr) => self.apply_refund(&rid, &pr).await?,
-                Err(e @ ConnectorError::Rejected { .. }) => {
-                    self.apply_refund(&rid, &ProviderRefund::Failed(failure_of(&e)))
-                        .await?
-                }
-                Err(e) => {
-                    // Unknown outcome: the refund stays pending and is polled.
-                    tracing::warn!(order_id = %o.id, refund_id = %rid, error = %e, "refund outcome unknown; will poll");
-                }
-            }
+            self.send_refund(&ch, &o, &r).await?;
         }
         Ok(Reply::Refund {
             order: Box::new(self.order().clone()),
@@ -363,14 +350,30 @@ impl Worker {
             .with_label_values(&[o.spec.channel.as_str()])
             .inc();
         tracing::info!(order_id = %o.id, refund_id = %r.id, "provider has no record of the refund; re-sending it");
-        match ch.call("refund", ch.connector.refund(&o, r)).await {
+        self.send_refund(ch, &o, r).await
+    }
+
+    /// Sends (or re-sends) refund `r` and applies a definitive answer. Providers key
+    /// refunds on our refund number, so sending again is safe; an unknown outcome (timeout,
+    /// 5xx) or "no such refund" leaves it pending, to be polled.
+    async fn send_refund(
+        &mut self,
+        ch: &super::super::ChannelHandle,
+        o: &Order,
+        r: &Refund,
+    ) -> Result<(), EngineError> {
+        match ch.call("refund", ch.connector.refund(o, r)).await {
+            Ok(ProviderRefund::NotFound) => {
+                tracing::warn!(order_id = %o.id, refund_id = %r.id, "provider has no record of the refund just sent; will re-send");
+                Ok(())
+            }
             Ok(pr) => self.apply_refund(&r.id, &pr).await,
             Err(e @ ConnectorError::Rejected { .. }) => {
                 self.apply_refund(&r.id, &ProviderRefund::Failed(failure_of(&e)))
                     .await
             }
             Err(e) => {
-                tracing::info!(order_id = %o.id, refund_id = %r.id, error = %e, "refund re-send failed; will poll");
+                tracing::warn!(order_id = %o.id, refund_id = %r.id, error = %e, "refund outcome unknown; will poll");
                 Ok(())
             }
         }
