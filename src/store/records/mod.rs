@@ -36,8 +36,8 @@ impl StoredOrder {
     pub(super) fn encode(&self) -> Result<Vec<u8>, StoreError> {
         encode_as(
             FORMAT_V2,
-            &StoredOrderV2 {
-                order: OrderV2::from(self.order.clone()),
+            &Record {
+                order: OrderRecord::<SpecV2>::from(self.order.clone()),
                 wake: self.wake,
             },
         )
@@ -47,16 +47,16 @@ impl StoredOrder {
     pub(super) fn decode(bytes: &[u8]) -> Result<StoredOrder, StoreError> {
         match bytes.split_first() {
             Some((&FORMAT_V2, body)) => {
-                let r: StoredOrderV2 = decode_body(body)?;
+                let r: Record<SpecV2> = decode_body(body)?;
                 Ok(StoredOrder {
                     order: r.order.into(),
                     wake: r.wake,
                 })
             }
             Some((&FORMAT_V1, body)) => {
-                let r: StoredOrderV1 = decode_body(body)?;
+                let r: Record<SpecV1> = decode_body(body)?;
                 Ok(StoredOrder {
-                    order: OrderV2::from(r.order).into(),
+                    order: r.order.map_spec(SpecV2::from).into(),
                     wake: r.wake,
                 })
             }
@@ -68,18 +68,19 @@ impl StoredOrder {
     }
 }
 
-// ---- layout 2 -------------------------------------------------------------------------
+// ---- the record, one shape for every layout so far ------------------------------------
+// Layouts 1 and 2 differ only in the spec; a layout that changes more gets a shape of its own.
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredOrderV2 {
-    order: OrderV2,
+struct Record<S> {
+    order: OrderRecord<S>,
     wake: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct OrderV2 {
+struct OrderRecord<S> {
     id: OrderId,
-    spec: SpecV2,
+    spec: S,
     created_at: Millis,
     status: OrderStatus,
     version: u64,
@@ -93,6 +94,30 @@ struct OrderV2 {
     risk: Option<RiskDecision>,
     late_payments: Vec<LatePayment>,
 }
+
+impl<S> OrderRecord<S> {
+    /// The same record with its spec converted (an older layout read as a newer one).
+    fn map_spec<T>(self, f: impl FnOnce(S) -> T) -> OrderRecord<T> {
+        OrderRecord {
+            id: self.id,
+            spec: f(self.spec),
+            created_at: self.created_at,
+            status: self.status,
+            version: self.version,
+            pay_action: self.pay_action,
+            provider_transaction_id: self.provider_transaction_id,
+            paid_at: self.paid_at,
+            closed: self.closed,
+            failure: self.failure,
+            refunds: self.refunds,
+            anomalies: self.anomalies,
+            risk: self.risk,
+            late_payments: self.late_payments,
+        }
+    }
+}
+
+// ---- layout 2 -------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SpecV2 {
@@ -119,11 +144,11 @@ struct PayerV2 {
     auth_code: Option<String>,
 }
 
-impl From<Order> for OrderV2 {
+impl From<Order> for OrderRecord<SpecV2> {
     fn from(o: Order) -> Self {
         let p = o.into_parts();
         let s = p.spec;
-        OrderV2 {
+        OrderRecord {
             id: p.id,
             spec: SpecV2 {
                 merchant_id: s.merchant_id,
@@ -161,8 +186,8 @@ impl From<Order> for OrderV2 {
     }
 }
 
-impl From<OrderV2> for Order {
-    fn from(r: OrderV2) -> Self {
+impl From<OrderRecord<SpecV2>> for Order {
+    fn from(r: OrderRecord<SpecV2>) -> Self {
         let s = r.spec;
         Order::from_parts(OrderParts {
             id: r.id,
@@ -205,30 +230,6 @@ impl From<OrderV2> for Order {
 // ---- layout 1 (read only) -------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredOrderV1 {
-    order: OrderV1,
-    wake: Option<Millis>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct OrderV1 {
-    id: OrderId,
-    spec: SpecV1,
-    created_at: Millis,
-    status: OrderStatus,
-    version: u64,
-    pay_action: Option<PayAction>,
-    provider_transaction_id: Option<String>,
-    paid_at: Option<Millis>,
-    closed: Option<(CloseReason, Millis)>,
-    failure: Option<Failure>,
-    refunds: Vec<Refund>,
-    anomalies: Vec<Anomaly>,
-    risk: Option<RiskDecision>,
-    late_payments: Vec<LatePayment>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SpecV1 {
     merchant_id: MerchantId,
     merchant_order_no: MerchantRef,
@@ -252,43 +253,27 @@ struct PayerV1 {
 }
 
 /// Layout 1 had no wallet and no payment code: orders of that time had neither.
-impl From<OrderV1> for OrderV2 {
-    fn from(r: OrderV1) -> Self {
-        let s = r.spec;
-        OrderV2 {
-            id: r.id,
-            spec: SpecV2 {
-                merchant_id: s.merchant_id,
-                merchant_order_no: s.merchant_order_no,
-                amount: s.amount,
-                channel: s.channel,
-                method: s.method,
-                subject: s.subject,
-                notify_url: s.notify_url,
-                return_url: s.return_url,
-                expires_at: s.expires_at,
-                payer: PayerV2 {
-                    ip: s.payer.ip,
-                    openid: s.payer.openid,
-                    user_id: s.payer.user_id,
-                    device_id: s.payer.device_id,
-                    auth_code: None,
-                },
-                metadata: s.metadata,
-                wallet: None,
+impl From<SpecV1> for SpecV2 {
+    fn from(s: SpecV1) -> Self {
+        SpecV2 {
+            merchant_id: s.merchant_id,
+            merchant_order_no: s.merchant_order_no,
+            amount: s.amount,
+            channel: s.channel,
+            method: s.method,
+            subject: s.subject,
+            notify_url: s.notify_url,
+            return_url: s.return_url,
+            expires_at: s.expires_at,
+            payer: PayerV2 {
+                ip: s.payer.ip,
+                openid: s.payer.openid,
+                user_id: s.payer.user_id,
+                device_id: s.payer.device_id,
+                auth_code: None,
             },
-            created_at: r.created_at,
-            status: r.status,
-            version: r.version,
-            pay_action: r.pay_action,
-            provider_transaction_id: r.provider_transaction_id,
-            paid_at: r.paid_at,
-            closed: r.closed,
-            failure: r.failure,
-            refunds: r.refunds,
-            anomalies: r.anomalies,
-            risk: r.risk,
-            late_payments: r.late_payments,
+            metadata: s.metadata,
+            wallet: None,
         }
     }
 }
