@@ -206,6 +206,37 @@ pub struct Capabilities {
     pub max_amount: i64,
 }
 
+/// The checks every channel makes the same way, from its own [`Capabilities`] (so what
+/// `GET /v1/channels` says and what create accepts cannot drift apart): the method is
+/// offered, a `wallet` only where the channel has wallets and then one of them, and a
+/// barcode payment carries the payer's code. Each connector's `validate` calls it before
+/// its provider's own field rules.
+pub fn check_offered(c: &Capabilities, order: &Order) -> Result<(), ConnectorError> {
+    let spec = &order.spec;
+    require(c.methods.contains(&spec.method), || {
+        format!(
+            "channel `{}` does not offer `{}`",
+            spec.channel,
+            spec.method.as_str()
+        )
+    })?;
+    if let Some(w) = &spec.wallet {
+        require(!c.wallets.is_empty(), || {
+            format!("channel `{}` is one wallet: send no `wallet`", spec.channel)
+        })?;
+        require(c.wallets.contains(&w.as_str()), || {
+            format!("channel `{}` does not offer wallet `{w}`", spec.channel)
+        })?;
+    }
+    if spec.method == Method::Barcode && spec.payer.auth_code.is_none() {
+        return Err(ConnectorError::InvalidRequest {
+            param: "auth_code",
+            message: "barcode needs the payer's payment code".into(),
+        });
+    }
+    Ok(())
+}
+
 /// One payment provider's protocol.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {

@@ -183,16 +183,10 @@ impl Connector for AlipayConnector {
 
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
-        require(spec.wallet.is_none(), || {
-            "the Alipay channel is one wallet: send no `wallet`".into()
-        })?;
-        require(
-            spec.method != Method::Barcode || spec.payer.auth_code.is_some(),
-            || "barcode needs the buyer's payment code (auth_code)".into(),
-        )?;
         require(spec.method != Method::Jsapi, || {
             "Alipay has no `jsapi` method: use `mini_program` (alipay.trade.create) for in-app payments".into()
         })?;
+        crate::connectors::check_offered(&self.capabilities(), order)?;
         let cur = spec.amount.currency();
         require(self.currencies.contains(&cur), || {
             format!("this Alipay channel does not charge in {cur}")

@@ -235,23 +235,9 @@ impl super::Connector for SandboxConnector {
 
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
-        // The match makes a new method a compile error here. Any `wallet` is taken: the
-        // sandbox stands for an aggregator too, and the wallet changes nothing in its flow.
-        match spec.method {
-            Method::NativeQr
-            | Method::H5
-            | Method::App
-            | Method::MiniProgram
-            | Method::Jsapi
-            | Method::PcWeb => {}
-            Method::Barcode if spec.payer.auth_code.is_none() => {
-                return Err(ConnectorError::InvalidRequest {
-                    param: "auth_code",
-                    message: "barcode needs the payer's payment code".into(),
-                })
-            }
-            Method::Barcode => {}
-        }
+        // Every method and every wallet: the sandbox stands for an aggregator too, and the
+        // wallet changes nothing in its flow (but PayNow's currency, below).
+        super::check_offered(&self.capabilities(), order)?;
         let cur = spec.amount.currency();
         if spec.wallet.as_ref().is_some_and(|w| w.as_str() == "paynow") {
             super::require(cur == Currency::Sgd, || "PayNow settles SGD only".into())?;

@@ -211,21 +211,13 @@ impl Connector for WechatPayConnector {
 
     fn validate(&self, order: &Order) -> Result<(), ConnectorError> {
         let spec = &order.spec;
-        if spec.wallet.is_some() {
-            return Err(ConnectorError::Unsupported(
-                "the WeChat Pay channel is one wallet: send no `wallet`".into(),
-            ));
-        }
-        if spec.method == Method::Barcode {
-            return Err(ConnectorError::Unsupported(
-                "WeChat Pay API v3 has no payment-code (barcode) API for this channel".into(),
-            ));
-        }
         if spec.method == Method::PcWeb {
             return Err(ConnectorError::Unsupported(
                 "WeChat Pay has no PC web cashier; use native_qr".into(),
             ));
         }
+        // Also `barcode`: WeChat Pay API v3 has no payment-code API for this channel.
+        crate::connectors::check_offered(&self.capabilities(), order)?;
         if spec.amount.currency() != Currency::Cny {
             return Err(invalid(
                 "currency",
