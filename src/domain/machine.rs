@@ -277,11 +277,7 @@ impl Order {
                     provider_refund_id,
                 },
             ) => {
-                let r = next
-                    .refunds
-                    .iter_mut()
-                    .find(|r| &r.id == refund_id)
-                    .ok_or(DomainError::UnknownRefund)?;
+                let r = next.refund_mut(refund_id)?;
                 match r.status {
                     RefundStatus::Succeeded => return Ok(Applied::Unchanged),
                     // A provider that first said "failed" and later "succeeded" has
@@ -308,11 +304,7 @@ impl Order {
                 S::Paid | S::PartiallyRefunded | S::Refunded | S::Closed | S::Failed,
                 E::RefundFailed { refund_id, failure },
             ) => {
-                let r = next
-                    .refunds
-                    .iter_mut()
-                    .find(|r| &r.id == refund_id)
-                    .ok_or(DomainError::UnknownRefund)?;
+                let r = next.refund_mut(refund_id)?;
                 match r.status {
                     RefundStatus::Failed => return Ok(Applied::Unchanged),
                     RefundStatus::Succeeded => return Ok(self.refund_contradiction(refund_id, now)),
@@ -342,11 +334,7 @@ impl Order {
                 S::Paid | S::PartiallyRefunded | S::Refunded | S::Closed | S::Failed,
                 E::RefundNotReceived { refund_id },
             ) => {
-                let r = next
-                    .refunds
-                    .iter_mut()
-                    .find(|r| &r.id == refund_id)
-                    .ok_or(DomainError::UnknownRefund)?;
+                let r = next.refund_mut(refund_id)?;
                 // Only a refund still waiting can be given up on; an outcome the provider
                 // reported in the meantime stands.
                 if r.status != RefundStatus::Pending {
@@ -381,6 +369,15 @@ impl Order {
             notices,
             anomaly,
         })
+    }
+
+    /// The refund `id` of this order, to change: an event naming a refund the order does
+    /// not have is refused.
+    fn refund_mut(&mut self, id: &RefundId) -> Result<&mut Refund, DomainError> {
+        self.refunds
+            .iter_mut()
+            .find(|r| &r.id == id)
+            .ok_or(DomainError::UnknownRefund)
     }
 
     /// Whether an anomaly of `kind` was already recorded for transaction `txn`. The id is
