@@ -5,19 +5,8 @@
 mod common;
 
 use common::{ops::provider_calls, spawn_app, TestApp};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-async fn refund(app: &TestApp, id: &str, no: &str, amount: i64) -> Value {
-    let r = app
-        .post(
-            &format!("/v1/orders/{id}/refunds"),
-            json!({"merchant_refund_no": no, "amount": amount}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body
-}
 
 /// Waits until the sandbox channel has made `n` provider calls in all.
 async fn wait_calls(app: &TestApp, n: u64) {
@@ -40,7 +29,7 @@ async fn a_refund_whose_request_was_lost_is_re_sent_and_succeeds() {
     let app = spawn_app().await;
     let id = app.paid_order("rr-lost-1", 3000).await;
     app.sandbox_faults(json!({"fail_next": 1})).await;
-    let r = refund(&app, &id, "rr-lost-1-a", 1000).await;
+    let r = app.refund(&id, "rr-lost-1-a", 1000).await;
     assert_eq!(r["status"], "pending", "{r}");
     let o = app.order(&id).await;
     assert_eq!(o["amount_refundable"], 2000, "reserved while pending: {o}");
@@ -70,7 +59,7 @@ async fn a_refund_the_provider_never_receives_fails_within_the_window_and_is_rel
     // Every refund request is lost on the way; queries still answer "no such refund".
     app.sandbox_faults(json!({"drop_next_refunds": 100})).await;
     let calls = provider_calls(&app, "sandbox").await;
-    let r = refund(&app, &id, "rr-never-1-a", 3000).await;
+    let r = app.refund(&id, "rr-never-1-a", 3000).await;
     assert_eq!(r["status"], "pending", "{r}");
     let mut calls = calls + 1;
     wait_calls(&app, calls).await;
@@ -98,13 +87,7 @@ async fn a_refund_the_provider_never_receives_fails_within_the_window_and_is_rel
         o["refunds"][0]["failure"]["code"], "refund_not_received",
         "{o}"
     );
-    let kinds: Vec<&str> = o["anomalies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, vec!["refund_not_received"], "{o}");
+    assert_eq!(common::anomaly_kinds(&o), ["refund_not_received"], "{o}");
     let ev = app.events_of(&id);
     assert_eq!(
         ev.iter().filter(|e| *e == "refund.failed").count(),
@@ -124,7 +107,7 @@ async fn a_refund_the_provider_never_receives_fails_within_the_window_and_is_rel
 
     // The released amount can be refunded again, and this time the provider gets it.
     app.sandbox_faults(json!({})).await;
-    let again = refund(&app, &id, "rr-never-1-b", 3000).await;
+    let again = app.refund(&id, "rr-never-1-b", 3000).await;
     assert_eq!(again["status"], "pending", "{again}");
     app.wait_order(&id, "second refund succeeds", |o| o["status"] == "refunded")
         .await;

@@ -88,13 +88,7 @@ fn rounded(groups: &Value) -> Value {
 }
 
 async fn refund(app: &TestApp, id: &str, no: &str, amount: i64) {
-    let r = app
-        .post(
-            &format!("/v1/orders/{id}/refunds"),
-            json!({"merchant_refund_no": no, "amount": amount}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    app.refund(id, no, amount).await;
     app.wait_order(id, "refund succeeded", |o| {
         o["refunds"]
             .as_array()

@@ -315,6 +315,19 @@ impl TestApp {
         id
     }
 
+    /// Requests a refund of `amount` under `merchant_refund_no` `no`; answers its JSON
+    /// (201 asserted).
+    pub async fn refund(&self, id: &str, no: &str, amount: i64) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/orders/{id}/refunds"),
+                json!({"merchant_refund_no": no, "amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body
+    }
+
     /// `GET /metrics` as text (Prometheus exposition format).
     pub async fn metrics_text(&self) -> String {
         self.http
@@ -505,4 +518,14 @@ impl Hook {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The `kind` of each of an order's anomalies, in order.
+pub fn anomaly_kinds(order: &Value) -> Vec<String> {
+    order["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect()
 }
