@@ -83,10 +83,7 @@ impl Worker {
     /// `poll_max_interval_secs`) and never passes the expiry.
     fn next_wake(&self, o: &Order, now: Millis) -> Wake {
         let a = &self.deps.actors;
-        let interval = (now - o.created_at).clamp(
-            a.poll_first_secs as i64 * 1000,
-            a.poll_max_interval_secs as i64 * 1000,
-        );
+        let interval = self.poll_interval(now - o.created_at);
         let wake = match o.status() {
             // `created` means the prepay outcome is unknown: poll it like a pending order.
             // A scanned payment code the payer has yet to confirm: polled briefly and
@@ -127,22 +124,27 @@ impl Worker {
         }
     }
 
+    /// How long until the next poll of something `age` old: as old as it is, between
+    /// `poll_first_secs` and `poll_max_interval_secs` (so polls double, then level off).
+    fn poll_interval(&self, age: Millis) -> Millis {
+        let a = &self.deps.actors;
+        age.clamp(
+            a.poll_first_secs as i64 * 1000,
+            a.poll_max_interval_secs as i64 * 1000,
+        )
+    }
+
     /// The next poll of the order's pending refunds. Each refund's polls back off with its
     /// own age (not the order's: a refund of a week-old payment is polled as soon as a new
     /// one), and the end of the re-send window is always one of them, so a refund the
     /// provider never received is settled then and not one interval later.
     fn next_refund_poll(&self, o: &Order, now: Millis) -> Option<Millis> {
-        let a = &self.deps.actors;
-        let (first, max) = (
-            a.poll_first_secs as i64 * 1000,
-            a.poll_max_interval_secs as i64 * 1000,
-        );
-        let window = a.refund_resend_window_secs as i64 * 1000;
+        let window = self.deps.actors.refund_resend_window_secs as i64 * 1000;
         o.refunds()
             .iter()
             .filter(|r| r.status() == RefundStatus::Pending)
             .map(|r| {
-                let next = now + (now - r.created_at).clamp(first, max);
+                let next = now + self.poll_interval(now - r.created_at);
                 let deadline = r.created_at + window;
                 if now < deadline {
                     next.min(deadline)
