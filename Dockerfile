@@ -15,8 +15,10 @@ RUN useradd --system --home /var/lib/paygate paygate \
 WORKDIR /var/lib/paygate
 COPY --from=build /src/target/release/paygate /usr/local/bin/paygate
 COPY config.toml risk.toml ./
-# Simulator test keys only; mount real keys and point the channel settings at them.
-COPY fixtures ./fixtures
+# Simulator test keys only (each channel keeps its TEST_ONLY keys in
+# src/connectors/<kind>/fixtures/, where config.toml points); mount real keys and point
+# the channel settings at them.
+COPY --from=build /src/src/connectors ./src/connectors
 USER paygate
 ENV PAYGATE__SERVER__BIND=0.0.0.0:8080
 EXPOSE 8080

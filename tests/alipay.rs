@@ -21,7 +21,10 @@ fn body(no: &str, method: &str, amount: i64) -> Value {
 }
 
 fn key(file: &str) -> Rsa2Signer {
-    let path = format!("{}/fixtures/alipay/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/connectors/alipay/fixtures/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Rsa2Signer::from_text(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Addr};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use paygate::actors::notifier::{
-    Kick, NotifierActor, NotifierError, QueueCounts, QueueStats, Retry,
+    Kick, NotifierActor, NotifierError, QueueCounts, QueueStats, Retry, ScanNow,
 };
 use paygate::clock::Clock;
 use paygate::config::{MerchantConfig, NotifierConfig, Secret};
@@ -222,6 +222,13 @@ async fn stats_reach(n: &Addr<NotifierActor>, what: &str, pred: impl Fn(&QueueCo
     }
 }
 
+/// "Nothing happened" without sleeping: the notifier walks its due index at the manual
+/// clock's time and has started or queued nothing.
+async fn nothing_due(n: &Addr<NotifierActor>) {
+    let s = n.send(ScanNow).await.unwrap();
+    assert_eq!((s.in_flight, s.queued), (0, 0), "a delivery was due: {s:?}");
+}
+
 fn t_of(signature: &str) -> i64 {
     signature
         .split(',')
@@ -240,7 +247,7 @@ async fn failing_endpoint_gets_retries_on_schedule_then_exactly_one_success() {
     let ep = endpoint(|s| s.fail_first.store(3, Ordering::SeqCst)).await;
     let schedule = [5u64, 30, 120];
     let ev = put_event(&store, "m1", None, T0).await;
-    let _n = start(
+    let n = start(
         &store,
         &clock,
         config(&schedule, 2_000, 8, 2),
@@ -268,7 +275,7 @@ async fn failing_endpoint_gets_retries_on_schedule_then_exactly_one_success() {
         if k == 0 {
             // Not a millisecond early.
             clock.advance(Duration::from_millis((r.next_due - now - 1) as u64));
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            nothing_due(&n).await;
             assert_eq!(ep.count(), 1, "retried before its due time");
             clock.advance(Duration::from_millis(1));
         } else {
@@ -301,7 +308,7 @@ async fn failing_endpoint_gets_retries_on_schedule_then_exactly_one_success() {
 
     // Delivered means done: no further attempts however far time moves.
     clock.advance(Duration::from_secs(86_400));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    nothing_due(&n).await;
     assert_eq!(ep.count(), 4);
 }
 
@@ -335,7 +342,7 @@ async fn dead_letter_after_the_schedule_then_retry_delivers() {
 
     // Dead stays dead...
     clock.advance(Duration::from_secs(86_400));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    nothing_due(&n).await;
     assert_eq!(ep.count(), 3);
 
     // ...until an operator replays it once the merchant is fixed.

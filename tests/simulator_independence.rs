@@ -1,8 +1,10 @@
 //! Simulators are independent implementations of their providers: a simulator that used its
 //! connector's request building, strings to sign or notification parsing would make the
 //! contract tests show only that one piece of code agrees with itself. This scans the
-//! simulator sources for any use of `connectors` outside an explicit allow-list, and keeps
-//! the shared primitives free of both sides.
+//! simulator sources for any use of `connectors` outside an explicit allow-list (and, since
+//! a channel's simulator lives inside its connector's folder, for any `super::` path that
+//! climbs out of the simulator into the connector), and keeps the shared primitives free of
+//! both sides.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// `crate::protocol_primitives`.
 const ALLOWED: &[&str] = &[];
 
-/// Parts of `src/simulator` not (yet) held to the rule, each with the reason.
+/// Parts of the simulator sources not (yet) held to the rule, each with the reason.
 const EXEMPT: &[(&str, &str)] = &[(
     "src/simulator/mod.rs",
     "registration plumbing only: `simulator::build` finds a kind's simulator constructor \
@@ -76,11 +78,44 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn simulators_do_not_use_their_connectors() {
+/// The simulator sources: the framework in `src/simulator/` and each channel's provider
+/// side in `src/connectors/<kind>/simulator/`.
+fn simulator_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root().join("src/simulator"), &mut files);
-    assert!(files.len() > 5, "the simulator sources were not found");
+    let mut kinds = 0;
+    for entry in std::fs::read_dir(root().join("src/connectors")).unwrap() {
+        let dir = entry.unwrap().path().join("simulator");
+        if dir.is_dir() {
+            kinds += 1;
+            rust_files(&dir, &mut files);
+        }
+    }
+    assert!(kinds >= 3, "the channels' simulator folders were not found");
+    files
+}
+
+/// How far up `super::` may climb from a simulator file and stay inside its simulator:
+/// not at all from `simulator/mod.rs` (its parent is the connector), one level less than
+/// the file's depth below the simulator folder otherwise.
+fn climbs_out(rel: &str, source: &str) -> Vec<String> {
+    let Some(i) = rel.find("/simulator/") else {
+        return Vec::new();
+    };
+    let inner = &rel[i + "/simulator/".len()..];
+    let depth = inner.matches('/').count() + usize::from(!inner.ends_with("mod.rs"));
+    let word = "super::".repeat(depth + 1);
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//") && l.contains(&word))
+        .map(|(n, l)| format!("{}: {}", n + 1, l.trim()))
+        .collect()
+}
+
+#[test]
+fn simulators_do_not_use_their_connectors() {
+    let files = simulator_files();
     let mut violations = Vec::new();
     for path in files {
         let rel = path
@@ -95,6 +130,9 @@ fn simulators_do_not_use_their_connectors() {
         for l in offending_lines(&source, "connectors", ALLOWED) {
             violations.push(format!("{rel}:{l}"));
         }
+        for l in climbs_out(&rel, &source) {
+            violations.push(format!("{rel}:{l}"));
+        }
     }
     assert!(
         violations.is_empty(),
@@ -102,6 +140,23 @@ fn simulators_do_not_use_their_connectors() {
          low-level code belongs in src/protocol_primitives:\n{}",
         violations.join("\n")
     );
+}
+
+#[test]
+fn climbing_out_of_a_simulator_is_caught() {
+    let top = "src/connectors/acme/simulator/mod.rs";
+    let child = "src/connectors/acme/simulator/api.rs";
+    let grandchild = "src/connectors/acme/simulator/pages/form.rs";
+    assert_eq!(climbs_out(top, "use super::sign::sign;").len(), 1);
+    assert!(climbs_out(top, "use crate::simulator::SimEnv;").is_empty());
+    assert!(climbs_out(child, "use super::state::Trade;").is_empty());
+    assert_eq!(climbs_out(child, "use super::super::sign;").len(), 1);
+    assert!(climbs_out(grandchild, "use super::super::state;").is_empty());
+    assert_eq!(
+        climbs_out(grandchild, "use super::super::super::wire;").len(),
+        1
+    );
+    assert!(climbs_out("src/simulator/faults.rs", "use super::SimEnv;").is_empty());
 }
 
 #[test]

@@ -6,7 +6,8 @@ mod common;
 
 use common::ops::*;
 use common::*;
-use paygate::actors::{Children, Command, EngineError, StopChannelActor};
+use paygate::actors::command::InjectPanic;
+use paygate::actors::{Children, EngineError, StopChannelActor};
 use paygate::domain::{ChannelName, OrderId};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -54,7 +55,7 @@ async fn a_panicking_order_actor_is_restarted_by_its_channel_from_its_snapshot()
     let oid = OrderId::parse(&id).unwrap();
     assert_eq!(children.counts().1, 0);
 
-    let r = app.engine.send(&oid, Command::InjectPanic).await;
+    let r = app.engine.send(&oid, InjectPanic).await;
     assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
     // The channel counts the restart and starts a replacement from the store.
     until("the channel to count the restart", || {

@@ -15,7 +15,7 @@ use common::wechat_order_body as body;
 fn merchant_public_key() -> RsaPublicKey {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/wechat_pay/TEST_ONLY_merchant_public_key.pem"
+        "/src/connectors/wechat_pay/fixtures/TEST_ONLY_merchant_public_key.pem"
     );
     RsaPublicKey::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -46,8 +46,11 @@ async fn signed_callback(
     resource: &impl serde::Serialize,
 ) -> (u16, String) {
     use paygate::connectors::wechat_pay::sign::RsaSigner;
-    use paygate::simulator::wechat_pay::wire;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wechat_pay");
+    use paygate::connectors::wechat_pay::simulator::wire;
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/connectors/wechat_pay/fixtures"
+    );
     let platform = RsaSigner::from_pkcs8_pem(
         &std::fs::read_to_string(format!("{dir}/TEST_ONLY_platform_pubkey_private_key.pem"))
             .unwrap(),

@@ -4,6 +4,7 @@
 //! comes.
 
 mod channel;
+pub mod command;
 pub mod notifier;
 mod order;
 mod registry;
@@ -16,7 +17,8 @@ pub use channel::{
     ChannelActor, ChannelHandle, ChannelHealth, ChannelReport, ChannelStats, ChildView, Children,
     GetChannelStats,
 };
-pub use order::{Command, OrderActor, Reply};
+pub use command::OrderCommand;
+pub use order::OrderActor;
 pub use registry::Registry;
 pub use timers::TimerService;
 
@@ -88,7 +90,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub async fn send(&self, id: &OrderId, cmd: Command) -> Result<Reply, EngineError> {
+    /// Sends `cmd` to its order's actor; see [`Registry::send`].
+    pub async fn send<C: OrderCommand>(
+        &self,
+        id: &OrderId,
+        cmd: C,
+    ) -> Result<C::Reply, EngineError> {
         self.registry.send(id, cmd).await
     }
 }

@@ -92,7 +92,18 @@ pub struct QueueCounts {
     pub dead: usize,
     /// Attempts running right now.
     pub in_flight: usize,
+    /// Due events waiting for a delivery permit (global or their merchant's).
+    pub queued: usize,
 }
+
+/// Test hook: walk the due index now, synchronously, and answer the queue counts right
+/// after, so a test can assert that nothing is due at the (manual) clock's time, no
+/// delivery started, instead of sleeping and hoping the periodic wake-up would have
+/// shown one.
+#[cfg(feature = "test-hooks")]
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "QueueCounts")]
+pub struct ScanNow;
 
 /// A delivery task finished (and recorded its outcome).
 #[derive(Message)]
@@ -241,6 +252,15 @@ impl NotifierActor {
         })
     }
 
+    fn counts(&self) -> QueueCounts {
+        QueueCounts {
+            pending: self.shared.store.outbox_pending(),
+            dead: self.dead,
+            in_flight: self.busy.len(),
+            queued: self.queued.len(),
+        }
+    }
+
     fn request_scan(&mut self, ctx: &mut Context<Self>) {
         if !self.scan_queued {
             self.scan_queued = true;
@@ -307,6 +327,15 @@ impl Handler<Kick> for NotifierActor {
     }
 }
 
+#[cfg(feature = "test-hooks")]
+impl Handler<ScanNow> for NotifierActor {
+    type Result = MessageResult<ScanNow>;
+    fn handle(&mut self, _: ScanNow, ctx: &mut Context<Self>) -> Self::Result {
+        self.scan(ctx);
+        MessageResult(self.counts())
+    }
+}
+
 impl Handler<Done> for NotifierActor {
     type Result = ();
     fn handle(&mut self, msg: Done, ctx: &mut Context<Self>) {
@@ -333,11 +362,7 @@ impl Handler<Done> for NotifierActor {
 impl Handler<QueueStats> for NotifierActor {
     type Result = MessageResult<QueueStats>;
     fn handle(&mut self, _: QueueStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(QueueCounts {
-            pending: self.shared.store.outbox_pending(),
-            dead: self.dead,
-            in_flight: self.busy.len(),
-        })
+        MessageResult(self.counts())
     }
 }
 

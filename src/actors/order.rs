@@ -20,50 +20,24 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::channel::{Activity, Children, Exit};
+use super::command::OrderCommand;
 use super::registry::Registry;
 use super::worker;
 use super::{Deps, EngineError};
-use crate::connectors::Notification;
-use crate::domain::{Order, OrderId, Refund, RefundId};
+use crate::domain::{Order, OrderId};
 
-/// A command for one order. Replies are documented per variant.
-#[derive(Debug, Clone)]
-pub enum Command {
-    /// Persist a new order, place it with the provider, persist the outcome.
-    /// Reply: `Reply::Order` (status `pending`, or `failed` if the provider refused);
-    /// `DuplicateOrder` if the merchant_order_no is taken; `Provider` if the provider could
-    /// not be reached (the order stays `created` and is closed at expiry).
-    Create(Box<Order>),
-    /// Place an order still `created` (its first prepay had an unknown outcome) with the
-    /// provider again. Reply: `Reply::Order` (`pending`, or `failed` if refused; an order
-    /// past `created` is answered as it is); `Provider` if the provider is still unreachable.
-    Prepay,
-    /// Ask the provider, apply what it says. Reply: `Reply::Verified`.
-    Verify,
-    /// Close an unpaid order (also at the provider). Reply: `Reply::Order`;
-    /// `Conflict` once paid.
-    Close,
-    /// Request a refund. Reply: `Reply::Refund`; `DuplicateRefund`, or `Domain` when it
-    /// exceeds the refundable amount or the order is not paid.
-    Refund(Box<Refund>),
-    /// A verified provider notification. Reply: `Reply::Done` once its effect is durable.
-    Notify(Box<Notification>),
-    /// The order's persisted due time has come (expiry, status or refund polling).
-    /// Reply: `Reply::Done`.
-    Wake,
-    /// Fault injection for tests: panics inside the actor.
-    #[cfg(feature = "test-hooks")]
-    InjectPanic,
+/// A command (see [`super::command`]) on its way to the actor, with the span it was sent
+/// from (the request's, or none for a timer) so the actor's `order_command` span is its
+/// child and every line logged while handling it carries the request id. Reply: the
+/// command's.
+#[derive(Debug)]
+pub(crate) struct Envelope<C> {
+    pub cmd: C,
+    pub parent: tracing::Span,
 }
 
-/// A [`Command`] on its way to the actor, with the span it was sent from (the request's,
-/// or none for a timer) so the actor's `order_command` span is its child and every line
-/// logged while handling it carries the request id. Reply: the command's.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Reply, EngineError>")]
-pub(crate) struct Envelope {
-    pub cmd: Command,
-    pub parent: tracing::Span,
+impl<C: OrderCommand> Message for Envelope<C> {
+    type Result = Result<C::Reply, EngineError>;
 }
 
 /// From the channel's idle sweep: stop if still idle for the idle timeout (a command may
@@ -71,21 +45,6 @@ pub(crate) struct Envelope {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Passivate;
-
-#[derive(Debug, Clone)]
-pub enum Reply {
-    Order(Box<Order>),
-    Verified {
-        order: Box<Order>,
-        provider_status: String,
-        verified: bool,
-    },
-    Refund {
-        order: Box<Order>,
-        refund_id: RefundId,
-    },
-    Done,
-}
 
 pub struct OrderActor {
     id: OrderId,
@@ -163,13 +122,13 @@ impl Handler<Passivate> for OrderActor {
     }
 }
 
-impl Handler<Envelope> for OrderActor {
-    type Result = AtomicResponse<Self, Result<Reply, EngineError>>;
+impl<C: OrderCommand> Handler<Envelope<C>> for OrderActor {
+    type Result = AtomicResponse<Self, Result<C::Reply, EngineError>>;
 
-    fn handle(&mut self, msg: Envelope, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Envelope<C>, _: &mut Context<Self>) -> Self::Result {
         self.touch();
         let Envelope { cmd, parent } = msg;
-        let cold_wake = self.handled == 0 && matches!(cmd, Command::Wake);
+        let cold_wake = self.handled == 0 && cmd.is_wake();
         self.handled += 1;
         // The span wraps the whole command (provider calls included), not just this call;
         // merchant and channel are filled in as soon as the order is known. Its parent is
@@ -181,10 +140,7 @@ impl Handler<Envelope> for OrderActor {
             merchant_id = tracing::field::Empty,
             channel = tracing::field::Empty,
         );
-        let known = self.state.as_ref().or(match &cmd {
-            Command::Create(o) => Some(&**o),
-            _ => None,
-        });
+        let known = self.state.as_ref().or(cmd.creates());
         if let Some(o) = known {
             worker::record_span(&span, o);
         }

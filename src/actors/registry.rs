@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::channel::Children;
-use super::order::{Command, Envelope, OrderActor, Reply};
+use super::command::OrderCommand;
+use super::order::{Envelope, OrderActor};
 use super::{Deps, EngineError};
 use crate::domain::{ChannelName, Order, OrderId};
 
@@ -104,21 +105,23 @@ impl Registry {
 
     /// The live actor of `id`, activating one if there is none. Exactly one per order: the
     /// check and the insert happen under the same shard lock.
-    fn activate(&self, id: &OrderId, cmd: &Command) -> Result<Addr<OrderActor>, EngineError> {
+    fn activate(
+        &self,
+        id: &OrderId,
+        creates: Option<&Order>,
+    ) -> Result<Addr<OrderActor>, EngineError> {
         let mut shard = self.shard(id).lock();
         if let Some(slot) = shard.get(id) {
             if slot.addr.connected() {
                 return Ok(slot.addr.clone());
             }
         }
-        let state = match cmd {
-            Command::Create(_) => None,
-            _ => Some(self.load(id)?),
-        };
-        let channel = match (cmd, &state) {
-            (_, Some(o)) => o.spec.channel.clone(),
-            (Command::Create(o), _) => o.spec.channel.clone(),
-            _ => unreachable!("loaded above"),
+        let (channel, state) = match creates {
+            Some(new) => (new.spec.channel.clone(), None),
+            None => {
+                let o = self.load(id)?;
+                (o.spec.channel.clone(), Some(o))
+            }
         };
         let slot = self.start(id, &channel, state)?;
         let addr = slot.addr.clone();
@@ -185,11 +188,15 @@ impl Registry {
     /// Sends a command to the order's actor. A command that reached an actor which stopped
     /// before handling it was not processed, so it is re-sent to a fresh activation. The
     /// caller's span goes with it (see [`Envelope`]).
-    pub async fn send(&self, id: &OrderId, cmd: Command) -> Result<Reply, EngineError> {
+    pub async fn send<C: OrderCommand>(
+        &self,
+        id: &OrderId,
+        cmd: C,
+    ) -> Result<C::Reply, EngineError> {
         let _inflight = Inflight::enter(&self.inner.inflight);
         let parent = tracing::Span::current();
         for _ in 0..3 {
-            let addr = self.activate(id, &cmd)?;
+            let addr = self.activate(id, cmd.creates())?;
             let msg = Envelope {
                 cmd: cmd.clone(),
                 parent: parent.clone(),

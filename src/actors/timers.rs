@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-use super::{Command, Deps, Registry};
+use super::command::Wake;
+use super::{Deps, Registry};
 
 /// How far a dispatched timer is pushed back until its order sets the real next one.
 const LEASE_MS: i64 = 30_000;
@@ -58,7 +59,7 @@ async fn run(deps: Arc<Deps>, registry: Registry) {
                     };
                     let reg = registry.clone();
                     actix_rt::spawn(async move {
-                        if let Err(e) = reg.send(&id, Command::Wake).await {
+                        if let Err(e) = reg.send(&id, Wake).await {
                             tracing::warn!(order_id = %id, error = %e, "timer wake failed; retried after the lease");
                         }
                         drop(permit);

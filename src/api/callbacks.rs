@@ -8,7 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{read_body, AppState};
-use crate::actors::{Command, EngineError};
+use crate::actors::command::Notify;
+use crate::actors::EngineError;
 use crate::connectors::{Ack, Connector, ConnectorError, Notification, RawCallback};
 use crate::domain::{ChannelName, OrderId, RefundId};
 use crate::telemetry::metrics;
@@ -165,7 +166,7 @@ async fn callback(
     }
     match state
         .engine
-        .send(&order.id, Command::Notify(Box::new(notification)))
+        .send(&order.id, Notify(Box::new(notification)))
         .await
     {
         Ok(_) => {

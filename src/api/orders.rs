@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{idempotency, json_response, parse_json, read_body, ApiError, AppState, Authed};
-use crate::actors::{Command, EngineError, Reply};
+use crate::actors::command::{Close, Create, Prepay, Verified, Verify};
+use crate::actors::EngineError;
 use crate::domain::{
     ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer,
 };
@@ -334,21 +335,14 @@ async fn create_order(
         let order = order.with_risk(assessment.decision.clone());
         let id = order.id.clone();
         claim.resource(id.as_str())?;
-        let res = state
-            .engine
-            .send(&id, Command::Create(Box::new(order)))
-            .await;
+        let res = state.engine.send(&id, Create(Box::new(order))).await;
         // Whatever failed, a daily-cap reservation without an order is given back.
-        if !matches!(res, Ok(Reply::Order(_))) {
+        if res.is_err() {
             state
                 .risk
                 .release_unless_created(&spec, &assessment, store, &id);
         }
-        match res {
-            Ok(Reply::Order(o)) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
-            Ok(_) => Err(ApiError::internal()),
-            Err(e) => Err(e.into()),
-        }
+        to_body(StatusCode::CREATED, &OrderView::from(&*res?))
     })
     .await
 }
@@ -402,10 +396,8 @@ async fn retry_or_duplicate(
         return Err(duplicate());
     }
     admit(state, &p.channel)?;
-    match state.engine.send(&prior.id, Command::Prepay).await? {
-        Reply::Order(o) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
-        _ => Err(ApiError::internal()),
-    }
+    let o = state.engine.send(&prior.id, Prepay).await?;
+    to_body(StatusCode::CREATED, &OrderView::from(&*o))
 }
 
 /// Loads an order the merchant owns; another merchant's order is "not found".
@@ -514,21 +506,19 @@ async fn verify_order(
     let o = owned_order(&state, &auth, &id)?;
     idempotency::run(&state, &auth.0.id, &req, b"", || async {
         admit(&state, &o.spec.channel)?;
-        match state.engine.send(&o.id, Command::Verify).await? {
-            Reply::Verified {
-                order,
-                provider_status,
+        let Verified {
+            order,
+            provider_status,
+            verified,
+        } = state.engine.send(&o.id, Verify).await?;
+        to_body(
+            StatusCode::OK,
+            &VerifyView {
+                order: OrderView::from(&*order),
                 verified,
-            } => to_body(
-                StatusCode::OK,
-                &VerifyView {
-                    order: OrderView::from(&*order),
-                    verified,
-                    provider_status,
-                },
-            ),
-            _ => Err(ApiError::internal()),
-        }
+                provider_status,
+            },
+        )
     })
     .await
 }
@@ -542,10 +532,8 @@ async fn close_order(
     let o = owned_order(&state, &auth, &id)?;
     idempotency::run(&state, &auth.0.id, &req, b"", || async {
         admit(&state, &o.spec.channel)?;
-        match state.engine.send(&o.id, Command::Close).await? {
-            Reply::Order(o) => to_body(StatusCode::OK, &OrderView::from(&*o)),
-            _ => Err(ApiError::internal()),
-        }
+        let o = state.engine.send(&o.id, Close).await?;
+        to_body(StatusCode::OK, &OrderView::from(&*o))
     })
     .await
 }

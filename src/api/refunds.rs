@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::orders::{admit, check_text, owned_order, to_body};
 use super::{idempotency, json_response, parse_json, read_body, ApiError, AppState, Authed};
-use crate::actors::{Command, EngineError, Reply};
+use crate::actors::command::{RefundAccepted, RequestRefund};
+use crate::actors::EngineError;
 use crate::domain::{MerchantRef, Money, Refund, RefundId};
 use crate::views::RefundView;
 
@@ -72,18 +73,13 @@ pub(super) async fn create_refund(
         let now = state.engine.deps.clock.now();
         let refund = Refund::new(RefundId::generate(now), no, amount, input.reason, now);
         claim.resource(refund.id.as_str())?;
-        match state
+        let RefundAccepted { order, refund_id } = state
             .engine
-            .send(&o.id, Command::Refund(Box::new(refund)))
-            .await?
-        {
-            Reply::Refund { order, refund_id } => {
-                let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
-                state.risk.refund_requested(store, &order, r);
-                to_body(StatusCode::CREATED, &RefundView::new(&order, r))
-            }
-            _ => Err(ApiError::internal()),
-        }
+            .send(&o.id, RequestRefund(Box::new(refund)))
+            .await?;
+        let r = order.refund(&refund_id).ok_or_else(ApiError::internal)?;
+        state.risk.refund_requested(store, &order, r);
+        to_body(StatusCode::CREATED, &RefundView::new(&order, r))
     })
     .await
 }

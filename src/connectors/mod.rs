@@ -1,7 +1,7 @@
 //! The connector contract: one module per provider speaks that provider's wire protocol and
-//! knows nothing of actors or storage. Adding a channel = its module here, its simulator
-//! under `src/simulator/`, one line in [`REGISTRY`] and its conformance fixture; the
-//! checklist is docs/connectors.md.
+//! knows nothing of actors or storage. Adding a channel = one folder here (the connector,
+//! its simulator in `<kind>/simulator/`, its fixtures and its conformance fixture) and one
+//! line in [`REGISTRY`]; the checklist is docs/connectors.md.
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use crate::config::ChannelConfig;
 use crate::domain::{
     ChannelName, Currency, Failure, Method, Millis, Money, Order, PayAction, Refund,
 };
-use crate::simulator::{self as sim, SimEnv, SimError, Simulator};
+use crate::simulator::{SimEnv, SimError, Simulator};
 
 pub mod alipay;
 #[cfg(test)]
@@ -312,9 +312,9 @@ pub type BuildSimulator = fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator
 /// (docs/connectors.md).
 #[rustfmt::skip]
 pub const REGISTRY: &[Kind] = &[
-    Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::sandbox::SandboxSimulator::new(&c.settings, e)?)) },
-    Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::alipay::AlipaySimulator::new(&c.settings, e)?)) },
-    Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(sim::wechat_pay::WechatPaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sandbox::simulator::SandboxSimulator::new(&c.settings, e)?)) },
+    Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(alipay::simulator::AlipaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(wechat_pay::simulator::WechatPaySimulator::new(&c.settings, e)?)) },
 ];
 
 /// The channel kinds this build knows, for config validation.

@@ -1,5 +1,6 @@
-//! Built-in provider simulators, mounted under `/sandbox/{channel}` when `[sandbox]` is on.
-//! Each speaks the provider side of the real protocol: it verifies the gateway's signed
+//! The simulator framework: what every built-in provider simulator implements, mounted
+//! under `/sandbox/{channel}` when `[sandbox]` is on. Each channel's simulator lives in its
+//! connector's folder (`src/connectors/<kind>/simulator/`) without using its code. Each speaks the provider side of the real protocol: it verifies the gateway's signed
 //! requests with the configured merchant credentials, answers like the provider, and on
 //! `POST /sandbox/pay/{order_id}` pays the order and sends a correctly signed callback.
 //! A simulator that accepted anything would prove nothing, so each one checks what the
@@ -14,10 +15,7 @@ use crate::config::ChannelConfig;
 use crate::domain::{ChannelName, Order};
 use crate::store::KvTree;
 
-pub mod alipay;
 pub mod faults;
-pub mod sandbox;
-pub mod wechat_pay;
 
 /// What a simulator gets from the server.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! The order commands themselves: each reads as validate → provider call → persist, with
 //! the persistence primitives (`transition`, `commit`, `reschedule`) in `mod.rs`.
 
-use super::super::order::Reply;
+use super::super::command::{RefundAccepted, Verified};
 use super::super::EngineError;
 use super::Worker;
 use crate::connectors::{ConnectorError, Notification, ProviderPayment, ProviderRefund};
@@ -51,7 +51,10 @@ impl Worker {
     /// simply expires); and one flush per create instead of two is what lets creates keep
     /// up with the HTTP layer. `merchant_order_no` uniqueness is still enforced by the
     /// commit; a concurrent duplicate that lost the race closes its provider trade.
-    pub(super) async fn create(&mut self, order: Order) -> Result<Reply, EngineError> {
+    pub(in crate::actors) async fn create(
+        &mut self,
+        order: Order,
+    ) -> Result<Box<Order>, EngineError> {
         let now = self.now();
         let ch = self
             .deps
@@ -134,7 +137,7 @@ impl Worker {
             return Err(EngineError::Provider(e));
         }
         self.settle_barcode(&ch).await;
-        Ok(Reply::Order(Box::new(self.order().clone())))
+        Ok(Box::new(self.order().clone()))
     }
 
     /// A scanned payment code is usually settled by the time the provider answers: ask
@@ -159,9 +162,9 @@ impl Worker {
     }
 
     /// Drives the prepay again for an order whose first attempt had an unknown outcome.
-    pub(super) async fn prepay_again(&mut self) -> Result<Reply, EngineError> {
+    pub(in crate::actors) async fn prepay_again(&mut self) -> Result<Box<Order>, EngineError> {
         if self.order().status() != OrderStatus::Created {
-            return Ok(Reply::Order(Box::new(self.order().clone())));
+            return Ok(Box::new(self.order().clone()));
         }
         let ch = self.channel()?;
         let o = self.order().clone();
@@ -183,7 +186,7 @@ impl Worker {
             Err(e) => return Err(EngineError::Provider(e)),
         }
         self.settle_barcode(&ch).await;
-        Ok(Reply::Order(Box::new(self.order().clone())))
+        Ok(Box::new(self.order().clone()))
     }
 
     /// Applies a provider-reported payment status. Events the current state does not
@@ -206,7 +209,7 @@ impl Worker {
         Ok(())
     }
 
-    pub(super) async fn verify(&mut self) -> Result<Reply, EngineError> {
+    pub(in crate::actors) async fn verify(&mut self) -> Result<Verified, EngineError> {
         let ch = self.channel()?;
         let o = self.order().clone();
         let q = ch.call("query", ch.connector.query(&o)).await?;
@@ -227,16 +230,16 @@ impl Worker {
                 OrderStatus::Created | OrderStatus::Failed | OrderStatus::Closed
             ),
         };
-        Ok(Reply::Verified {
+        Ok(Verified {
             order: Box::new(o.clone()),
             provider_status: q.provider_status,
             verified,
         })
     }
 
-    pub(super) async fn close(&mut self) -> Result<Reply, EngineError> {
+    pub(in crate::actors) async fn close(&mut self) -> Result<Box<Order>, EngineError> {
         match self.order().status() {
-            OrderStatus::Closed => return Ok(Reply::Order(Box::new(self.order().clone()))),
+            OrderStatus::Closed => return Ok(Box::new(self.order().clone())),
             OrderStatus::Created | OrderStatus::Pending => {}
             s => {
                 return Err(EngineError::Conflict(format!(
@@ -254,7 +257,7 @@ impl Worker {
             reason: CloseReason::Merchant,
         })
         .await?;
-        Ok(Reply::Order(Box::new(self.order().clone())))
+        Ok(Box::new(self.order().clone()))
     }
 
     /// Closes the trade at the provider. If the provider refuses (typically: already paid),
@@ -288,7 +291,10 @@ impl Worker {
         }
     }
 
-    pub(super) async fn refund(&mut self, refund: Refund) -> Result<Reply, EngineError> {
+    pub(in crate::actors) async fn refund(
+        &mut self,
+        refund: Refund,
+    ) -> Result<RefundAccepted, EngineError> {
         let rid = refund.id.clone();
         if self.order().refund(&rid).is_none() {
             self.transition(OrderEvent::RefundRequested { refund })
@@ -300,7 +306,7 @@ impl Worker {
         if r.status() == RefundStatus::Pending {
             self.send_refund(&ch, &o, &r).await?;
         }
-        Ok(Reply::Refund {
+        Ok(RefundAccepted {
             order: Box::new(self.order().clone()),
             refund_id: rid,
         })
@@ -379,7 +385,7 @@ impl Worker {
         }
     }
 
-    pub(super) async fn notify(&mut self, n: Notification) -> Result<(), EngineError> {
+    pub(in crate::actors) async fn notify(&mut self, n: Notification) -> Result<(), EngineError> {
         match n {
             Notification::Payment { payment, .. } => self.apply_payment(&payment).await,
             Notification::Refund {
@@ -403,7 +409,7 @@ impl Worker {
 
     /// The order's due time came: poll the provider, expire, or poll pending refunds.
     /// Unpaid orders (`created` included) are asked about before they are closed.
-    pub(super) async fn wake(&mut self) -> Result<(), EngineError> {
+    pub(in crate::actors) async fn wake(&mut self) -> Result<(), EngineError> {
         let now = self.now();
         let status = self.order().status();
         let ch = self.channel()?;

@@ -3,7 +3,7 @@
 //! after the order was closed or failed is refunded through the ordinary refund command, so
 //! polling, callbacks and `refund.*` webhooks work as for a merchant's own refund.
 
-use super::super::order::Reply;
+use super::super::command::RefundAccepted;
 use super::Worker;
 use crate::domain::{Refund, RefundId};
 
@@ -33,13 +33,12 @@ impl Worker {
                 now,
             );
             match self.refund(refund).await {
-                Ok(Reply::Refund { refund_id, .. }) => tracing::info!(
+                Ok(RefundAccepted { refund_id, .. }) => tracing::info!(
                     order_id = %self.id,
                     refund_id = %refund_id,
                     txn = %due.provider_transaction_id,
                     "late payment refunded automatically"
                 ),
-                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(order_id = %self.id, txn = %due.provider_transaction_id, error = %e, "automatic refund of a late payment failed; will retry on wake");
                     return;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::order::{Command, Reply};
+use super::command::private::Run;
 use super::{Deps, EngineError};
 use crate::domain::{
     Applied, EventId, MerchantNotice, Method, Millis, Order, OrderEvent, OrderId, OrderStatus,
@@ -19,25 +19,26 @@ pub(super) fn record_span(span: &tracing::Span, o: &Order) {
     span.record("channel", o.spec.channel.as_str());
 }
 
-pub(super) async fn run(
+pub(super) async fn run<C: Run>(
     deps: Arc<Deps>,
     id: OrderId,
     state: Option<Order>,
-    cmd: Command,
-) -> (Option<Order>, Result<Reply, EngineError>) {
+    cmd: C,
+) -> (Option<Order>, Result<C::Reply, EngineError>) {
     let mut w = Worker {
         deps,
         id,
         order: state,
     };
-    let reply = w.handle(cmd).await;
+    let reply = cmd.run(&mut w).await;
     (w.order, reply)
 }
 
 mod commands;
 mod late;
 
-struct Worker {
+/// One command's working state: the order's dependencies and its (loaded) snapshot.
+pub struct Worker {
     deps: Arc<Deps>,
     id: OrderId,
     order: Option<Order>,
@@ -52,10 +53,9 @@ impl Worker {
         self.order.as_ref().expect("loaded")
     }
 
-    async fn handle(&mut self, cmd: Command) -> Result<Reply, EngineError> {
-        if let Command::Create(order) = cmd {
-            return self.create(*order).await;
-        }
+    /// Loads the order for a command on an existing one (the actor holds it after its
+    /// first command).
+    pub(in crate::actors) fn load(&mut self) -> Result<(), EngineError> {
         if self.order.is_none() {
             let o = self
                 .deps
@@ -65,17 +65,7 @@ impl Worker {
             record_span(&tracing::Span::current(), &o);
             self.order = Some(o);
         }
-        match cmd {
-            Command::Create(_) => unreachable!(),
-            Command::Prepay => self.prepay_again().await,
-            Command::Verify => self.verify().await,
-            Command::Close => self.close().await,
-            Command::Refund(r) => self.refund(*r).await,
-            Command::Notify(n) => self.notify(*n).await.map(|_| Reply::Done),
-            Command::Wake => self.wake().await.map(|_| Reply::Done),
-            #[cfg(feature = "test-hooks")]
-            Command::InjectPanic => panic!("injected fault"),
-        }
+        Ok(())
     }
 
     /// When this order next needs attention, derived from its state: polling backs off

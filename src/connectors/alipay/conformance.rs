@@ -14,7 +14,10 @@ use crate::domain::{Currency, Method, Order, Payer, Refund};
 pub struct AlipayFixture;
 
 fn fx(name: &str) -> String {
-    format!("{}/fixtures/alipay/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/src/connectors/alipay/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// The public-key mode settings of the TEST_ONLY fixtures, simulator keys included.

@@ -17,7 +17,10 @@ use crate::simulator::PayOptions;
 const APP_ID: &str = "2021000000000001";
 
 fn fx(name: &str) -> String {
-    format!("{}/fixtures/alipay/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/src/connectors/alipay/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn key_mode_with(key: &str, value: &str) -> toml::Table {

@@ -23,6 +23,7 @@ pub mod cert;
 mod notify;
 pub mod settings;
 pub mod sign;
+pub mod simulator;
 pub mod time;
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use super::*;
 use crate::connectors::RawCallback;
 
 fn fixture(name: &str) -> String {
-    let path = format!("{}/fixtures/alipay/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/connectors/alipay/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -182,7 +185,10 @@ fn connector_with(settings: &str) -> AlipayConnector {
 }
 
 fn ysd_connector() -> AlipayConnector {
-    let dir = format!("{}/fixtures/alipay/vectors", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!(
+        "{}/src/connectors/alipay/fixtures/vectors",
+        env!("CARGO_MANIFEST_DIR")
+    );
     connector_with(&format!(
         r#"
         app_id = "9021000122682882"
@@ -229,7 +235,10 @@ fn al4_sync_response_verified_over_the_raw_text() {
 
 /// A connector on the TEST_ONLY key pairs, so responses can be signed as Alipay would.
 fn fixture_connector() -> AlipayConnector {
-    let dir = format!("{}/fixtures/alipay", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!(
+        "{}/src/connectors/alipay/fixtures",
+        env!("CARGO_MANIFEST_DIR")
+    );
     connector_with(&format!(
         r#"
         app_id = "2021000000000001"

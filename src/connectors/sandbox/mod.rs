@@ -54,6 +54,7 @@
 
 mod settings;
 pub mod sign;
+pub mod simulator;
 pub mod wire;
 
 #[cfg(test)]

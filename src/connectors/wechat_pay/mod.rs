@@ -23,6 +23,7 @@ mod notify;
 mod prepay;
 pub mod settings;
 pub mod sign;
+pub mod simulator;
 pub mod time;
 
 #[cfg(test)]

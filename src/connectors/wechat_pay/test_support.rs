@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::connectors::wechat_pay::simulator::wire;
 use crate::connectors::RawCallback;
 use crate::domain::{
     ChannelName, Currency, MerchantId, MerchantRef, Method, Money, Order, OrderId, OrderSpec,
     Payer, Refund, RefundId,
 };
-use crate::simulator::wechat_pay::wire;
 
 use super::settings::{Resolved, Settings};
 use super::sign::RsaSigner;
@@ -27,7 +27,10 @@ pub const CERT_SERIAL: &str = "3C5A0E9B2B1F7D4E";
 pub const MERCHANT_SERIAL: &str = "7A3B1C9D5E2F40618293A4B5C6D7E8F901234567";
 
 pub fn fixture(name: &str) -> String {
-    format!("{}/fixtures/wechat_pay/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/src/connectors/wechat_pay/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 pub fn read_fixture(name: &str) -> String {

@@ -2,11 +2,11 @@
 //! answers and forged callbacks at the connector, field limits before any call.
 
 use crate::connectors::wechat_pay::api::{Transaction, TransactionAmount};
+use crate::connectors::wechat_pay::simulator::wire;
 use crate::connectors::wechat_pay::test_support::*;
 use crate::connectors::wechat_pay::time::{format_cst, now_millis, now_secs};
 use crate::connectors::ConnectorError;
 use crate::domain::{Method, PayAction};
-use crate::simulator::wechat_pay::wire;
 
 use super::*;
 

@@ -4,12 +4,12 @@
 use super::*;
 use crate::connectors::wechat_pay::api::RefundAmount;
 use crate::connectors::wechat_pay::contract_tests::{channel_config, connector_env};
+use crate::connectors::wechat_pay::simulator::wire;
 use crate::connectors::wechat_pay::test_support::*;
 use crate::connectors::wechat_pay::time::{format_cst, now_secs};
 use crate::connectors::wechat_pay::WechatPayConnector;
 use crate::connectors::Connector;
 use crate::domain::Method;
-use crate::simulator::wechat_pay::wire;
 
 fn connector() -> WechatPayConnector {
     let http = reqwest::Client::new();

@@ -2,10 +2,8 @@
 
 use super::*;
 
-const WX1_KEY: &str =
-    include_str!("../../../../fixtures/wechat_pay/TEST_ONLY_wx1_sdk_private_key.pem");
-const WX3_CERT: &str =
-    include_str!("../../../../fixtures/wechat_pay/TEST_ONLY_wx3_sdk_platform_cert.pem");
+const WX1_KEY: &str = include_str!("../fixtures/TEST_ONLY_wx1_sdk_private_key.pem");
+const WX3_CERT: &str = include_str!("../fixtures/TEST_ONLY_wx3_sdk_platform_cert.pem");
 const WX1_SIG: &str = "BKyAfU4iMCuvXMXS0Wzam3V/cnxZ+JaqigPM5OhljS2iOT95OO6Fsuml2JkFANJU9K6q9bLlDhPXuoVz+pp4hAm6pHU4ld815U4jsKu1RkyaII+1CYBUYC8TK0XtJ8FwUXXz8vZHh58rrAVN1XwNyvD1vfpxrMT4SL536GLwvpUHlCqIMzoZUguLli/K8V29QiOhuH6IEqLNJn8e9b3nwNcQ7be3CzYGpDAKBfDGPCqCv8Rw5zndhlffk2FEA70G4hvMwe51qMN/RAJbknXG23bSlObuTCN7Ndj1aJGH6/L+hdwfLpUtJm4QYVazzW7DFD27EpSQEqA8bX9+8m1rLg==";
 
 fn wx1() -> RsaSigner {
@@ -100,7 +98,7 @@ fn certificate_serial_and_key_come_from_the_certificate() {
 fn keys() -> (RsaSigner, PlatformKeys) {
     let cert = PlatformKey::from_certificate_pem(WX3_CERT).unwrap();
     let other = RsaSigner::from_pkcs8_pem(include_str!(
-        "../../../../fixtures/wechat_pay/TEST_ONLY_platform_pubkey_private_key.pem"
+        "../fixtures/TEST_ONLY_platform_pubkey_private_key.pem"
     ))
     .unwrap();
     let pubkey = PlatformKey {

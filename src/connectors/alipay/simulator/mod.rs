@@ -26,10 +26,10 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 use crate::domain::{Currency, Method, Money, Order};
 use crate::protocol_primitives::beijing_time::{format_gmt8, now_millis as now_ms};
 use crate::protocol_primitives::rsa::{RsaPublicKey, RsaSigner};
+use crate::simulator::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 use protocol::{form_encode, string_to_sign, NOTIFY_UNSIGNED};
 use settings::CertSns;
 
@@ -270,7 +270,7 @@ impl AlipaySimulator {
     fn declined_refund(&self, body: &[u8]) -> Option<HttpResponse> {
         let refund = url::form_urlencoded::parse(body)
             .any(|(k, v)| k == "method" && v == "alipay.trade.refund");
-        if !(refund && super::faults::take_one(&self.decline_refunds)) {
+        if !(refund && crate::simulator::faults::take_one(&self.decline_refunds)) {
             return None;
         }
         let text = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SELLER_BALANCE_NOT_ENOUGH","sub_msg":"卖家余额不足"}"#;
@@ -292,7 +292,7 @@ impl AlipaySimulator {
         opts: PayOptions,
     ) -> Result<PayOutcome, SimError> {
         if let Some(a) = opts.amount {
-            super::check_payable(a)?;
+            crate::simulator::check_payable(a)?;
         }
         let paid = {
             let _g = self.lock.lock();
@@ -400,14 +400,17 @@ impl Simulator for AlipaySimulator {
 
     /// Server-to-server methods only: a payer's client bringing a page / wap / app request
     /// to the same gateway is not an API call.
-    fn is_api_call(&self, call: &super::faults::CallHead<'_>) -> bool {
+    fn is_api_call(&self, call: &crate::simulator::faults::CallHead<'_>) -> bool {
         matches!(call.path, "" | "/" | "/gateway.do")
             && call
                 .form_field("method")
                 .is_some_and(|m| m.starts_with("alipay.trade.") && !m.ends_with(".pay"))
     }
 
-    fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
+    fn set_protocol_faults(
+        &self,
+        f: &crate::simulator::faults::ProtocolFaults,
+    ) -> Result<(), String> {
         f.only(&["fail_next_refund"])?;
         let n = f.fail_next_refund;
         self.decline_refunds

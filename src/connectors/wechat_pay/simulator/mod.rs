@@ -29,7 +29,7 @@ use crate::protocol_primitives::beijing_time::{
 };
 use crate::protocol_primitives::rsa::{RsaPublicKey, RsaSigner};
 
-use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
+use crate::simulator::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 
 pub mod api;
 mod auth;
@@ -154,7 +154,7 @@ impl WechatPaySimulator {
     /// keeps going for a day; a sandbox does not need to).
     async fn settle_refund(self: Arc<Self>, out_refund_no: String) {
         let key = RefundRec::key(&out_refund_no);
-        let decline = super::faults::take_one(&self.decline_refunds);
+        let decline = crate::simulator::faults::take_one(&self.decline_refunds);
         let (settled, event, summary) = match decline {
             true => ("ABNORMAL", "REFUND.ABNORMAL", "退款异常"),
             false => ("SUCCESS", "REFUND.SUCCESS", "退款成功"),
@@ -255,7 +255,7 @@ impl Simulator for WechatPaySimulator {
                     }
                 }
                 let amount = opts.amount.unwrap_or(trade.req.amount.total);
-                super::check_payable(amount)?;
+                crate::simulator::check_payable(amount)?;
                 trade.state = "SUCCESS".into();
                 trade.transaction_id = Some(format!("4200{}", wire::random_digits(24)));
                 trade.success_time = Some(format_cst(now));
@@ -301,11 +301,14 @@ impl Simulator for WechatPaySimulator {
         })
     }
 
-    fn is_api_call(&self, call: &super::faults::CallHead<'_>) -> bool {
+    fn is_api_call(&self, call: &crate::simulator::faults::CallHead<'_>) -> bool {
         call.path.starts_with("/v3/")
     }
 
-    fn set_protocol_faults(&self, f: &super::faults::ProtocolFaults) -> Result<(), String> {
+    fn set_protocol_faults(
+        &self,
+        f: &crate::simulator::faults::ProtocolFaults,
+    ) -> Result<(), String> {
         f.only(&["fail_next_refund"])?;
         let n = f.fail_next_refund;
         self.decline_refunds

@@ -6,8 +6,7 @@ use super::auth::Authorization;
 use super::wire::{answer_message, request_message};
 use crate::protocol_primitives::rsa::RsaSigner;
 
-const WX1_KEY: &str =
-    include_str!("../../../fixtures/wechat_pay/TEST_ONLY_wx1_sdk_private_key.pem");
+const WX1_KEY: &str = include_str!("../fixtures/TEST_ONLY_wx1_sdk_private_key.pem");
 const D1_SIG: &str = "BO7mTuvCBPyrdW34x81VhJmfFXUpSYHj4B7OhRFuM3fD1tRbqk8A9txSgyG5w5GbkI76KEGSPIkO9bjA5x1VI1JDPbnwqhcvRCObvolcezOj36bxPrsGxvrWiUFNev0n2U/2b8t6Zl3Kwxv9ukrNIbTcjCmJExqGbVzenRtcTM0COldhjA5uO6SIDZzvds4Cco26ahdlynnEFDCqn+UvFD0PkdxIDhfIaa0l3jt8Ntz7pLQygD66DwmYsSuVcLem1j9NxBtGftE1QYGHqs/PBsesm3t2tMdgn3aXgHHJLC3j8JliXLy1biYbI2YKW/XlokHG6OEQGvYefufy3nh7YA==";
 
 #[test]

@@ -37,10 +37,8 @@ fn al1_request_verifies_over_the_simulators_string_to_sign() {
         content,
         "alipay_root_cert_sn=687b59193f3f462dd5336e5abf83c5d8_02941eef3187dddf3d3b83462e1dfcf6&app_cert_sn=e90dd23a37c5c7b616e003970817ff82&app_id=9021000122682882&biz_content={\"out_trade_no\":\"1703141270\"}&charset=utf-8&format=JSON&method=alipay.trade.query&notify_url=http://hk.ysdor.cn/index.php&return_url=http://hk.ysdor.cn/index.php&sign_type=RSA2&timestamp=2023-12-21 06:54:37&version=1.0"
     );
-    let app_key = RsaSigner::from_text(include_str!(
-        "../../../fixtures/alipay/vectors/ysd_app_private_key.pem"
-    ))
-    .unwrap()
-    .public_key();
+    let app_key = RsaSigner::from_text(include_str!("../fixtures/vectors/ysd_app_private_key.pem"))
+        .unwrap()
+        .public_key();
     assert!(app_key.verify(content.as_bytes(), AL1_SIGN));
 }

@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::faults::{CallHead, ProtocolFaults};
-use super::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 use crate::domain::Order;
+use crate::simulator::faults::{CallHead, ProtocolFaults};
+use crate::simulator::{PayOptions, PayOutcome, SimEnv, SimError, Simulator};
 use crate::store::StoreError;
 use settings::Merchant;
 use state::{Books, PayRefusal, Trade};
@@ -209,7 +209,7 @@ impl SandboxSimulator {
         opts: PayOptions,
     ) -> Result<PayOutcome, SimError> {
         if let Some(a) = opts.amount {
-            super::check_payable(a)?;
+            crate::simulator::check_payable(a)?;
         }
         let now = sign::now_secs();
         let trade = match self.books.pay(out_trade_no, opts.amount, now) {
@@ -316,7 +316,7 @@ impl SandboxSimulator {
     }
 }
 
-pub(super) use super::faults::take_one;
+use crate::simulator::faults::take_one;
 
 fn payment_callback(t: &Trade) -> Callback {
     Callback::PaymentSucceeded {
