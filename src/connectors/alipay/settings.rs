@@ -9,6 +9,7 @@ use super::cert;
 use super::sign::{Rsa2Signer, Rsa2Verifier};
 use crate::config::Secret;
 use crate::domain::Currency;
+use crate::protocol_primitives::keys::{self, KeySource, KeysError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,12 +131,15 @@ impl Settings {
     }
 
     pub fn app_signer(&self) -> Result<Rsa2Signer, String> {
-        let text = secret_source(
+        let bad = |e: KeysError| format!("app_private_key: {e}");
+        let source = KeySource::from_settings(
             "app_private_key",
-            &self.app_private_key_file,
-            &self.app_private_key_env,
-        )?;
-        Rsa2Signer::from_text(text.expose()).map_err(|e| format!("app_private_key: {e}"))
+            self.app_private_key_file.as_deref(),
+            self.app_private_key_env.as_deref(),
+        )
+        .map_err(bad)?;
+        let key = keys::load_signing_key(&source, None).map_err(bad)?;
+        Ok(Rsa2Signer::new(key.signer))
     }
 
     /// Alipay's public key, from the certificate in cert mode or the key in key mode.

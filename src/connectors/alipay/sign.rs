@@ -49,6 +49,11 @@ impl Rsa2Signer {
         RsaSigner::from_text(text).map(Rsa2Signer)
     }
 
+    /// A key loaded by [`crate::protocol_primitives::keys`] (file or env, PEM or PFX).
+    pub fn new(signer: RsaSigner) -> Self {
+        Rsa2Signer(signer)
+    }
+
     /// Base64 SHA256withRSA signature of `content`'s UTF-8 bytes.
     pub fn sign(&self, content: &str) -> String {
         self.0.sign(content.as_bytes())

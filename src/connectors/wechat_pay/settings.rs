@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::config::Secret;
 use crate::domain::Method;
+use crate::protocol_primitives::keys::{self, KeySource, KeysError};
 
 use super::sign::{PlatformKey, PlatformKeys, RsaSigner};
 
@@ -28,9 +29,14 @@ pub struct Settings {
     pub merchant_serial_no: String,
     #[serde(default)]
     pub merchant_private_key_file: Option<PathBuf>,
-    /// Name of an environment variable holding the PKCS#8 PEM text.
+    /// Name of an environment variable holding the key: PEM text, or a PKCS#12 as Base64.
     #[serde(default)]
     pub merchant_private_key_env: Option<String>,
+    /// Set when the key is the PKCS#12 `apiclient_cert.p12` WeChat Pay issues (its
+    /// password is the merchant id): the key and its certificate are read from it, and the
+    /// certificate's serial must be `merchant_serial_no`.
+    #[serde(default)]
+    pub merchant_private_key_password: Option<Secret>,
     /// The 32-character APIv3 key inline: accepted only for the built-in simulator (a
     /// channel without `base_url`), so that the sandbox config runs as shipped.
     #[serde(default)]
@@ -162,6 +168,36 @@ pub fn read_source(
     }
 }
 
+impl Settings {
+    /// The merchant API key (PEM, or the PKCS#12 with its certificate) from its file or
+    /// environment variable. A certificate that came with it must be the one
+    /// `merchant_serial_no` names, or every request would name a key WeChat Pay does not
+    /// hold for this one.
+    fn merchant_signer(&self) -> Result<RsaSigner, SettingsError> {
+        let field = "merchant_private_key";
+        let bad = |e: KeysError| err(field, e.to_string());
+        let source = KeySource::from_settings(
+            field,
+            self.merchant_private_key_file
+                .as_deref()
+                .and_then(|p| p.to_str()),
+            self.merchant_private_key_env.as_deref(),
+        )
+        .map_err(bad)?;
+        let password = self.merchant_private_key_password.as_ref();
+        let key = keys::load_signing_key(&source, password.map(|p| p.expose())).map_err(bad)?;
+        if let Some(serial) = key.certificate_serial_hex() {
+            if !serial.eq_ignore_ascii_case(self.merchant_serial_no.trim_start_matches('0')) {
+                return Err(err(
+                    "merchant_serial_no",
+                    format!("the key's certificate has serial {serial}, not this one"),
+                ));
+            }
+        }
+        Ok(key.signer)
+    }
+}
+
 /// Settings with their keys loaded and checked.
 #[derive(Debug)]
 pub struct Resolved {
@@ -242,13 +278,7 @@ impl Settings {
 
     /// Loads and checks all key material; fails at start-up, naming the field.
     pub fn resolve(self) -> Result<Resolved, SettingsError> {
-        let pem = read_source(
-            "merchant_private_key",
-            self.merchant_private_key_file.as_ref(),
-            self.merchant_private_key_env.as_ref(),
-        )?;
-        let signer = RsaSigner::from_pkcs8_pem(pem.expose())
-            .map_err(|e| err("merchant_private_key", e.to_string()))?;
+        let signer = self.merchant_signer()?;
         let apiv3_key =
             match (&self.apiv3_key, &self.apiv3_key_file, &self.apiv3_key_env) {
                 (Some(k), None, None) => k.clone(),

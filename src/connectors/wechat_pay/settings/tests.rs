@@ -167,3 +167,36 @@ fn an_inline_apiv3_key_is_for_the_built_in_simulator_only() {
     );
     assert!(WechatPayConnector::new(&prod, env()).is_ok());
 }
+
+#[test]
+fn the_merchant_key_can_be_the_p12_wechat_pay_issues() {
+    let p12 = |t: &mut toml::Table, password: &str| {
+        t.insert(
+            "merchant_private_key_file".into(),
+            fixture("TEST_ONLY_apiclient_cert.p12").into(),
+        );
+        t.insert("merchant_private_key_password".into(), password.into());
+    };
+    let from_p12 = with(|t| p12(t, "1900000001")).unwrap();
+    let from_pem = with(|_| {}).unwrap();
+    // The same key either way: the same signature over the same message.
+    assert_eq!(
+        from_p12.signer.sign(b"GET\n/v3/certificates\n1\nn\n\n"),
+        from_pem.signer.sign(b"GET\n/v3/certificates\n1\nn\n\n")
+    );
+
+    let e = with(|t| p12(t, "wrong")).unwrap_err();
+    assert_eq!(e.field, "merchant_private_key");
+    assert!(e.reason.contains("password"), "{e:?}");
+
+    // The certificate inside names another serial than the configured one.
+    let e = with(|t| {
+        p12(t, "1900000001");
+        t.insert(
+            "merchant_serial_no".into(),
+            "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+        );
+    })
+    .unwrap_err();
+    assert_eq!(e.field, "merchant_serial_no");
+}
