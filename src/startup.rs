@@ -200,6 +200,7 @@ impl Application {
             clock: clock.clone(),
             channels,
             actors: config.actors.clone(),
+            risk: risk.clone(),
             outbox_written,
             // Ids were validated with the config, so none is dropped here.
             auto_refund_late: config

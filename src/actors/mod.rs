@@ -46,6 +46,9 @@ pub enum EngineError {
     DuplicateRefund(String),
     #[error("provider: {0}")]
     Provider(#[from] ConnectorError),
+    /// A risk rule refused the order (402); nothing was created.
+    #[error("refused by risk rule: {}", .0.message)]
+    Risk(crate::risk::Denial),
     #[error("channel `{channel}` is over its rate limit")]
     RateLimited {
         channel: String,
@@ -66,6 +69,9 @@ pub struct Deps {
     pub actors: ActorsConfig,
     /// Woken after a commit that wrote outbox records, so webhooks go out at once.
     pub outbox_written: Arc<tokio::sync::Notify>,
+    /// The risk rules every new order passes (with its daily-cap reservation) before its
+    /// provider call.
+    pub risk: Arc<crate::risk::RiskEngine>,
     /// Merchants configured with `refund_late_payments = true`: their orders refund a
     /// payment that arrives after close without waiting for the merchant.
     pub auto_refund_late: HashSet<MerchantId>,

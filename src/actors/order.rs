@@ -158,8 +158,9 @@ impl<C: OrderCommand> Handler<Envelope<C>> for OrderActor {
                     // re-sent to a fresh activation by `Registry::send`.
                     if cold_wake {
                         act.stop(Exit::Passivated, ctx);
-                    } else if act.state.is_none() && matches!(reply, Err(EngineError::NotFound))
-                    {
+                    } else if act.state.is_none() && reply.is_err() {
+                        // No order behind it: not found, or a create that stored nothing
+                        // (refused by risk, a duplicate, a failed commit).
                         act.stop(Exit::Other, ctx);
                     }
                     reply

@@ -202,6 +202,7 @@ impl From<EngineError> for ApiError {
             )
             .param("merchant_refund_no"),
             EngineError::Provider(c) => c.into(),
+            EngineError::Risk(d) => d.into(),
             EngineError::RateLimited {
                 channel,
                 retry_after_secs,

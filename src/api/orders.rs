@@ -11,7 +11,6 @@ use crate::actors::EngineError;
 use crate::domain::{
     ChannelName, Currency, MerchantRef, Method, Money, Order, OrderId, OrderSpec, Payer,
 };
-use crate::risk::Refusal;
 use crate::views::OrderView;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -321,28 +320,14 @@ async fn create_order(
             .channel(&order.spec.channel)
             .ok_or_else(ApiError::internal)?;
         ch.connector.validate(&order)?;
-        // Risk runs before any provider call; a denial creates nothing. The channel limiter
-        // is its gate between the daily caps and the velocity limits, so an order refused
-        // by either spends no velocity budget.
-        let assessment = state
-            .risk
-            .assess_gated(&order.spec, store, || admit(state, &order.spec.channel))
-            .map_err(|r| match r {
-                Refusal::Risk(d) => ApiError::from(d),
-                Refusal::Gate(e) => e,
-            })?;
-        let spec = order.spec.clone();
-        let order = order.with_risk(assessment.decision.clone());
-        let id = order.id.clone();
-        claim.resource(id.as_str())?;
-        let res = state.engine.send(&id, Create(Box::new(order))).await;
-        // Whatever failed, a daily-cap reservation without an order is given back.
-        if res.is_err() {
-            state
-                .risk
-                .release_unless_created(&spec, &assessment, store, &id);
-        }
-        to_body(StatusCode::CREATED, &OrderView::from(&*res?))
+        // The order actor owns the rest: risk (with the channel limiter as its gate), the
+        // provider call, the one durable commit, giving back a cap reservation on failure.
+        claim.resource(order.id.as_str())?;
+        let o = state
+            .engine
+            .send(&order.id.clone(), Create(Box::new(order)))
+            .await?;
+        to_body(StatusCode::CREATED, &OrderView::from(&*o))
     })
     .await
 }

@@ -2,12 +2,15 @@
 //! the persistence primitives (`transition`, `commit`, `reschedule`) in `mod.rs`.
 
 use super::super::command::{RefundAccepted, Verified};
-use super::super::EngineError;
+use std::sync::Arc;
+
+use super::super::{ChannelHandle, EngineError};
 use super::Worker;
 use crate::connectors::{ConnectorError, Notification, ProviderPayment, ProviderRefund};
 use crate::domain::{
     Applied, CloseReason, Failure, Method, Order, OrderEvent, OrderStatus, Refund, RefundStatus,
 };
+use crate::risk::{Assessment, Refusal};
 use crate::store::{OrderWrite, StoredEvent};
 use crate::telemetry::metrics;
 
@@ -55,7 +58,6 @@ impl Worker {
         &mut self,
         order: Order,
     ) -> Result<Box<Order>, EngineError> {
-        let now = self.now();
         let ch = self
             .deps
             .channel(&order.spec.channel)
@@ -66,6 +68,47 @@ impl Worker {
                     order.spec.channel
                 ))
             })?;
+        let assessment = self.assess(&order, &ch)?;
+        let (spec, id) = (order.spec.clone(), order.id.clone());
+        let res = self
+            .place(order.with_risk(assessment.decision.clone()), ch)
+            .await;
+        if res.is_err() {
+            // Whatever failed, a daily-cap reservation without an order is given back.
+            let store = &self.deps.store;
+            self.deps
+                .risk
+                .release_unless_created(&spec, &assessment, store, &id);
+        }
+        res
+    }
+
+    /// The risk rules, before any provider call; a denial creates nothing. The channel
+    /// limiter is their gate between the daily caps and the velocity limits, so an order
+    /// refused by either spends no velocity budget.
+    fn assess(&self, order: &Order, ch: &ChannelHandle) -> Result<Assessment, EngineError> {
+        let gate = || {
+            ch.admit()
+                .map_err(|retry_after_secs| EngineError::RateLimited {
+                    channel: order.spec.channel.to_string(),
+                    retry_after_secs,
+                })
+        };
+        self.deps
+            .risk
+            .assess_gated(&order.spec, &self.deps.store, gate)
+            .map_err(|r| match r {
+                Refusal::Risk(d) => EngineError::Risk(d),
+                Refusal::Gate(e) => e,
+            })
+    }
+
+    async fn place(
+        &mut self,
+        order: Order,
+        ch: Arc<ChannelHandle>,
+    ) -> Result<Box<Order>, EngineError> {
+        let now = self.now();
         let mut events = vec![StoredEvent {
             seq: order.version(),
             at: now,
@@ -144,7 +187,7 @@ impl Worker {
     /// once, so the merchant's create answers `paid` (a synchronous result). Not known yet
     /// (the payer must confirm, or the query failed): the order stays `pending`, is polled
     /// every `barcode_poll_secs`, and is reversed at its short expiry.
-    async fn settle_barcode(&mut self, ch: &super::super::ChannelHandle) {
+    async fn settle_barcode(&mut self, ch: &ChannelHandle) {
         let o = self.order().clone();
         if o.spec.method != Method::Barcode || o.status() != OrderStatus::Pending {
             return;
