@@ -215,7 +215,7 @@ impl AntomSimulator {
         let path = url::Url::parse(url)
             .map(|u| u.path().to_string())
             .unwrap_or_default();
-        let time = iso_utc(now_millis());
+        let time = wire::iso_utc(now_millis());
         let content = wire::signed_content("POST", &path, &self.client_id, &time, &text);
         let sig = self.antom.sign(content.as_bytes());
         let resp = self
@@ -365,12 +365,6 @@ fn result(code: &str, status: &str, message: &str) -> Value {
     json!({ "resultCode": code, "resultStatus": status, "resultMessage": message })
 }
 
-/// `2019-11-12T09:37:00Z`: UTC, second precision.
-fn iso_utc(ms: i64) -> String {
-    let cst = format_rfc3339_cst(ms - 8 * 3600 * 1000);
-    format!("{}Z", &cst[..19])
-}
-
 #[async_trait]
 impl Simulator for AntomSimulator {
     fn routes(self: Arc<Self>, cfg: &mut web::ServiceConfig) {
@@ -403,16 +397,5 @@ impl Simulator for AntomSimulator {
         self.decline_refunds.store(f.fail_next_refund, SeqCst);
         self.unknown.store(f.unknown_next, SeqCst);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notification_times_are_utc_seconds() {
-        // 2019-11-12T09:37:00Z, the Request-Time of Antom's published notification.
-        assert_eq!(iso_utc(1_573_551_420_000), "2019-11-12T09:37:00Z");
     }
 }

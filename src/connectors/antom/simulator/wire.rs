@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use crate::domain::Currency;
-use crate::protocol_primitives::beijing_time::parse_rfc3339;
+use crate::protocol_primitives::beijing_time::{format_rfc3339_cst, parse_rfc3339};
 
 /// `<METHOD> <URI path>\n<Client-Id>.<time>.<body>`.
 pub fn signed_content(method: &str, uri: &str, client_id: &str, time: &str, body: &str) -> String {
@@ -97,6 +97,12 @@ pub fn amount(v: Option<&Value>) -> Result<(Currency, i64), String> {
     Ok((cur, minor))
 }
 
+/// `2019-11-12T09:37:00Z`: UTC, second precision, as Antom's own notifications carry it.
+pub fn iso_utc(ms: i64) -> String {
+    let cst = format_rfc3339_cst(ms - 8 * 3600 * 1000);
+    format!("{}Z", &cst[..19])
+}
+
 pub fn amount_json(cur: Currency, minor: i64) -> Value {
     serde_json::json!({ "currency": cur.code(), "value": minor.to_string() })
 }
@@ -118,6 +124,12 @@ mod tests {
         for bad in ["", "yesterday", "2026-08-17", "12ab"] {
             assert_eq!(request_time_ms(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn notification_times_are_utc_seconds() {
+        // The Request-Time of Antom's published notification.
+        assert_eq!(iso_utc(1_573_551_420_000), "2019-11-12T09:37:00Z");
     }
 
     #[test]
