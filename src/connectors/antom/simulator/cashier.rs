@@ -57,26 +57,26 @@ pub(super) fn routes(sim: Arc<AntomSimulator>, cfg: &mut web::ServiceConfig) {
 }
 
 impl AntomSimulator {
-    fn by_payment_id(&self, id: &str) -> Result<Payment, HttpResponse> {
+    fn by_payment_id(&self, id: &str) -> Result<Payment, Box<HttpResponse>> {
         match self.load_by_payment_id(id) {
             Ok(Some(p)) => Ok(p),
-            Ok(None) => Err(page(
+            Ok(None) => Err(Box::new(page(
                 StatusCode::NOT_FOUND,
                 "Antom",
                 "<p>ORDER_NOT_EXIST</p>",
-            )),
-            Err(e) => Err(page(
+            ))),
+            Err(e) => Err(Box::new(page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Antom",
                 &esc(&e.to_string()),
-            )),
+            ))),
         }
     }
 
     fn cashier(&self, id: &str) -> HttpResponse {
         let p = match self.by_payment_id(id) {
             Ok(p) => p,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let amount = Money::new(p.amount, p.currency)
             .map(|m| m.to_string())
@@ -114,7 +114,7 @@ impl AntomSimulator {
         };
         let p = match self.by_payment_id(id) {
             Ok(p) => p,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self
             .settle(&p.payment_request_id, status, PayOptions::default())
