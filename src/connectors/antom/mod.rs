@@ -22,7 +22,7 @@
 //! * Every answer has `result {resultCode, resultStatus, resultMessage}`: `S` done, `F`
 //!   refused (the code says why: `ORDER_NOT_EXIST`, `ORDER_IS_CLOSED`,
 //!   `ORDER_STATUS_INVALID`, `REFUND_AMOUNT_EXCEED`, `REFUND_NOT_EXIST`,
-//!   `CURRENCY_NOT_SUPPORT`, `PARAM_ILLEGAL`, `INVALID_SIGNATURE`, `INVALID_CLIENT`,
+//!   `CURRENCY_NOT_SUPPORT`, `PARAM_ILLEGAL`, `INVALID_SIGNATURE`, `CLIENT_INVALID`,
 //!   `REPEAT_REQ_INCONSISTENT`, ...), `U` unknown (`UNKNOWN_EXCEPTION`: query later).
 //! * `pay`: `productCode` `CASHIER_PAYMENT`, `paymentRequestId` (idempotency key: our
 //!   order's provider reference), `paymentAmount`, `order {referenceOrderId,
@@ -62,6 +62,8 @@ pub mod wallets;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod contract_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,223 @@
+//! Antom's own protocol against its simulator, on the conformance harness: the request
+//! body, answers that are unsigned or signed by another key, the client id and sandbox
+//! path, `Request-Time` as the SDKs send it, and `resultStatus` U. The flows every
+//! provider shares are in `connectors::conformance`.
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+use super::conformance::{fx, settings, CLIENT_ID, GRABPAY, TNG};
+use super::sign::{self, Signer};
+use super::AntomConnector;
+use crate::connectors::conformance::{order, Harness};
+use crate::connectors::{Connector, ConnectorEnv, ConnectorError, ProviderPayment};
+use crate::domain::{ChannelName, Currency, Method, Money};
+
+fn with(key: &str, value: &str) -> toml::Table {
+    let mut t = settings();
+    t.insert(key.into(), toml::Value::String(value.into()));
+    t
+}
+
+fn with_sim(key: &str, value: &str) -> toml::Table {
+    let mut t = settings();
+    let sim = t.get_mut("simulator").unwrap().as_table_mut().unwrap();
+    sim.insert(key.into(), toml::Value::String(value.into()));
+    t
+}
+
+fn connector_at(base_url: &str) -> AntomConnector {
+    AntomConnector::new(
+        &settings(),
+        ConnectorEnv {
+            channel: ChannelName::parse("antom").unwrap(),
+            http: reqwest::Client::new(),
+            base_url: base_url.into(),
+            callback_url: "https://pay.example.com/callbacks/antom".into(),
+            public_url: "https://pay.example.com".into(),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn pay_body_carries_the_method_type_terminal_amounts_and_expiry() {
+    let c = connector_at("https://open-sea-global.alipay.com");
+    let mut o = order(&GRABPAY, Method::H5, 1234);
+    o.spec.amount = Money::new(1234, Currency::Sgd).unwrap();
+    o.spec.expires_at = 1_765_000_000_000;
+    let b = c.pay_body(&o).unwrap();
+    assert_eq!(b["productCode"], "CASHIER_PAYMENT");
+    assert_eq!(b["paymentRequestId"], o.id.provider_ref());
+    assert_eq!(b["paymentMethod"]["paymentMethodType"], "GRABPAY_SG");
+    assert_eq!(b["env"]["terminalType"], "WAP");
+    assert_eq!(
+        b["paymentAmount"],
+        json!({"currency": "SGD", "value": "1234"})
+    );
+    assert_eq!(b["order"]["orderAmount"], b["paymentAmount"]);
+    // 1_765_000_000_000 ms = 2025-12-06T05:46:40Z.
+    assert_eq!(b["paymentExpiryTime"], "2025-12-06T13:46:40+08:00");
+    assert_eq!(
+        b["paymentNotifyUrl"],
+        "https://pay.example.com/callbacks/antom"
+    );
+    assert_eq!(b["paymentRedirectUrl"], "https://shop.example/done?x=1");
+    for (method, terminal) in [(Method::PcWeb, "WEB"), (Method::App, "APP")] {
+        let o = order(&TNG, method, 100);
+        assert_eq!(c.pay_body(&o).unwrap()["env"]["terminalType"], terminal);
+    }
+    // The sandbox rewrite of a SANDBOX_ client id.
+    assert_eq!(c.client.api_path("pay"), "/ams/sandbox/api/v1/payments/pay");
+}
+
+#[actix_web::test]
+async fn answers_signed_by_another_key_are_refused() {
+    let h = Harness::start_with(
+        &TNG,
+        settings(),
+        with_sim(
+            "antom_private_key_file",
+            &fx("TEST_ONLY_wrong_private_key.pem"),
+        ),
+    )
+    .await;
+    let o = h.order(Method::PcWeb, 100);
+    assert!(matches!(
+        h.conn.prepay(&o).await,
+        Err(ConnectorError::Signature(_))
+    ));
+    assert!(matches!(
+        h.conn.query(&o).await,
+        Err(ConnectorError::Signature(_))
+    ));
+}
+
+/// An answer without `signature` / `response-time` is not read, whatever it says.
+#[actix_web::test]
+async fn unsigned_answers_are_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            HttpResponse::Ok().json(json!({
+                "result": {"resultCode": "ORDER_NOT_EXIST", "resultStatus": "F", "resultMessage": "no"},
+            }))
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    let c = connector_at(&base);
+    let o = order(&TNG, Method::PcWeb, 100);
+    let e = c.query(&o).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Signature(_)), "{e:?}");
+    let e = c.close(&o).await.unwrap_err();
+    assert!(matches!(e, ConnectorError::Signature(_)), "{e:?}");
+}
+
+#[actix_web::test]
+async fn another_client_id_or_merchant_key_is_refused_by_antom() {
+    let h = Harness::start_with(&TNG, with("client_id", "SANDBOX_SOMEONE_ELSE"), settings()).await;
+    let o = h.order(Method::PcWeb, 100);
+    match h.conn.prepay(&o).await {
+        // Antom signs its refusal for the client id it knows: ours does not match.
+        Err(ConnectorError::Signature(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let h = Harness::start_with(
+        &TNG,
+        with(
+            "merchant_private_key_file",
+            &fx("TEST_ONLY_wrong_private_key.pem"),
+        ),
+        settings(),
+    )
+    .await;
+    match h.conn.prepay(&h.order(Method::PcWeb, 100)).await {
+        Err(ConnectorError::Rejected { code, .. }) => assert_eq!(code, "INVALID_SIGNATURE"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_production_client_id_uses_the_production_path() {
+    let t = with("client_id", "2188120000000001");
+    let h = Harness::start_with(&TNG, t.clone(), t).await;
+    let o = h.order(Method::H5, 500);
+    h.conn.prepay(&o).await.unwrap();
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
+}
+
+/// Calls the simulator directly as the merchant, with a chosen `Request-Time`.
+async fn call_at(h: &Harness, time: &str, path_root: &str) -> Value {
+    let signer = Signer::from_text(
+        &std::fs::read_to_string(fx("TEST_ONLY_merchant_private_key.pem")).unwrap(),
+        "1",
+    )
+    .unwrap();
+    let path = format!("/sandbox/antom{path_root}/v1/payments/inquiryPayment");
+    let body = r#"{"paymentRequestId":"nope"}"#;
+    let sig = signer.header(&sign::content("POST", &path, CLIENT_ID, time, body));
+    h.http
+        .post(format!("{}{path}", h.public))
+        .header("Client-Id", CLIENT_ID)
+        .header("Request-Time", time)
+        .header("Signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn request_time_as_every_sdk_sends_it() {
+    let h = Harness::start(&TNG).await;
+    let now = crate::protocol_primitives::beijing_time::now_millis();
+    let iso = crate::protocol_primitives::beijing_time::format_rfc3339_cst(now);
+    for time in [now.to_string(), iso.clone(), iso.replace("+08:00", "+0800")] {
+        let a = call_at(&h, &time, "/ams/sandbox/api").await;
+        // Authenticated: the answer is about the payment, not the request.
+        assert_eq!(a["result"]["resultCode"], "ORDER_NOT_EXIST", "{time}: {a}");
+    }
+    for time in ["", "yesterday", "1000"] {
+        let a = call_at(&h, time, "/ams/sandbox/api").await;
+        assert_eq!(a["result"]["resultCode"], "PARAM_ILLEGAL", "{time}: {a}");
+    }
+    // A SANDBOX_ client on the production path.
+    let a = call_at(&h, &now.to_string(), "/ams/api").await;
+    assert_eq!(a["result"]["resultCode"], "NO_INTERFACE_DEF", "{a}");
+}
+
+#[actix_web::test]
+async fn unknown_results_are_never_guessed() {
+    let h = Harness::start(&TNG).await;
+    let o = h.order(Method::PcWeb, 100);
+    h.faults(json!({"unknown_next": 1})).await;
+    assert!(matches!(
+        h.conn.prepay(&o).await,
+        Err(ConnectorError::Transport(_))
+    ));
+    // It was placed all the same: the query knows.
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Pending
+    );
+    h.faults(json!({"unknown_next": 1})).await;
+    assert!(matches!(
+        h.conn.close(&o).await,
+        Err(ConnectorError::Transport(_))
+    ));
+    assert_eq!(
+        h.conn.query(&o).await.unwrap().payment,
+        ProviderPayment::Closed
+    );
+}
