@@ -404,3 +404,35 @@ async fn unknown_result_then_query_gives_the_final_state() {
         r.text
     );
 }
+
+/// The order's expiry is Antom's `paymentExpiryTime`; at expiry paygate cancels the
+/// payment at Antom, and a payment notified after that is a late payment.
+#[actix_web::test]
+async fn expired_orders_are_cancelled_at_antom_and_late_payments_recorded() {
+    let app = spawn_app().await;
+    let mut b = body("ant-x1", "boost", "MYR", "h5", 1_500);
+    b["expires_in"] = json!(60);
+    let o = created(&app, b).await;
+    let id = o["id"].as_str().unwrap().to_string();
+    app.clock.advance(std::time::Duration::from_secs(61));
+    let o = app
+        .wait_order(&id, "closed at expiry", |o| o["status"] == "closed")
+        .await;
+    assert_eq!(o["status"], "closed");
+    // Cancelled at Antom: the payer can no longer pay it.
+    let p = app.pay(&id, json!({})).await;
+    assert_ne!(p.status, 200, "{}", p.text);
+
+    // Antom still reports a payment (the wallet settled before the cancel reached it).
+    let antom = key("TEST_ONLY_antom_private_key.pem");
+    let late = paid_notification(&id, "MYR", "1500");
+    let (status, text) = notify(&app, &late, &antom, "2026-12-07T06:00:00Z").await;
+    assert_eq!((status, text.as_str()), (200, ACK));
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "closed", "{o}");
+    assert_eq!(o["late_payments"].as_array().unwrap().len(), 1, "{o}");
+    assert!(
+        anomaly_kinds(&o).contains(&"paid_after_close".to_string()),
+        "{o}"
+    );
+}
