@@ -15,7 +15,8 @@ pub struct AntomFixture {
     pub currencies: &'static [Currency],
     pub methods: &'static [Method],
     /// Cases whose fixed amounts this wallet's currency cannot take (IDR is whole
-    /// rupiah; those amounts are covered in tests/antom.rs instead).
+    /// rupiah): `contract_tests::idr_wallets_methods_currencies_pay_and_query` runs them
+    /// with rupiah amounts.
     pub skip: &'static [&'static str],
 }
 

@@ -221,3 +221,74 @@ async fn unknown_results_are_never_guessed() {
         ProviderPayment::Closed
     );
 }
+
+/// The two generic cases the IDR wallets skip (their fixed amounts are not whole rupiah),
+/// with rupiah amounts: every method validates and prepays, others and other currencies
+/// are refused, and pay → notification → query, a lost notification found by query.
+#[actix_web::test]
+async fn idr_wallets_methods_currencies_pay_and_query() {
+    use super::conformance::{DANA, OVO};
+    use crate::connectors::conformance::Fixture;
+    use crate::connectors::{Notification, ProviderPayment as P};
+    use crate::simulator::PayOptions;
+    for f in [&DANA, &OVO] {
+        let mut h = Harness::start(f).await;
+        for method in Method::ALL {
+            let o = h.order(method, 123_400);
+            if !f.methods().contains(&method) {
+                assert!(h.conn.validate(&o).is_err(), "{method:?}");
+                continue;
+            }
+            h.conn.prepay(&o).await.unwrap();
+            h.conn.prepay(&o).await.unwrap();
+            assert_eq!(h.conn.query(&o).await.unwrap().payment, P::Pending);
+            let out = h.sim.pay(&o, PayOptions::default()).await.unwrap();
+            match h.next_callback().await.1 {
+                Ok(Notification::Payment {
+                    payment:
+                        P::Paid {
+                            amount,
+                            provider_transaction_id,
+                            ..
+                        },
+                    ..
+                }) => {
+                    assert_eq!(amount, o.spec.amount);
+                    assert_eq!(provider_transaction_id, out.provider_transaction_id);
+                }
+                other => panic!("{other:?}"),
+            }
+            let silent = h.order(method, 50_000);
+            h.conn.prepay(&silent).await.unwrap();
+            let drop = PayOptions {
+                drop_callback: true,
+                ..Default::default()
+            };
+            h.sim.pay(&silent, drop).await.unwrap();
+            assert!(h.no_callback_pending());
+            assert!(matches!(
+                h.conn.query(&silent).await.unwrap().payment,
+                P::Paid { .. }
+            ));
+        }
+        let odd = h.order(Method::H5, 123_456);
+        assert!(matches!(
+            h.conn.validate(&odd),
+            Err(ConnectorError::InvalidRequest {
+                param: "amount",
+                ..
+            })
+        ));
+        for currency in Currency::ALL {
+            if currency == Currency::Idr {
+                continue;
+            }
+            let mut o = h.order(Method::H5, 100);
+            o.spec.amount = Money::new(100, currency).unwrap();
+            assert!(matches!(
+                h.conn.validate(&o),
+                Err(ConnectorError::Unsupported(_))
+            ));
+        }
+    }
+}

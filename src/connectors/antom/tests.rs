@@ -227,3 +227,33 @@ fn amounts_are_minor_unit_strings() {
         assert!(parse_amount(Some(&bad)).is_err(), "{bad}");
     }
 }
+
+mod properties {
+    use super::super::api::parse_amount;
+    use super::super::sign;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the signature bytes, the header carries them through URL-encoding.
+        #[test]
+        fn signature_header_round_trips(bytes in proptest::collection::vec(any::<u8>(), 1..300),
+                                        version in 1u32..100) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let h = sign::header(&version.to_string(), &b64);
+            prop_assert!(!h[h.find("signature=").unwrap()..].contains('+'));
+            prop_assert_eq!(sign::signature_of(&h), Some(b64.clone()));
+            prop_assert_eq!(sign::url_decode(&sign::url_encode(&b64)), b64);
+        }
+
+        /// Amounts: only a string of digits in a known currency is read, and nothing panics.
+        #[test]
+        fn amount_parser_is_total(currency in "[A-Z]{3}|MYR|IDR|KRW", value in "\\PC{0,20}") {
+            let v = serde_json::json!({"currency": currency, "value": value});
+            if let Ok(Some(m)) = parse_amount(Some(&v)) {
+                prop_assert!(value.bytes().all(|b| b.is_ascii_digit()));
+                prop_assert_eq!(m.minor(), value.parse::<i64>().unwrap());
+            }
+        }
+    }
+}
