@@ -148,11 +148,8 @@ impl Client {
     /// `resultStatus`). A 5xx or a network failure is `Transport`.
     pub async fn call(&self, api: &str, body: &Value) -> Result<Answer, ConnectorError> {
         let path = format!("{}{}", self.base_path, self.api_path(api));
-        let url = format!(
-            "{}{}",
-            self.base_url.trim_end_matches(&self.base_path),
-            path
-        );
+        // `base_url` already ends with `base_path`.
+        let url = format!("{}{}", self.base_url, self.api_path(api));
         let text = body.to_string();
         let time = crate::protocol_primitives::beijing_time::now_millis().to_string();
         let signature =

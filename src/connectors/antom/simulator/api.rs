@@ -203,7 +203,7 @@ impl AntomSimulator {
             None => {
                 let p = Payment {
                     payment_request_id: request_id.into(),
-                    payment_id: Self::new_id("2026"),
+                    payment_id: Self::new_id("1900"),
                     method_type: method_type.into(),
                     currency: cur,
                     amount: minor,
@@ -402,7 +402,7 @@ impl AntomSimulator {
         }
         let r = RefundRec {
             refund_request_id: refund_request_id.into(),
-            refund_id: Self::new_id("R2026"),
+            refund_id: Self::new_id("1910"),
             amount: minor,
             status: "PROCESSING".into(),
             notify_url: text(v, "refundNotifyUrl").map(str::to_string),

@@ -196,15 +196,15 @@ impl AntomSimulator {
         Ok(())
     }
 
-    fn new_id(prefix: &str) -> String {
+    /// Antom-style ids: the date, a kind marker (`1900` payment, `1910` refund) and random
+    /// digits.
+    fn new_id(kind: &str) -> String {
         let mut rng = rand::thread_rng();
         let tail: String = (0..24)
             .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
             .collect();
-        format!(
-            "{prefix}{}{tail}",
-            &format_rfc3339_cst(now_millis())[..10].replace('-', "")
-        )
+        let day = format_rfc3339_cst(now_millis())[..10].replace('-', "");
+        format!("{day}{kind}{tail}")
     }
 
     /// Signs and POSTs a notification to `url` as Antom does: `Client-Id`,
@@ -318,7 +318,7 @@ impl AntomSimulator {
     /// then sends `notifyRefund`.
     async fn finish_refund(self: Arc<Self>, request_id: String, refund_request_id: String) {
         let declined = take_one(&self.decline_refunds);
-        let done = {
+        let (done, currency) = {
             let _g = self.lock.lock();
             let Ok(Some(mut p)) = self.load(&request_id) else {
                 return;
@@ -336,7 +336,7 @@ impl AntomSimulator {
             if self.save(&p).is_err() {
                 return;
             }
-            r
+            (r, p.currency)
         };
         let Some(url) = done.notify_url.clone() else {
             return;
@@ -346,10 +346,7 @@ impl AntomSimulator {
             "refundStatus": done.status,
             "refundRequestId": done.refund_request_id,
             "refundId": done.refund_id,
-            "refundAmount": wire::amount_json(
-                self.load(&request_id).ok().flatten().map_or(Currency::Usd, |p| p.currency),
-                done.amount,
-            ),
+            "refundAmount": wire::amount_json(currency, done.amount),
         });
         if declined {
             body["result"] = result("REFUND_FAIL", "F", "refund declined: merchant balance");
