@@ -154,28 +154,110 @@ async fn a_production_client_id_uses_the_production_path() {
     );
 }
 
-/// Calls the simulator directly as the merchant, with a chosen `Request-Time`.
-async fn call_at(h: &Harness, time: &str, path_root: &str) -> Value {
+/// Calls the simulator directly as the merchant: `api` with `body`, at `time`.
+async fn raw_call(h: &Harness, path_root: &str, api: &str, time: &str, body: &str) -> Value {
     let signer = Signer::from_text(
         &std::fs::read_to_string(fx("TEST_ONLY_merchant_private_key.pem")).unwrap(),
         "1",
     )
     .unwrap();
-    let path = format!("/sandbox/antom{path_root}/v1/payments/inquiryPayment");
-    let body = r#"{"paymentRequestId":"nope"}"#;
+    let path = format!("/sandbox/antom{path_root}/v1/payments/{api}");
     let sig = signer.header(&sign::content("POST", &path, CLIENT_ID, time, body));
     h.http
         .post(format!("{}{path}", h.public))
         .header("Client-Id", CLIENT_ID)
         .header("Request-Time", time)
         .header("Signature", sig)
-        .body(body)
+        .body(body.to_string())
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap()
+}
+
+async fn call_at(h: &Harness, time: &str, path_root: &str) -> Value {
+    raw_call(
+        h,
+        path_root,
+        "inquiryPayment",
+        time,
+        r#"{"paymentRequestId":"nope"}"#,
+    )
+    .await
+}
+
+fn now_ms() -> String {
+    crate::protocol_primitives::beijing_time::now_millis().to_string()
+}
+
+/// The simulated Antom checks a payment's fields and amounts as Antom does.
+#[actix_web::test]
+async fn antom_refuses_bad_payments_with_its_codes() {
+    let h = Harness::start(&TNG).await;
+    let pay = |method: &str, cur: &str, value: &str, order_value: &str| {
+        json!({
+            "productCode": "CASHIER_PAYMENT",
+            "paymentRequestId": "PR_1",
+            "order": {
+                "referenceOrderId": "PR_1",
+                "orderDescription": "tea",
+                "orderAmount": {"currency": cur, "value": order_value},
+            },
+            "paymentAmount": {"currency": cur, "value": value},
+            "paymentMethod": {"paymentMethodType": method},
+            "env": {"terminalType": "WEB"},
+            "paymentRedirectUrl": "https://shop.example/done",
+            "paymentNotifyUrl": format!("{}/callbacks/antom", h.public),
+        })
+    };
+    let code = |a: Value| a["result"]["resultCode"].as_str().unwrap().to_string();
+    let root = "/ams/sandbox/api";
+    for (body, expected) in [
+        (pay("TNG", "SGD", "100", "100"), "CURRENCY_NOT_SUPPORT"),
+        (pay("TNG", "MYR", "100", "200"), "PARAM_ILLEGAL"),
+        (pay("TNG", "MYR", "1.00", "1.00"), "PARAM_ILLEGAL"),
+        (pay("TNG", "MYR", "0", "0"), "PARAM_ILLEGAL"),
+        (pay("DANA", "IDR", "12345", "12345"), "PARAM_ILLEGAL"),
+        (
+            pay("PAYPAL", "MYR", "100", "100"),
+            "PAYMENT_METHOD_NOT_SUPPORTED",
+        ),
+    ] {
+        let a = raw_call(&h, root, "pay", &now_ms(), &body.to_string()).await;
+        assert_eq!(code(a.clone()), expected, "{body}: {a}");
+    }
+    let ok = pay("TNG", "MYR", "100", "100").to_string();
+    let a = raw_call(&h, root, "pay", &now_ms(), &ok).await;
+    assert_eq!(code(a.clone()), "PAYMENT_IN_PROCESS", "{a}");
+    // The same paymentRequestId for another amount.
+    let other = pay("TNG", "MYR", "200", "200").to_string();
+    let a = raw_call(&h, root, "pay", &now_ms(), &other).await;
+    assert_eq!(code(a), "REPEAT_REQ_INCONSISTENT");
+    // A body that is not the one signed.
+    let signer = Signer::from_text(
+        &std::fs::read_to_string(fx("TEST_ONLY_merchant_private_key.pem")).unwrap(),
+        "1",
+    )
+    .unwrap();
+    let path = format!("/sandbox/antom{root}/v1/payments/pay");
+    let t = now_ms();
+    let sig = signer.header(&sign::content("POST", &path, CLIENT_ID, &t, &ok));
+    let a: Value = h
+        .http
+        .post(format!("{}{path}", h.public))
+        .header("Client-Id", CLIENT_ID)
+        .header("Request-Time", &t)
+        .header("Signature", sig)
+        .body(ok.replace("\"100\"", "\"1\""))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(code(a), "INVALID_SIGNATURE");
 }
 
 #[actix_web::test]

@@ -257,3 +257,69 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn settings_refuse_what_cannot_work() {
+    use super::settings::Settings;
+    let base = super::conformance::settings();
+    assert!(Settings::parse(&base).is_ok());
+    let with = |k: &str, v: toml::Value| {
+        let mut t = base.clone();
+        t.insert(k.into(), v);
+        t
+    };
+    for (k, v) in [
+        ("client_id", toml::Value::String("".into())),
+        ("client_id", toml::Value::String("SANDBOX id".into())),
+        ("key_version", toml::Value::String("v1".into())),
+        ("wallets", toml::Value::Array(vec!["paypal".into()])),
+        ("typo_field", toml::Value::String("x".into())),
+        ("merchant_private_key_env", toml::Value::String("X".into())),
+    ] {
+        let t = with(k, v);
+        let parsed = Settings::parse(&t).and_then(|s| s.signer().map(|_| ()));
+        assert!(parsed.is_err(), "{k}");
+    }
+    let e = Settings::parse(&with(
+        "merchant_private_key_file",
+        toml::Value::String("/nonexistent.pem".into()),
+    ))
+    .unwrap()
+    .signer()
+    .unwrap_err();
+    assert!(e.contains("/nonexistent.pem"), "{e}");
+}
+
+#[test]
+fn a_contract_with_some_wallets_offers_only_those() {
+    use crate::connectors::{Connector, ConnectorEnv};
+    let mut t = super::conformance::settings();
+    t.insert(
+        "wallets".into(),
+        toml::Value::Array(vec!["tng".into(), "paynow".into()]),
+    );
+    let c = super::AntomConnector::new(
+        &t,
+        ConnectorEnv {
+            channel: crate::domain::ChannelName::parse("antom").unwrap(),
+            http: reqwest::Client::new(),
+            base_url: "https://open-sea-global.alipay.com".into(),
+            callback_url: "https://pay.example.com/callbacks/antom".into(),
+            public_url: "https://pay.example.com".into(),
+        },
+    )
+    .unwrap();
+    let caps = c.capabilities();
+    assert_eq!(caps.wallets, vec!["tng", "paynow"]);
+    assert_eq!(caps.currencies, vec![Currency::Myr, Currency::Sgd]);
+    let mut o = crate::connectors::conformance::order(
+        &super::conformance::GCASH,
+        crate::domain::Method::H5,
+        100,
+    );
+    o.spec.amount = Money::new(100, Currency::Php).unwrap();
+    assert!(matches!(
+        c.validate(&o),
+        Err(ConnectorError::Unsupported(_))
+    ));
+}
