@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::simulator::{SimEnv, SimError, Simulator};
 
 pub mod alipay;
+pub mod antom;
 #[cfg(test)]
 mod conformance;
 pub mod sandbox;
@@ -314,6 +315,7 @@ pub type BuildSimulator = fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator
 pub const REGISTRY: &[Kind] = &[
     Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sandbox::simulator::SandboxSimulator::new(&c.settings, e)?)) },
     Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(alipay::simulator::AlipaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "antom", connector: |c, e| Ok(Arc::new(antom::AntomConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(antom::simulator::AntomSimulator::new(&c.settings, e)?)) },
     Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(wechat_pay::simulator::WechatPaySimulator::new(&c.settings, e)?)) },
 ];
 

@@ -40,6 +40,9 @@ pub struct Faults {
     pub ignore_next_close: u32,
     /// sandbox only: answer the next N refund requests 500 without recording them.
     pub drop_next_refunds: u32,
+    /// antom only: carry out the next N API calls, then answer them with the protocol's
+    /// own "outcome unknown" (`resultStatus` U), which must be resolved by a query.
+    pub unknown_next: u32,
 }
 
 impl Faults {
@@ -48,6 +51,7 @@ impl Faults {
             fail_next_refund: self.fail_next_refund,
             ignore_next_close: self.ignore_next_close,
             drop_next_refunds: self.drop_next_refunds,
+            unknown_next: self.unknown_next,
         }
     }
 }
@@ -59,6 +63,7 @@ pub struct ProtocolFaults {
     pub fail_next_refund: u32,
     pub ignore_next_close: u32,
     pub drop_next_refunds: u32,
+    pub unknown_next: u32,
 }
 
 impl ProtocolFaults {
@@ -69,6 +74,7 @@ impl ProtocolFaults {
             ("fail_next_refund", self.fail_next_refund),
             ("ignore_next_close", self.ignore_next_close),
             ("drop_next_refunds", self.drop_next_refunds),
+            ("unknown_next", self.unknown_next),
         ];
         let refused: Vec<&str> = asked
             .iter()

@@ -92,7 +92,8 @@ pub trait Simulator: Send + Sync + 'static {
     /// Arms the faults only the protocol can produce. Each call replaces the previous
     /// ones. Simulators refuse (with [`faults::ProtocolFaults::only`]) what they cannot
     /// do: `fail_next_refund` is supported by every built-in simulator,
-    /// `ignore_next_close` and `drop_next_refunds` by `sandbox` only.
+    /// `ignore_next_close` and `drop_next_refunds` by `sandbox` only, `unknown_next` by
+    /// `antom` only.
     fn set_protocol_faults(&self, faults: &faults::ProtocolFaults) -> Result<(), String> {
         faults.only(&[])
     }
