@@ -9,4 +9,5 @@ pub mod beijing_time;
 pub mod cert_sn;
 pub mod emv;
 pub mod hmac;
+pub mod keys;
 pub mod rsa;

@@ -68,6 +68,20 @@ impl RsaSigner {
         .map_err(|e| bad(format!("not a usable RSA key ({e})")))
     }
 
+    /// DER `PrivateKeyInfo` (PKCS#8), as key containers such as PKCS#12 hold it.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        RsaKeyPair::from_pkcs8(der)
+            .map(Self::new)
+            .map_err(|e| unusable(format!("not a usable RSA PKCS#8 key: {e}")))
+    }
+
+    /// DER `RSAPrivateKey` (PKCS#1).
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, KeyError> {
+        RsaKeyPair::from_der(der)
+            .map(Self::new)
+            .map_err(|e| unusable(format!("not a usable RSA PKCS#1 key: {e}")))
+    }
+
     /// Base64 SHA256withRSA signature of `message`.
     pub fn sign(&self, message: &[u8]) -> String {
         let mut sig = vec![0u8; self.key.public().modulus_len()];
