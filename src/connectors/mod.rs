@@ -16,6 +16,7 @@ pub mod alipay;
 #[cfg(test)]
 mod conformance;
 pub mod sandbox;
+pub mod unionpay;
 pub mod wechat_pay;
 
 /// Everything a connector needs from its surroundings, resolved once the server is bound.
