@@ -316,6 +316,7 @@ pub const REGISTRY: &[Kind] = &[
     Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::sandbox::SandboxSimulator::new(&c.settings, e)?)) },
     Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::alipay::AlipaySimulator::new(&c.settings, e)?)) },
     Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(sim::wechat_pay::WechatPaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "unionpay", connector: |c, e| Ok(Arc::new(unionpay::UnionPayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(unionpay::simulator::UnionPaySimulator::new(&c.settings, e)?)) },
 ];
 
 /// The channel kinds this build knows, for config validation.

@@ -138,6 +138,7 @@ fixtures! {
     sandbox => crate::connectors::sandbox::conformance::SandboxFixture,
     wechat_pay => crate::connectors::wechat_pay::conformance::WechatPayFixture,
     alipay => crate::connectors::alipay::conformance::AlipayFixture,
+    unionpay => crate::connectors::unionpay::conformance::UnionPayFixture,
 }
 
 #[test]

@@ -54,8 +54,11 @@ impl UnionPayConnector {
     /// The common fields, the transaction's and `extra`, with `certId` and `signature`.
     pub(super) fn signed(&self, txn: &Txn<'_>, extra: &[(&str, String)]) -> Fields {
         let mut f = Fields::new();
+        // Empty fields are not sent at all (UnionPay signs what it receives).
         let mut put = |k: &str, v: &str| {
-            f.insert(k.to_string(), v.to_string());
+            if !v.is_empty() {
+                f.insert(k.to_string(), v.to_string());
+            }
         };
         put("version", "5.1.0");
         put("encoding", "utf-8");
@@ -70,9 +73,7 @@ impl UnionPayConnector {
         put("orderId", txn.order_id);
         put("txnTime", &txn.txn_time);
         for (k, v) in extra {
-            if !v.is_empty() {
-                put(k, v);
-            }
+            put(k, v);
         }
         sign_request(&mut f, &self.signer);
         f

@@ -72,7 +72,7 @@ impl std::fmt::Debug for Trust {
 
 fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err("trailing bytes after the certificate".into()),
         Err(e) => Err(e.to_string()),
     }

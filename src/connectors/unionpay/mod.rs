@@ -53,9 +53,11 @@ pub mod certs;
 mod notify;
 pub mod settings;
 pub mod sign;
+pub mod simulator;
 pub mod wire;
 
 #[cfg(test)]
+pub(crate) mod conformance;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -76,7 +78,15 @@ pub struct UnionPayConnector {
     env: ConnectorEnv,
     /// The time certificates are checked at.
     now_ms: fn() -> i64,
+    /// `queryId`s of consumes this connector saw verified as paid (query or notification),
+    /// by `orderId`: a refund names the consume by `origQryId`, and an order handed to
+    /// `refund` before the engine recorded its payment then needs no extra query.
+    paid_ids: parking_lot::Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// Bound of [`UnionPayConnector::paid_ids`]; past it the memory starts over (the engine's
+/// recorded `provider_transaction_id` is the real source, this only saves a query).
+const PAID_IDS_KEPT: usize = 10_000;
 
 impl UnionPayConnector {
     pub fn new(table: &toml::Table, env: ConnectorEnv) -> Result<Self, ConnectorError> {
@@ -91,6 +101,7 @@ impl UnionPayConnector {
             mobile_channel_type: s.mobile_channel_type,
             env,
             now_ms: crate::protocol_primitives::beijing_time::now_millis,
+            paid_ids: Default::default(),
         })
     }
 
@@ -162,7 +173,9 @@ impl UnionPayConnector {
         }
     }
 
-    /// Same-day undo (消费撤销) of a consume UnionPay reports done.
+    /// Undo (撤销) of a payer-code consume: cancels one still waiting for the payer, or
+    /// reverses one that went through the same day. Its `orderId` and `txnTime` derive from
+    /// the consume's, so a retried close re-sends the same undo and a query can find it.
     async fn undo(&self, order: &Order, query_id: &str) -> Result<(), ConnectorError> {
         let undo_ref = undo_order_id(order.id.provider_ref());
         let txn = Txn {
@@ -171,7 +184,7 @@ impl UnionPayConnector {
             biz_type: "000000",
             channel_type: &self.mobile_channel_type,
             order_id: &undo_ref,
-            txn_time: txn_time((self.now_ms)()),
+            txn_time: txn_time(order.created_at),
         };
         let f = self.signed(
             &txn,
@@ -186,6 +199,57 @@ impl UnionPayConnector {
             // 12: this undo was already received (a retry).
             Err(ConnectorError::Rejected { code, .. }) if code == "12" => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+impl UnionPayConnector {
+    fn remember_paid(&self, order_ref: &str, payment: &ProviderPayment) {
+        if let ProviderPayment::Paid {
+            provider_transaction_id,
+            ..
+        } = payment
+        {
+            let mut ids = self.paid_ids.lock();
+            if ids.len() >= PAID_IDS_KEPT {
+                ids.clear();
+            }
+            ids.insert(order_ref.to_string(), provider_transaction_id.clone());
+        }
+    }
+
+    /// Whether UnionPay has carried out an undo of this order's consume.
+    async fn undone(&self, order: &Order) -> Result<bool, ConnectorError> {
+        let undo_ref = undo_order_id(order.id.provider_ref());
+        Ok(
+            match self
+                .query_txn(&undo_ref, txn_time(order.created_at))
+                .await?
+            {
+                Some(a) => a.get("origRespCode").map(String::as_str) == Some("00"),
+                None => false,
+            },
+        )
+    }
+
+    /// The consume's `queryId` (`origQryId` of refunds): recorded with the payment, or
+    /// asked for. A consume that is not paid cannot be refunded.
+    async fn paid_query_id(&self, order: &Order) -> Result<String, ConnectorError> {
+        if let Some(id) = order.provider_transaction_id() {
+            return Ok(id.to_string());
+        }
+        if let Some(id) = self.paid_ids.lock().get(order.id.provider_ref()) {
+            return Ok(id.clone());
+        }
+        match self.query(order).await?.payment {
+            ProviderPayment::Paid {
+                provider_transaction_id,
+                ..
+            } => Ok(provider_transaction_id),
+            other => Err(ConnectorError::Rejected {
+                code: "35".into(),
+                message: format!("the consume is not paid ({other:?})"),
+            }),
         }
     }
 }
@@ -370,32 +434,43 @@ impl Connector for UnionPayConnector {
             });
         };
         let orig = Self::required(&a, "origRespCode")?;
+        let payment = map_payment(&orig, &a)?;
+        self.remember_paid(order.id.provider_ref(), &payment);
+        if order.spec.method == Method::Barcode
+            && matches!(
+                payment,
+                ProviderPayment::Pending | ProviderPayment::Paid { .. }
+            )
+            && self.undone(order).await?
+        {
+            return Ok(QueryResult {
+                payment: ProviderPayment::Closed,
+                provider_status: "undone".into(),
+            });
+        }
         Ok(QueryResult {
-            payment: map_payment(&orig, &a)?,
+            payment,
             provider_status: orig,
         })
     }
 
+    /// UnionPay has no close: an unpaid browser, app or QR consume ends at its
+    /// `payTimeout` (the order's expiry), so there is nothing to send. A payer-code consume
+    /// still waiting for the payer is cancelled by an undo. A paid consume is refused:
+    /// the engine then records the payment (a refund gives the money back).
     async fn close(&self, order: &Order) -> Result<(), ConnectorError> {
         match self.query(order).await?.payment {
             ProviderPayment::NotFound | ProviderPayment::Closed | ProviderPayment::Failed(_) => {
                 Ok(())
             }
-            // Nothing to cancel: UnionPay ends an unpaid consume at its payTimeout. A payer
-            // code still being processed cannot be undone yet: refuse, the engine asks again.
             ProviderPayment::Pending if order.spec.method == Method::Barcode => {
-                Err(ConnectorError::Rejected {
-                    code: "05".into(),
-                    message: "the payer-code payment is still being processed".into(),
-                })
+                let a = self
+                    .query_txn(order.id.provider_ref(), txn_time(order.created_at))
+                    .await?
+                    .ok_or_else(|| ConnectorError::Protocol("the consume vanished".into()))?;
+                self.undo(order, &Self::required(&a, "queryId")?).await
             }
             ProviderPayment::Pending => Ok(()),
-            ProviderPayment::Paid {
-                provider_transaction_id,
-                ..
-            } if order.spec.method == Method::Barcode => {
-                self.undo(order, &provider_transaction_id).await
-            }
             ProviderPayment::Paid { .. } => Err(ConnectorError::Rejected {
                 code: "00".into(),
                 message: "the consume is paid".into(),
@@ -414,13 +489,7 @@ impl Connector for UnionPayConnector {
                 message: "UnionPay refunds in CNY only".into(),
             });
         }
-        let orig =
-            order
-                .provider_transaction_id()
-                .ok_or_else(|| ConnectorError::InvalidRequest {
-                    param: "order",
-                    message: "no UnionPay queryId recorded for this payment".into(),
-                })?;
+        let orig = self.paid_query_id(order).await?;
         let biz = match order.spec.method {
             Method::NativeQr | Method::Barcode => "000000",
             _ => "000201",
@@ -438,7 +507,7 @@ impl Connector for UnionPayConnector {
             &[
                 ("txnAmt", refund.amount.minor().to_string()),
                 ("currencyCode", "156".into()),
-                ("origQryId", orig.to_string()),
+                ("origQryId", orig),
                 ("backUrl", self.env.callback_url.clone()),
             ],
         );

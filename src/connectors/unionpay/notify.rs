@@ -34,6 +34,7 @@ pub fn parse(c: &UnionPayConnector, raw: &RawCallback) -> Result<Notification, C
                 order_ref: Some(order_id.clone()),
                 detail: e.to_string(),
             })?;
+            c.remember_paid(&order_id, &payment);
             Ok(Notification::Payment {
                 order_ref: order_id,
                 payment,

@@ -122,19 +122,3 @@ fn debug_never_shows_key_material() {
     let shown = format!("{key:?}");
     assert!(shown.contains("redacted"), "{shown}");
 }
-
-/// UnionPay's shared test signing certificate (`acp_test_sign.pfx`, password `000000`,
-/// the same for every test merchant): a real provider PFX with 3DES bags and a three
-/// certificate chain; its serial is the documented test `certId`.
-#[test]
-fn unionpay_published_test_pfx() {
-    let path = PathBuf::from(format!(
-        "{}/src/connectors/unionpay/fixtures/TEST_ONLY_acp_test_sign.pfx",
-        env!("CARGO_MANIFEST_DIR")
-    ));
-    let key = load_signing_key(&KeySource::File(path), Some("000000")).unwrap();
-    assert_eq!(
-        key.certificate_serial_decimal().as_deref(),
-        Some("69903319369")
-    );
-}
