@@ -110,7 +110,10 @@ fn callbacks_counted(metrics: &str, outcome: &str) -> u64 {
 /// Refunds `amount` and waits for UnionPay's refund notification to settle it.
 async fn refund_settled(app: &TestApp, id: &str, no: &str, amount: i64) {
     let rf = app.refund(id, no, amount).await;
-    assert_eq!(rf["status"], "pending", "UnionPay refunds settle later: {rf}");
+    assert_eq!(
+        rf["status"], "pending",
+        "UnionPay refunds settle later: {rf}"
+    );
     let rid = rf["id"].as_str().unwrap().to_string();
     app.wait_order(id, "refund notification applied", |o| {
         o["refunds"]
@@ -126,8 +129,8 @@ async fn refund_settled(app: &TestApp, id: &str, no: &str, amount: i64) {
 async fn every_unionpay_method_goes_from_create_to_refunded() {
     let app = spawn_app().await;
     for (i, (method, action)) in [
-        ("pc_web", "form"),
-        ("h5", "form"),
+        ("pc_web", "form_post"),
+        ("h5", "form_post"),
         ("app", "sdk_params"),
         ("native_qr", "qr_code"),
         ("barcode", "none"),
@@ -148,12 +151,15 @@ async fn every_unionpay_method_goes_from_create_to_refunded() {
         match method {
             // The merchant page auto-submits the signed form: the cashier opens.
             "pc_web" | "h5" => {
-                let url = pa["action"].as_str().unwrap();
+                let url = pa["url"].as_str().unwrap();
                 assert!(url.ends_with("/gateway/api/frontTransReq.do"), "{url}");
                 let fields: BTreeMap<String, String> =
                     serde_json::from_value(pa["fields"].clone()).unwrap();
                 assert_eq!(fields["txnAmt"], "1000");
-                assert_eq!(fields["channelType"], if method == "pc_web" { "07" } else { "08" });
+                assert_eq!(
+                    fields["channelType"],
+                    if method == "pc_web" { "07" } else { "08" }
+                );
                 assert_eq!(fields["certId"], "69903319369");
                 let page = app.http.post(url).form(&fields).send().await.unwrap();
                 assert_eq!(page.status(), 200);
@@ -174,9 +180,7 @@ async fn every_unionpay_method_goes_from_create_to_refunded() {
             assert_eq!(p.status, 200, "{method}: {}", p.text);
             assert_eq!(p.body["callback_status"], 200, "{method}: {}", p.text);
         }
-        let o = app
-            .wait_order(&id, "paid", |o| o["status"] == "paid")
-            .await;
+        let o = app.wait_order(&id, "paid", |o| o["status"] == "paid").await;
         assert_eq!(o["amount"], 1000);
         refund_settled(&app, &id, &format!("up-{i}-r1"), 300).await;
         assert_eq!(app.order(&id).await["status"], "partially_refunded");
@@ -214,7 +218,9 @@ async fn a_declined_refund_fails_by_notification() {
     let rf = app.refund(&id, "up-d-r1", 800).await;
     assert_eq!(rf["status"], "pending");
     let o = app
-        .wait_order(&id, "refund failed", |o| o["refunds"][0]["status"] == "failed")
+        .wait_order(&id, "refund failed", |o| {
+            o["refunds"][0]["status"] == "failed"
+        })
         .await;
     assert_eq!(o["status"], "paid");
     // The declined amount can be refunded again.
@@ -237,7 +243,9 @@ async fn closing_a_waiting_payer_code_undoes_it() {
     assert_eq!(c.body["status"], "closed");
     let late = app.pay(&id, json!({})).await;
     assert!(late.status >= 400, "undone at UnionPay: {}", late.text);
-    let v = app.post(&format!("/v1/orders/{id}/verify"), json!({})).await;
+    let v = app
+        .post(&format!("/v1/orders/{id}/verify"), json!({}))
+        .await;
     assert_eq!(v.status, 200, "{}", v.text);
     assert_eq!(app.order(&id).await["status"], "closed");
 }
@@ -281,7 +289,9 @@ async fn a_payer_code_with_an_unknown_outcome_ends_paid_or_reversed_never_both()
 #[actix_web::test]
 async fn forged_and_badly_certified_notifications_change_nothing() {
     let app = spawn_app().await;
-    let r = app.post("/v1/orders", body("up-n", "native_qr", 1000)).await;
+    let r = app
+        .post("/v1/orders", body("up-n", "native_qr", 1000))
+        .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let before = app.order(&id).await;
     let genuine = notification(&id, 1000, "sim_sign", |_| {});
@@ -307,11 +317,27 @@ async fn forged_and_badly_certified_notifications_change_nothing() {
     sign(&mut merchant, "simulator/TEST_ONLY_sim_sign_key.pem");
     cases.push(("re-signed", merchant, "signature"));
     // Another hierarchy with UnionPay's names; an expired certificate; another owner.
-    cases.push(("wrong chain", notification(&id, 1000, "rogue_sign", |_| {}), "signature"));
-    cases.push(("expired", notification(&id, 1000, "sim_expired", |_| {}), "signature"));
-    cases.push(("owner", notification(&id, 1000, "sim_wrong_owner", |_| {}), "signature"));
+    cases.push((
+        "wrong chain",
+        notification(&id, 1000, "rogue_sign", |_| {}),
+        "signature",
+    ));
+    cases.push((
+        "expired",
+        notification(&id, 1000, "sim_expired", |_| {}),
+        "signature",
+    ));
+    cases.push((
+        "owner",
+        notification(&id, 1000, "sim_wrong_owner", |_| {}),
+        "signature",
+    ));
     // Well signed, but not for this order: wrong amount, another merchant.
-    cases.push(("amount", notification(&id, 999, "sim_sign", |_| {}), "amount_mismatch"));
+    cases.push((
+        "amount",
+        notification(&id, 999, "sim_sign", |_| {}),
+        "amount_mismatch",
+    ));
     cases.push((
         "merId",
         notification(&id, 1000, "sim_sign", |f| {
@@ -348,10 +374,17 @@ async fn unionpay_is_listed_with_its_capabilities() {
     assert_eq!(r.status, 200, "{}", r.text);
     let text = r.text;
     assert!(text.contains("\"unionpay\""), "{text}");
-    let r = app.post("/v1/orders", body("up-usd", "native_qr", 100)).await;
+    let r = app
+        .post("/v1/orders", body("up-usd", "native_qr", 100))
+        .await;
     assert_eq!(r.status, 201);
     let mut b = body("up-usd-2", "native_qr", 100);
     b["currency"] = json!("USD");
     assert_eq!(app.post("/v1/orders", b).await.status, 400);
-    assert_eq!(app.post("/v1/orders", body("up-js", "jsapi", 100)).await.status, 400);
+    assert_eq!(
+        app.post("/v1/orders", body("up-js", "jsapi", 100))
+            .await
+            .status,
+        400
+    );
 }
