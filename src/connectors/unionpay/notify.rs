@@ -3,8 +3,9 @@
 //! `txnType` 01 = a consume's result, 04 = a refund's, 31 = an undo's.
 
 use super::api::Fields;
+use super::txn::{map_payment, map_refund, undo_order_id};
 use super::wire::form_decode;
-use super::{map_payment, map_refund, UnionPayConnector};
+use super::UnionPayConnector;
 use crate::connectors::{
     Ack, ConnectorError, Mismatch, Notification, ProviderPayment, RawCallback,
 };
@@ -106,7 +107,7 @@ pub fn check(
                 })
             }
         },
-        "31" => (super::undo_order_id(ours), order.spec.amount.minor()),
+        "31" => (undo_order_id(ours), order.spec.amount.minor()),
         _ => (ours.to_string(), order.spec.amount.minor()),
     };
     if get("orderId") != expected_ref {

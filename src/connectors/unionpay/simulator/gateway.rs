@@ -128,14 +128,6 @@ impl UnionPaySimulator {
         if (field(m, "txnType"), field(m, "txnSubType")) != ("01", "01") {
             return Err(refuse("10", "frontTransReq.do takes consumes (01/01)"));
         }
-        // The payer's browser may bring the same form twice: show the same trade.
-        if let Ok(Some(t)) = self.load(field(m, "orderId")) {
-            if t.txn_time == field(m, "txnTime") && t.amount.to_string() == field(m, "txnAmt") {
-                let mut a = Msg::new();
-                a.insert("orderId".into(), t.order_id);
-                return Ok(a);
-            }
-        }
         self.consume(m, true)
     }
 
@@ -175,7 +167,6 @@ impl UnionPaySimulator {
             paid: None,
             refunded: 0,
             undone: false,
-            opened: true,
         };
         let pays_now = sub == "06" && !qr_no.starts_with("6299");
         if pays_now {
@@ -284,7 +275,6 @@ impl UnionPaySimulator {
             paid: None,
             refunded: 0,
             undone: false,
-            opened: true,
         };
         if cancel {
             t.result = "00".into();
@@ -315,7 +305,7 @@ impl UnionPaySimulator {
         let t = self
             .load(field(m, "orderId"))
             .map_err(|e| refuse("60", e.to_string()))?
-            .filter(|t| t.opened && t.txn_time == field(m, "txnTime"))
+            .filter(|t| t.txn_time == field(m, "txnTime"))
             .ok_or_else(|| refuse("34", "no such transaction"))?;
         let amount = t.paid.unwrap_or(t.amount).to_string();
         Ok(self.message(

@@ -63,9 +63,6 @@ struct Txn {
     paid: Option<i64>,
     refunded: i64,
     undone: bool,
-    /// Whether the payer has the trade in hand (front consumes only after the browser
-    /// brought the request; before that a query finds nothing).
-    opened: bool,
 }
 
 pub struct UnionPaySimulator {
@@ -259,7 +256,6 @@ impl UnionPaySimulator {
         }
         t.paid = Some(amount.unwrap_or(t.amount));
         t.result = "00".into();
-        t.opened = true;
         self.save(&t)?;
         Ok(t)
     }
@@ -348,10 +344,6 @@ impl Simulator for UnionPaySimulator {
         {
             let _g = self.lock.lock();
             match self.load(id)? {
-                Some(mut t) if !t.opened => {
-                    t.opened = true;
-                    self.save(&t)?;
-                }
                 Some(_) => {}
                 None => {
                     // The payer's browser brings the signed form: stand in for it.
@@ -382,7 +374,6 @@ impl Simulator for UnionPaySimulator {
                         paid: None,
                         refunded: 0,
                         undone: false,
-                        opened: true,
                     };
                     self.save(&t)?;
                 }
