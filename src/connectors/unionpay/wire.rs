@@ -71,6 +71,26 @@ mod tests {
         assert!(parse_answer("novalue").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn answers_round_trip(
+            m in proptest::collection::btree_map("[a-zA-Z]{1,12}", "[^&{}\r\n]{0,40}", 0..8)
+        ) {
+            let text = m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            proptest::prop_assert_eq!(parse_answer(&text).unwrap(), m);
+        }
+
+        #[test]
+        fn any_answer_text_is_parsed_or_refused_without_panic(s in "\\PC{0,120}") {
+            let _ = parse_answer(&s);
+        }
+
+        #[test]
+        fn forms_round_trip(m in proptest::collection::btree_map("\\PC{1,12}", "\\PC{0,40}", 0..8)) {
+            proptest::prop_assert_eq!(form_decode(form_encode(&m).as_bytes()).unwrap(), m);
+        }
+    }
+
     #[test]
     fn form_round_trip_and_duplicates() {
         let mut m = BTreeMap::new();
