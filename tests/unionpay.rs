@@ -250,6 +250,24 @@ async fn closing_a_waiting_payer_code_undoes_it() {
     assert_eq!(app.order(&id).await["status"], "closed");
 }
 
+/// The whole payment given back on the day it was made: UnionPay's undo (消费撤销,
+/// txnType 31) under the refund's orderId, settled by its notification like a refund.
+#[actix_web::test]
+async fn a_same_day_payment_is_undone_by_a_full_refund() {
+    let app = spawn_app().await;
+    let r = app
+        .post("/v1/orders", barcode("up-sd", "6212345678901234568", 880))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    app.wait_order(&id, "paid", |o| o["status"] == "paid").await;
+    refund_settled(&app, &id, "up-sd-r", 880).await;
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "refunded", "{o}");
+    assert_eq!(o["amount_refunded"], 880);
+    assert!(o["refunds"][0]["provider_refund_id"].is_string(), "{o}");
+}
+
 /// A payer code whose result stays unknown: either the payer confirmed (the short poll
 /// finds it paid, nothing is undone) or not (it is undone when it expires) — never both.
 #[actix_web::test]

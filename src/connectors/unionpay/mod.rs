@@ -35,9 +35,11 @@
 //!
 //! Mapping choices: a payment's `txnTime` is the order's creation time, a refund's the
 //! refund's, so queries can always name them. `close` has nothing to cancel for an unpaid
-//! consume (UnionPay ends it at `payTimeout`, sent as the order's expiry); a barcode
-//! payment that went through is undone (txnType 31, same day), so a payer code whose
-//! outcome stayed unknown ends either paid or reversed.
+//! consume (UnionPay ends it at `payTimeout`, sent as the order's expiry); a payer code
+//! still waiting for its payer is cancelled by an undo (txnType 31), so a payer code whose
+//! outcome stayed unknown ends either paid or reversed. A refund of the whole payment on
+//! the day of the consume is sent as an undo (消费撤销) under the refund's own `orderId`,
+//! any other as a refund (退货); both settle by notification or query the same way.
 
 use async_trait::async_trait;
 
@@ -150,6 +152,14 @@ impl UnionPayConnector {
             .cloned()
             .ok_or_else(|| ConnectorError::Protocol(format!("answer without `{key}`")))
     }
+}
+
+/// Whether `refund` gives back the whole payment, alone, on the Beijing day of the consume.
+fn is_same_day_full_refund(order: &Order, refund: &Refund, now: i64) -> bool {
+    let day = |ms: i64| txn_time(ms)[..8].to_string();
+    refund.amount == order.spec.amount
+        && order.refunds().iter().all(|r| r.id == refund.id)
+        && day(order.created_at) == day(now)
 }
 
 #[async_trait]
@@ -328,12 +338,16 @@ impl Connector for UnionPayConnector {
             });
         }
         let orig = self.paid_query_id(order).await?;
+        // The whole payment given back on the day it was made is an undo (消费撤销): the
+        // consume is cancelled before settlement. Anything else is a refund (退货).
+        let undo = is_same_day_full_refund(order, refund, (self.now_ms)());
         let biz = match order.spec.method {
+            _ if undo => "000000",
             Method::NativeQr | Method::Barcode => "000000",
             _ => "000201",
         };
         let txn = Txn {
-            txn_type: "04",
+            txn_type: if undo { "31" } else { "04" },
             sub_type: "00",
             biz_type: biz,
             channel_type: &self.mobile_channel_type,

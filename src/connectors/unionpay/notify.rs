@@ -41,7 +41,8 @@ pub fn parse(c: &UnionPayConnector, raw: &RawCallback) -> Result<Notification, C
                 payment,
             })
         }
-        Some("04") => Ok(Notification::Refund {
+        // A refund, or an undo sent for a same-day full refund (under the refund's orderId).
+        Some("04") | Some("31") if !is_cancel_id(&order_id) => Ok(Notification::Refund {
             order_ref: None,
             refund_ref: order_id,
             refund: map_refund(&code, &f),
@@ -71,6 +72,12 @@ pub fn parse(c: &UnionPayConnector, raw: &RawCallback) -> Result<Notification, C
     }
 }
 
+/// The undo that cancels a waiting payer code is named after the consume (`<orderId>U`,
+/// 25 characters); undos standing for refunds carry the refund's 24-character reference.
+fn is_cancel_id(order_id: &str) -> bool {
+    order_id.len() == 25 && order_id.ends_with('U')
+}
+
 /// Holds a verified notification against the order (and refund) it names: our `merId`,
 /// the right transaction, and `txnAmt` in CNY equal to what was asked.
 pub fn check(
@@ -98,7 +105,8 @@ pub fn check(
     }
     let ours = order.id.provider_ref();
     let (expected_ref, expected_amount) = match get("txnType").as_str() {
-        "04" => match refund {
+        "31" if is_cancel_id(&get("orderId")) => (undo_order_id(ours), order.spec.amount.minor()),
+        "04" | "31" => match refund {
             Some(r) => (r.id.provider_ref().to_string(), r.amount.minor()),
             None => {
                 return Err(Mismatch {
@@ -107,7 +115,6 @@ pub fn check(
                 })
             }
         },
-        "31" => (undo_order_id(ours), order.spec.amount.minor()),
         _ => (ours.to_string(), order.spec.amount.minor()),
     };
     if get("orderId") != expected_ref {

@@ -228,3 +228,77 @@ fn up3_qra_is_a_different_protocol() {
         "DB571C2F75C657B42485CD07470F0FB9"
     );
 }
+
+/// Against the simulator: a refund of the whole payment on its day goes out as an undo
+/// (消费撤销, txnType 31) under the refund's own orderId and comes back as that refund's
+/// result; a partial one is a refund (退货, txnType 04).
+#[actix_web::test]
+async fn same_day_full_refund_is_an_undo_partial_is_a_refund() {
+    use crate::connectors::conformance::{refund_of, Harness};
+    use crate::connectors::{Notification, ProviderRefund};
+    use crate::domain::Method;
+    use crate::simulator::PayOptions;
+
+    let mut h = Harness::start(&super::conformance::UnionPayFixture).await;
+    for (amount, refunded, txn_type) in [(900, 900, "31"), (900, 300, "04")] {
+        let o = h.order(Method::NativeQr, amount);
+        h.place_and_pay(&o, PayOptions::default())
+            .await
+            .1
+             .1
+            .unwrap();
+        let r = refund_of(&o, refunded);
+        assert_eq!(
+            h.conn.refund(&o, &r).await.unwrap(),
+            ProviderRefund::Pending
+        );
+        let (raw, parsed) = h.next_callback().await;
+        let f = super::wire::form_decode(&raw.body).unwrap();
+        assert_eq!(f["txnType"], txn_type);
+        assert_eq!(f["orderId"], r.id.provider_ref());
+        match parsed.unwrap() {
+            Notification::Refund {
+                refund_ref,
+                refund: ProviderRefund::Succeeded { .. },
+                ..
+            } => assert_eq!(refund_ref, r.id.provider_ref()),
+            other => panic!("{other:?}"),
+        }
+        h.conn
+            .check_notification(
+                &raw,
+                &h.conn.parse_notification(&raw).unwrap(),
+                &o,
+                Some(&r),
+            )
+            .unwrap();
+        assert!(matches!(
+            h.conn.refund_query(&o, &r).await.unwrap(),
+            ProviderRefund::Succeeded { .. }
+        ));
+    }
+}
+
+#[test]
+fn only_a_lone_full_refund_on_the_consume_day_is_an_undo() {
+    use crate::connectors::conformance::{order, refund_of};
+    use crate::domain::Method;
+    let f = super::conformance::UnionPayFixture;
+    let o = order(&f, Method::NativeQr, 1000);
+    let now = o.created_at;
+    assert!(super::is_same_day_full_refund(
+        &o,
+        &refund_of(&o, 1000),
+        now
+    ));
+    assert!(!super::is_same_day_full_refund(
+        &o,
+        &refund_of(&o, 999),
+        now
+    ));
+    assert!(!super::is_same_day_full_refund(
+        &o,
+        &refund_of(&o, 1000),
+        now + 86_400_000
+    ));
+}

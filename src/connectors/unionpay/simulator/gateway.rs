@@ -283,7 +283,8 @@ impl UnionPaySimulator {
             .and_then(|_| self.save(&t))
             .map_err(store)?;
         if !cancel {
-            let result = if refund && self.take_declined_refund() {
+            // `fail_next_refund` declines the next money-moving refund or undo.
+            let result = if self.take_declined_refund() {
                 "60"
             } else {
                 "00"

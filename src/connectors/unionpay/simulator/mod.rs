@@ -215,10 +215,14 @@ impl UnionPaySimulator {
                     return;
                 };
                 t.result = result.into();
-                if result != "00" && t.txn_type == "04" {
-                    // A declined refund gives the reserved amount back.
+                if result != "00" {
+                    // Declined: the consume is as it was before.
                     if let Ok(Some(mut orig)) = sim.load_by_query_id(&t.orig_qry_id) {
-                        orig.refunded -= t.amount;
+                        if t.txn_type == "04" {
+                            orig.refunded -= t.amount;
+                        } else {
+                            orig.undone = false;
+                        }
                         let _ = sim.save(&orig);
                     }
                 }
