@@ -18,7 +18,7 @@
 //! | `app` | `gateway/api/appTransReq.do` | 01/01 | 000201 | `tn` for the UPPay / 云闪付 SDK |
 //! | `native_qr` (申码) | `gateway/api/backTransReq.do` | 01/07 | 000000 | `qrCode` |
 //! | `barcode` (被扫, `qrNo` = payer code) | `gateway/api/backTransReq.do` | 01/06 | 000000 | accepted; result by notification / query |
-//! | undo (消费撤销, same day) | `gateway/api/backTransReq.do` | 31/00 | 000000 | accepted, `origQryId` = the consume's `queryId` |
+//! | undo (撤销): cancel a waiting payer code; same-day full refund | `gateway/api/backTransReq.do` | 31/00 | 000000 | accepted, `origQryId` = the consume's `queryId` |
 //! | refund (退货) | `gateway/api/backTransReq.do` | 04/00 | 000201 / 000000 | accepted, `origQryId`; result by notification / query |
 //! | query | `gateway/api/queryTrans.do` | 00/00 | 000000 | `origRespCode` of the transaction `orderId` + `txnTime` |
 //!
