@@ -302,3 +302,60 @@ fn only_a_lone_full_refund_on_the_consume_day_is_an_undo() {
         now + 86_400_000
     ));
 }
+
+#[test]
+fn settings_load_the_pfx_and_check_what_is_given() {
+    use super::settings::Settings;
+    let base = super::conformance::settings();
+    let load = |edit: &dyn Fn(&mut toml::Table)| {
+        let mut t = base.clone();
+        edit(&mut t);
+        Settings::parse(&t).and_then(|s| s.load().map(|l| l.cert_id))
+    };
+    assert_eq!(load(&|_| {}).unwrap(), "69903319369");
+    assert!(load(&|t| {
+        t.insert("cert_id".into(), "1".into());
+    })
+    .unwrap_err()
+    .contains("differs"));
+    assert!(load(&|t| {
+        t.insert("sign_key_password".into(), "wrong".into());
+    })
+    .unwrap_err()
+    .contains("wrong password"));
+    assert!(load(&|t| {
+        t.insert("sign_key_password_env".into(), "X".into());
+    })
+    .is_err());
+    assert!(load(&|t| {
+        t.insert("mer_id".into(), "7772900581".into());
+    })
+    .is_err());
+    assert!(load(&|t| {
+        t.insert("unknown".into(), "1".into());
+    })
+    .is_err());
+    // The middle as the root: refused at start.
+    assert!(load(&|t| {
+        let m = t["middle_cert_file"].clone();
+        t.insert("root_cert_file".into(), m);
+    })
+    .is_err());
+    // A PEM key needs its certId.
+    let pem = |t: &mut toml::Table| {
+        t.remove("sign_key_password");
+        t.insert(
+            "sign_key_file".into(),
+            fx("simulator/TEST_ONLY_sim_sign_key.pem").into(),
+        );
+    };
+    assert!(load(&pem).unwrap_err().contains("cert_id"));
+    assert_eq!(
+        load(&|t| {
+            pem(t);
+            t.insert("cert_id".into(), "123".into());
+        })
+        .unwrap(),
+        "123"
+    );
+}
