@@ -334,6 +334,18 @@ async fn forged_and_badly_certified_notifications_change_nothing() {
     );
     sign(&mut merchant, "simulator/TEST_ONLY_sim_sign_key.pem");
     cases.push(("re-signed", merchant, "signature"));
+    // A self-signed certificate (the simulator's own root) as signPubKeyCert.
+    let mut self_signed = genuine.clone();
+    self_signed.insert(
+        "signPubKeyCert".into(),
+        fixture("simulator/TEST_ONLY_sim_root.pem")
+            .trim()
+            .lines()
+            .collect::<Vec<_>>()
+            .join("\r\n"),
+    );
+    sign(&mut self_signed, "simulator/TEST_ONLY_sim_sign_key.pem");
+    cases.push(("self-signed", self_signed, "signature"));
     // Another hierarchy with UnionPay's names; an expired certificate; another owner.
     cases.push((
         "wrong chain",

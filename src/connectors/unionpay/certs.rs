@@ -56,6 +56,16 @@ pub enum OwnerCheck {
     TestEnvironment,
 }
 
+impl OwnerCheck {
+    /// Whether a certificate whose CN owner field is `owner` may sign for UnionPay.
+    pub fn accepts(self, owner: &str) -> bool {
+        match self {
+            OwnerCheck::Strict => owner == UNIONPAY_OWNER,
+            OwnerCheck::TestEnvironment => owner == UNIONPAY_OWNER || owner == TEST_ENV_OWNER,
+        }
+    }
+}
+
 /// The configured UnionPay root and middle certificates (DER) and the owner rule.
 #[derive(Clone)]
 pub struct Trust {
@@ -132,11 +142,7 @@ impl Trust {
         signed_by(&leaf, &middle).map_err(CertError::Chain)?;
         signed_by(&middle, &root).map_err(CertError::Chain)?;
         let owner = owner_of(&leaf).unwrap_or_default();
-        let ok = match self.owner {
-            OwnerCheck::Strict => owner == UNIONPAY_OWNER,
-            OwnerCheck::TestEnvironment => owner == UNIONPAY_OWNER || owner == TEST_ENV_OWNER,
-        };
-        if !ok {
+        if !self.owner.accepts(&owner) {
             return Err(CertError::Owner(owner));
         }
         RsaPublicKey::from_spki(leaf.public_key())

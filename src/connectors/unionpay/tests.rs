@@ -359,3 +359,24 @@ fn settings_load_the_pfx_and_check_what_is_given() {
         "123"
     );
 }
+
+/// `ifValidateCNName`: strict accepts UnionPay's owner only; the test-environment setting
+/// also the owner of older test certificates; nothing else either way.
+#[test]
+fn owner_rules() {
+    use super::certs::{TEST_ENV_OWNER, UNIONPAY_OWNER};
+    for (owner, strict, lenient) in [
+        (UNIONPAY_OWNER, true, true),
+        (TEST_ENV_OWNER, false, true),
+        ("", false, false),
+        ("中国银联", false, false),
+        ("700000000000001:SIGN", false, false),
+    ] {
+        assert_eq!(OwnerCheck::Strict.accepts(owner), strict, "{owner}");
+        assert_eq!(
+            OwnerCheck::TestEnvironment.accepts(owner),
+            lenient,
+            "{owner}"
+        );
+    }
+}
