@@ -17,6 +17,8 @@ COPY --from=build /src/target/release/paygate /usr/local/bin/paygate
 COPY config.toml risk.toml ./
 # Simulator test keys only; mount real keys and point the channel settings at them.
 COPY fixtures ./fixtures
+# The unionpay channel of config.toml reads its TEST_ONLY keys and CA certificates here.
+COPY src/connectors/unionpay/fixtures ./src/connectors/unionpay/fixtures
 USER paygate
 ENV PAYGATE__SERVER__BIND=0.0.0.0:8080
 EXPOSE 8080
