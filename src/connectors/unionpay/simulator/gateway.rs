@@ -128,6 +128,7 @@ impl UnionPaySimulator {
         if (field(m, "txnType"), field(m, "txnSubType")) != ("01", "01") {
             return Err(refuse("10", "frontTransReq.do takes consumes (01/01)"));
         }
+        need(m, &["frontUrl"])?;
         self.consume(m, true)
     }
 
@@ -143,6 +144,10 @@ impl UnionPaySimulator {
             return Err(refuse("10", "currencyCode must be 156"));
         }
         let sub = field(m, "txnSubType");
+        let timeout = field(m, "payTimeout");
+        if !timeout.is_empty() && !is_txn_time(timeout) {
+            return Err(refuse("10", "payTimeout must be YYYYMMDDhhmmss"));
+        }
         let qr_no = field(m, "qrNo");
         if sub == "06"
             && (qr_no.len() != 19
@@ -163,6 +168,7 @@ impl UnionPaySimulator {
             result: "05".into(),
             back_url: field(m, "backUrl").into(),
             front_url: field(m, "frontUrl").into(),
+            pay_timeout: field(m, "payTimeout").into(),
             orig_qry_id: String::new(),
             paid: None,
             refunded: 0,
@@ -271,6 +277,7 @@ impl UnionPaySimulator {
             result: "05".into(),
             back_url: field(m, "backUrl").into(),
             front_url: String::new(),
+            pay_timeout: String::new(),
             orig_qry_id: orig.query_id.clone(),
             paid: None,
             refunded: 0,

@@ -9,6 +9,8 @@
 //! and undos, and sends signed backUrl notifications (refund and undo results a moment
 //! after accepting them, as UnionPay does).
 //!
+//! A consume cannot be paid after its `payTimeout`.
+//!
 //! Payer codes (`qrNo`): 19 digits starting `62`. A code starting `6299` waits for the
 //! payer to confirm (`POST /sandbox/pay/{order_id}`); any other pays at once.
 //!
@@ -57,6 +59,9 @@ struct Txn {
     result: String,
     back_url: String,
     front_url: String,
+    /// Consumes: when the payer can no longer pay (`payTimeout`, Beijing time), if given.
+    #[serde(default)]
+    pay_timeout: String,
     /// For refunds and undos: the consume's `queryId`.
     orig_qry_id: String,
     /// Consumes: what the payer actually paid (differs only through `PayOptions`).
@@ -258,6 +263,12 @@ impl UnionPaySimulator {
                 }
             )));
         }
+        if !t.pay_timeout.is_empty() && now_txn_time() > t.pay_timeout {
+            return Err(SimError::NotPayable(format!(
+                "transaction {} timed out at {} (payTimeout)",
+                t.order_id, t.pay_timeout
+            )));
+        }
         t.paid = Some(amount.unwrap_or(t.amount));
         t.result = "00".into();
         self.save(&t)?;
@@ -374,6 +385,10 @@ impl Simulator for UnionPaySimulator {
                             self.env.channel
                         ),
                         front_url: String::new(),
+                        pay_timeout: format_gmt8(order.spec.expires_at)
+                            .chars()
+                            .filter(char::is_ascii_digit)
+                            .collect(),
                         orig_qry_id: String::new(),
                         paid: None,
                         refunded: 0,
