@@ -380,3 +380,53 @@ fn owner_rules() {
         );
     }
 }
+
+/// UP-2 through the connector itself: configured with UnionPay's published test CA pair
+/// and the clock pinned to the notification's time, the real test-environment
+/// notification is verified and read as the payment it reports; an hour after its
+/// certificate expired, the same bytes are refused.
+#[test]
+fn up2_through_the_connector() {
+    use crate::connectors::{
+        Connector, ConnectorEnv, ConnectorError, Notification, ProviderPayment, RawCallback,
+    };
+    let mut settings = super::conformance::settings();
+    settings.insert("root_cert_file".into(), fx("acp_test_root.pem").into());
+    settings.insert("middle_cert_file".into(), fx("acp_test_middle.pem").into());
+    let env = ConnectorEnv {
+        channel: crate::domain::ChannelName::parse("unionpay").unwrap(),
+        http: reqwest::Client::new(),
+        base_url: "http://127.0.0.1:9".into(),
+        callback_url: "http://127.0.0.1:9/callbacks/unionpay".into(),
+        public_url: "http://127.0.0.1:9".into(),
+    };
+    let mut c = super::UnionPayConnector::new(&settings, env).unwrap();
+    let raw = RawCallback {
+        headers: vec![],
+        query: String::new(),
+        body: super::wire::form_encode(&up2()).into_bytes().into(),
+        received_at: 0,
+    };
+    c.now_ms = || UP2_TIME * 1000;
+    match c.parse_notification(&raw).unwrap() {
+        Notification::Payment {
+            order_ref,
+            payment:
+                ProviderPayment::Paid {
+                    amount,
+                    provider_transaction_id,
+                    ..
+                },
+        } => {
+            assert_eq!(order_ref, "yansongda20220908132206");
+            assert_eq!(amount.minor(), 1);
+            assert_eq!(provider_transaction_id, "782209081322060674028");
+        }
+        other => panic!("{other:?}"),
+    }
+    c.now_ms = || 1_753_928_356_000; // 2025-07-31T02:19:16Z
+    assert!(matches!(
+        c.parse_notification(&raw),
+        Err(ConnectorError::Signature(_))
+    ));
+}
