@@ -109,6 +109,14 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// The certificate's serial number in upper-case hex without leading zeros (WeChat
+    /// Pay's `serial_no`).
+    pub fn certificate_serial_hex(&self) -> Option<String> {
+        let der = self.certificate.as_ref()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(format!("{:X}", cert.tbs_certificate.serial))
+    }
+
     /// The certificate's serial number in decimal (UnionPay's `certId`).
     pub fn certificate_serial_decimal(&self) -> Option<String> {
         let der = self.certificate.as_ref()?;
