@@ -93,6 +93,7 @@ async fn with_the_sandbox_off_no_sandbox_route_exists() {
         ("PAYGATE__CHANNELS__WECHAT_PAY__ENABLED", "false"),
         ("PAYGATE__CHANNELS__ALIPAY__ENABLED", "false"),
         ("PAYGATE__CHANNELS__ANTOM__ENABLED", "false"),
+        ("PAYGATE__CHANNELS__UNIONPAY__ENABLED", "false"),
     ])
     .await;
     for (method, path) in SANDBOX_ROUTES {
@@ -145,6 +146,10 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
             "PAYGATE__CHANNELS__ANTOM__BASE_URL",
             "https://open-sea-global.alipay.com",
         ),
+        (
+            "PAYGATE__CHANNELS__UNIONPAY__BASE_URL",
+            "https://gateway.95516.com",
+        ),
     ];
     let e = Config::from_toml(&base_config(), env(&real)).unwrap_err();
     let msg = e.to_string();
@@ -153,13 +158,14 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
         "{msg}"
     );
     // Without the simulator tables the same config passes validation.
-    let stripped = without_table(
-        &without_table(
-            &without_table(&base_config(), "[channels.alipay.settings.simulator]"),
-            "[channels.wechat_pay.settings.simulator]",
-        ),
+    let stripped = [
+        "[channels.alipay.settings.simulator]",
+        "[channels.wechat_pay.settings.simulator]",
         "[channels.antom.settings.simulator]",
-    );
+        "[channels.unionpay.settings.simulator]",
+    ]
+    .iter()
+    .fold(base_config(), |text, table| without_table(&text, table));
     let cfg = Config::from_toml(&stripped, env(&real)).expect("valid once the keys are gone");
     assert!(!cfg.sandbox.enabled);
 }

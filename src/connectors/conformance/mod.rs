@@ -168,6 +168,7 @@ fixtures! {
     antom_promptpay => crate::connectors::antom::conformance::PROMPTPAY,
     antom_alipay_hk => crate::connectors::antom::conformance::ALIPAY_HK,
     antom_alipay_cn => crate::connectors::antom::conformance::ALIPAY_CN,
+    unionpay => crate::connectors::unionpay::conformance::UnionPayFixture,
 }
 
 #[test]
