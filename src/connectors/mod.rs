@@ -16,6 +16,7 @@ pub mod alipay;
 #[cfg(test)]
 mod conformance;
 pub mod sandbox;
+pub mod stripe;
 pub mod wechat_pay;
 
 /// Everything a connector needs from its surroundings, resolved once the server is bound.
@@ -314,6 +315,7 @@ pub type BuildSimulator = fn(&ChannelConfig, SimEnv) -> Result<Arc<dyn Simulator
 pub const REGISTRY: &[Kind] = &[
     Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::sandbox::SandboxSimulator::new(&c.settings, e)?)) },
     Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sim::alipay::AlipaySimulator::new(&c.settings, e)?)) },
+    Kind { name: "stripe", connector: |c, e| Ok(Arc::new(stripe::StripeConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(stripe::simulator::StripeSimulator::new(&c.settings, e)?)) },
     Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(sim::wechat_pay::WechatPaySimulator::new(&c.settings, e)?)) },
 ];
 
