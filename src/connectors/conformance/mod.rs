@@ -66,6 +66,12 @@ pub trait Fixture: Sync {
         refund: &Refund,
     ) -> Option<RawCallback>;
     fn wrong_amount(&self) -> WrongAmount;
+    /// The `wallet` the suite's orders carry, for a channel that reaches several (one
+    /// fixture per wallet, each listing that wallet's methods and currencies); `None` for
+    /// a channel that is one wallet.
+    fn wallet(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// An order of this fixture's channel; the merchant is `demo` (direct mode everywhere).
@@ -83,7 +89,7 @@ pub fn order(f: &dyn Fixture, method: Method, minor: i64) -> Order {
         expires_at: now + 15 * 60 * 1000,
         payer: f.payer(method),
         metadata: Default::default(),
-        wallet: None,
+        wallet: f.wallet().map(|w| crate::domain::Wallet::parse(w).unwrap()),
     };
     Order::new(OrderId::generate(now), spec, now)
 }
@@ -138,6 +144,12 @@ fixtures! {
     sandbox => crate::connectors::sandbox::conformance::SandboxFixture,
     wechat_pay => crate::connectors::wechat_pay::conformance::WechatPayFixture,
     alipay => crate::connectors::alipay::conformance::AlipayFixture,
+    stripe => crate::connectors::stripe::conformance::CARD,
+    stripe_alipay => crate::connectors::stripe::conformance::ALIPAY,
+    stripe_wechat_pay => crate::connectors::stripe::conformance::WECHAT_PAY,
+    stripe_paynow => crate::connectors::stripe::conformance::PAYNOW,
+    stripe_grabpay => crate::connectors::stripe::conformance::GRABPAY,
+    stripe_fpx => crate::connectors::stripe::conformance::FPX,
 }
 
 #[test]

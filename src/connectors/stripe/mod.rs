@@ -62,10 +62,17 @@ use objects::{metadata, str_of, FLOW_KEY, ORDER_KEY, REFUND_KEY};
 /// Lists are read this many objects a page (Stripe's maximum).
 const PAGE: usize = 100;
 
+/// How many order → PaymentIntent ids the connector remembers before starting afresh.
+const KNOWN_INTENTS: usize = 100_000;
+
 pub struct StripeConnector {
     api: Api,
     webhook_secrets: Vec<Secret>,
     env: ConnectorEnv,
+    /// The PaymentIntent of each order as far as this process has seen it (its create,
+    /// its payment event, a lookup): a refund then needs no list call first. Only a
+    /// shortcut: a restart empties it and the lists find the same ids.
+    known: parking_lot::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The idempotency key of one operation on one paygate object.
@@ -84,6 +91,7 @@ impl StripeConnector {
             },
             webhook_secrets: s.webhook_secrets,
             env,
+            known: Default::default(),
         })
     }
 
@@ -275,7 +283,11 @@ impl StripeConnector {
 
     /// The PaymentIntent that carries the order's money, if it has one yet.
     async fn paid_intent_id(&self, order: &Order) -> Result<Option<String>, ConnectorError> {
-        Ok(match Self::rule(order)?.flow {
+        let r = order.id.provider_ref();
+        if let Some(id) = self.known.lock().get(r) {
+            return Ok(Some(id.clone()));
+        }
+        let found = match Self::rule(order)?.flow {
             Flow::Intent => self
                 .find_intent(order)
                 .await?
@@ -284,7 +296,19 @@ impl StripeConnector {
                 .find_session(order)
                 .await?
                 .and_then(|cs| str_of(&cs, "payment_intent").map(str::to_string)),
-        })
+        };
+        if let Some(id) = &found {
+            self.remember(r, id);
+        }
+        Ok(found)
+    }
+
+    fn remember(&self, order_ref: &str, intent: &str) {
+        let mut known = self.known.lock();
+        if known.len() >= KNOWN_INTENTS {
+            known.clear();
+        }
+        known.insert(order_ref.to_string(), intent.to_string());
     }
 
     fn now(&self) -> crate::domain::Millis {
@@ -542,7 +566,19 @@ impl Connector for StripeConnector {
                 "event in API version {v}; set the webhook endpoint to {STRIPE_VERSION}"
             )));
         }
-        objects::parse_event(&raw.body, raw.received_at)
+        let n = objects::parse_event(&raw.body, raw.received_at)?;
+        if let Notification::Payment {
+            order_ref,
+            payment:
+                ProviderPayment::Paid {
+                    provider_transaction_id,
+                    ..
+                },
+        } = &n
+        {
+            self.remember(order_ref, provider_transaction_id);
+        }
+        Ok(n)
     }
 
     fn ack(&self, outcome: Result<(), &str>) -> Ack {
