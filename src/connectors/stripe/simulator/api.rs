@@ -72,9 +72,7 @@ fn int(params: &Value, key: &str) -> Result<Option<i64>, Reply> {
     }
 }
 
-fn now_secs() -> i64 {
-    (crate::clock::Clock::system().now()) / 1000
-}
+use super::now_secs;
 
 fn check_amount(amount: i64, currency: &str, param: &str) -> Result<(), Reply> {
     let min = minimum(currency).ok_or_else(|| {

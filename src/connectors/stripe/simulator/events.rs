@@ -25,7 +25,7 @@ impl StripeSimulator {
             "id": new_id("evt"),
             "object": "event",
             "api_version": self.settings.api_version,
-            "created": crate::clock::Clock::system().now() / 1000,
+            "created": super::now_secs(),
             "type": kind,
             "livemode": false,
             "pending_webhooks": 1,
@@ -55,7 +55,7 @@ impl StripeSimulator {
     /// One delivery attempt, signed now.
     pub(super) async fn send_event(&self, ev: &Value) -> Result<(u16, String), String> {
         let body = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
-        let t = crate::clock::Clock::system().now() / 1000;
+        let t = super::now_secs();
         let header = Self::signature(self.settings.webhook_secret.expose(), t, &body);
         let res = self
             .env

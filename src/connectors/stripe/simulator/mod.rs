@@ -193,3 +193,11 @@ impl Simulator for StripeSimulator {
 fn field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
+
+/// The provider's own clock (Stripe's, not paygate's): object and event times, signature
+/// timestamps.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
