@@ -28,7 +28,7 @@ pub fn paid_notification(
             assert_eq!(order_ref, order.id.provider_ref());
             assert_eq!(
                 (amount.minor(), amount.currency()),
-                (minor, order.spec.amount.currency())
+                (super::scaled(minor), order.spec.amount.currency())
             );
             provider_transaction_id.clone()
         }

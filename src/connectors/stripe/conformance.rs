@@ -58,6 +58,13 @@ pub const GRABPAY: StripeFixture = StripeFixture {
     currencies: &[Myr, Sgd],
     checkout: false,
 };
+/// Stripe's smallest THB charge is 10.00: the suite's amounts are paid ten times over.
+pub const PROMPTPAY: StripeFixture = StripeFixture {
+    wallet: "promptpay",
+    methods: QR_OR_PAGE,
+    currencies: &[Thb],
+    checkout: false,
+};
 pub const FPX: StripeFixture = StripeFixture {
     wallet: "fpx",
     methods: REDIRECT,
@@ -127,6 +134,14 @@ impl Fixture for StripeFixture {
 
     fn wallet(&self) -> Option<&'static str> {
         Some(self.wallet)
+    }
+
+    fn scale(&self) -> i64 {
+        if self.currencies == [Thb] {
+            10
+        } else {
+            1
+        }
     }
 
     fn settings(&self) -> toml::Table {
