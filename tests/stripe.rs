@@ -381,3 +381,132 @@ fn base64_key() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{SECRET_KEY}:"))
 }
+
+/// The hosted pages a payer meets: a card that asks for 3-D Secure, then pays; a card
+/// declined on the Checkout page leaves the order payable; a declined PayNow QR fails it.
+#[actix_web::test]
+async fn hosted_pages_pay_authenticate_and_decline() {
+    let app = spawn_app().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = app
+        .post(
+            "/v1/orders",
+            body("page-card", "card", "pc_web", "GBP", 4200),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let url = r.body["pay_action"]["url"].as_str().unwrap().to_string();
+    let page = browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("3-D Secure") && page.contains("4200"),
+        "{page}"
+    );
+    // A first card is declined: Checkout lets the payer try again, the order waits.
+    let d = browser.post(format!("{url}/decline")).send().await.unwrap();
+    assert_eq!(d.status(), 303);
+    assert_eq!(d.headers()["location"], "https://shop.example/done");
+    // The page answers once paygate has had the event: the order is still payable.
+    assert_eq!(app.order(&id).await["status"], "pending");
+    let auth = browser
+        .get(format!("{url}/3ds"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(auth.contains("Complete authentication"), "{auth}");
+    let done = browser.post(format!("{url}/pay")).send().await.unwrap();
+    assert_eq!(done.status(), 303);
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "paid", "{o}");
+    assert_eq!(o["amount"], 4200);
+    // The page of a paid session offers nothing more to pay.
+    assert_eq!(
+        browser
+            .post(format!("{url}/pay"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+
+    let r = app
+        .post(
+            "/v1/orders",
+            body("page-paynow", "paynow", "h5", "SGD", 900),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let url = r.body["pay_action"]["url"].as_str().unwrap().to_string();
+    let page = browser
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("SG.PAYNOW"),
+        "the page shows the QR payload: {page}"
+    );
+    let png = browser
+        .get(url.replace("/hosted/", "/qr/") + ".png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png.headers()["content-type"], "image/png");
+    browser.post(format!("{url}/decline")).send().await.unwrap();
+    let o = app.order(&id).await;
+    assert_eq!(o["status"], "failed", "{o}");
+    assert!(o["failure"]["code"].as_str().is_some(), "{o}");
+}
+
+/// Closing an order cancels its PaymentIntent (or expires its Checkout Session) at Stripe,
+/// and the payer can no longer pay it.
+#[actix_web::test]
+async fn closing_an_order_closes_it_at_stripe() {
+    let app = spawn_app().await;
+    for (no, wallet, method, currency, status) in [
+        ("close-1", "grabpay", "h5", "MYR", "canceled"),
+        ("close-2", "fpx", "h5", "MYR", "expired"),
+    ] {
+        let r = app
+            .post("/v1/orders", body(no, wallet, method, currency, 3000))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let c = app.post(&format!("/v1/orders/{id}/close"), json!({})).await;
+        assert_eq!(c.status, 200, "{}", c.text);
+        assert_eq!(c.body["status"], "closed");
+        let reference = id.strip_prefix("ord_").unwrap();
+        let at_stripe = if wallet == "fpx" {
+            let list = stripe_get(&app, "/v1/checkout/sessions?limit=100").await;
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["client_reference_id"] == reference)
+                .cloned()
+                .unwrap()
+        } else {
+            intents_of(&app, &id).await.remove(0)
+        };
+        assert_eq!(at_stripe["status"], status, "{at_stripe}");
+        assert_eq!(app.pay(&id, json!({})).await.status, 409);
+    }
+}
