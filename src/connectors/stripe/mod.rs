@@ -46,7 +46,9 @@ use super::{
 
 pub mod amounts;
 pub mod api;
+mod create;
 pub mod form;
+mod lookup;
 pub mod objects;
 pub mod settings;
 pub mod simulator;
@@ -57,7 +59,7 @@ pub(crate) mod conformance;
 
 use amounts::{Flow, WalletRule};
 use api::{Api, STRIPE_VERSION};
-use objects::{metadata, str_of, FLOW_KEY, ORDER_KEY, REFUND_KEY};
+use objects::{metadata, str_of, ORDER_KEY, REFUND_KEY};
 
 /// Lists are read this many objects a page (Stripe's maximum).
 const PAGE: usize = 100;
@@ -117,198 +119,6 @@ impl StripeConnector {
                 names()
             ))
         })
-    }
-
-    fn return_url(&self, order: &Order) -> String {
-        order
-            .spec
-            .return_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/", self.env.public_url.trim_end_matches('/')))
-    }
-
-    /// Every parameter is derived from the order alone (no clock), so a retried create
-    /// sends exactly the first one's parameters and Stripe replays its answer.
-    fn intent_params(&self, order: &Order, rule: &WalletRule) -> Result<Value, ConnectorError> {
-        let (amount, currency) = amounts::to_stripe(order.spec.amount)?;
-        let kind = rule.wallet;
-        let mut p = json!({
-            "amount": amount,
-            "currency": currency,
-            "confirm": true,
-            "payment_method_types": [kind],
-            "payment_method_data": {"type": kind},
-            "description": order.spec.subject.chars().take(1000).collect::<String>(),
-            "metadata": {ORDER_KEY: order.id.provider_ref()},
-            "return_url": self.return_url(order),
-        });
-        if kind == "wechat_pay" {
-            p["payment_method_options"] = json!({"wechat_pay": {"client": "web"}});
-        }
-        Ok(p)
-    }
-
-    fn session_params(&self, order: &Order, rule: &WalletRule) -> Result<Value, ConnectorError> {
-        let (amount, currency) = amounts::to_stripe(order.spec.amount)?;
-        let created = order.created_at / 1000;
-        // Stripe takes 30 minutes to 24 hours; paygate closes the session when the order
-        // expires if that comes first.
-        let expires_at =
-            (order.spec.expires_at / 1000).clamp(created + 31 * 60, created + 23 * 3600);
-        let back = self.return_url(order);
-        Ok(json!({
-            "mode": "payment",
-            "line_items": [{
-                "price_data": {
-                    "currency": currency,
-                    "unit_amount": amount,
-                    "product_data": {"name": order.spec.subject.chars().take(250).collect::<String>()},
-                },
-                "quantity": 1,
-            }],
-            "payment_method_types": [rule.wallet],
-            "client_reference_id": order.id.provider_ref(),
-            "metadata": {ORDER_KEY: order.id.provider_ref()},
-            "payment_intent_data": {"metadata": {ORDER_KEY: order.id.provider_ref(), FLOW_KEY: "checkout"}},
-            "success_url": back,
-            "cancel_url": back,
-            "expires_at": expires_at,
-        }))
-    }
-
-    /// What the payer's client does next, from a confirmed PaymentIntent's `next_action`.
-    fn intent_action(pi: &Value, method: Method) -> Result<PayAction, ConnectorError> {
-        let na = pi
-            .get("next_action")
-            .filter(|v| !v.is_null())
-            .ok_or_else(
-                || match pi.get("last_payment_error").filter(|e| !e.is_null()) {
-                    Some(e) => ConnectorError::Rejected {
-                        code: str_of(e, "code").unwrap_or("payment_failed").to_string(),
-                        message: str_of(e, "message").unwrap_or("payment failed").to_string(),
-                    },
-                    None => ConnectorError::Protocol(format!(
-                        "PaymentIntent in `{}` without next_action",
-                        str_of(pi, "status").unwrap_or("?")
-                    )),
-                },
-            )?;
-        let kind = str_of(na, "type").unwrap_or_default();
-        let detail = na.get(kind).cloned().unwrap_or(Value::Null);
-        let field = |k: &str| {
-            str_of(&detail, k).map(str::to_string).ok_or_else(|| {
-                ConnectorError::Protocol(format!("next_action {kind} without `{k}`"))
-            })
-        };
-        let page = || field("hosted_instructions_url").or_else(|_| field("image_url_png"));
-        match (kind, method) {
-            ("wechat_pay_display_qr_code", Method::NativeQr) => Ok(PayAction::QrCode {
-                code_url: field("data")?,
-            }),
-            ("paynow_display_qr_code" | "promptpay_display_qr_code", Method::NativeQr) => {
-                Ok(PayAction::EmvQrCode {
-                    code_url: page()?,
-                    emv_payload: field("data")?,
-                })
-            }
-            (
-                "wechat_pay_display_qr_code"
-                | "paynow_display_qr_code"
-                | "promptpay_display_qr_code",
-                _,
-            ) => Ok(PayAction::Redirect { url: page()? }),
-            ("alipay_handle_redirect" | "redirect_to_url", _) => {
-                Ok(PayAction::Redirect { url: field("url")? })
-            }
-            (other, _) => Err(ConnectorError::Protocol(format!(
-                "unexpected next_action `{other}`"
-            ))),
-        }
-    }
-
-    /// The objects created between the order's creation and its expiry (with a margin
-    /// for clock skew), newest first, until `matches` finds one.
-    async fn find(
-        &self,
-        path: &str,
-        order: &Order,
-        matches: impl Fn(&Value) -> bool,
-    ) -> Result<Option<Value>, ConnectorError> {
-        let mut after: Option<String> = None;
-        loop {
-            let mut q = vec![
-                ("created[gte]", (order.created_at / 1000 - 300).to_string()),
-                (
-                    "created[lte]",
-                    (order.spec.expires_at / 1000 + 3600).to_string(),
-                ),
-                ("limit", PAGE.to_string()),
-            ];
-            if let Some(a) = &after {
-                q.push(("starting_after", a.clone()));
-            }
-            let page = self.api.get(path, &q).await?.body;
-            let data = page.get("data").and_then(Value::as_array).ok_or_else(|| {
-                ConnectorError::Protocol(format!("{path} answered without `data`"))
-            })?;
-            if let Some(hit) = data.iter().find(|o| matches(o)) {
-                return Ok(Some(hit.clone()));
-            }
-            let more = page
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            match data.last().and_then(|o| str_of(o, "id")) {
-                Some(last) if more => after = Some(last.to_string()),
-                _ => return Ok(None),
-            }
-        }
-    }
-
-    async fn find_intent(&self, order: &Order) -> Result<Option<Value>, ConnectorError> {
-        let r = order.id.provider_ref();
-        self.find("/v1/payment_intents", order, |o| {
-            metadata(o, ORDER_KEY) == Some(r)
-        })
-        .await
-    }
-
-    async fn find_session(&self, order: &Order) -> Result<Option<Value>, ConnectorError> {
-        let r = order.id.provider_ref();
-        self.find("/v1/checkout/sessions", order, |o| {
-            str_of(o, "client_reference_id") == Some(r)
-        })
-        .await
-    }
-
-    /// The PaymentIntent that carries the order's money, if it has one yet.
-    async fn paid_intent_id(&self, order: &Order) -> Result<Option<String>, ConnectorError> {
-        let r = order.id.provider_ref();
-        if let Some(id) = self.known.lock().get(r) {
-            return Ok(Some(id.clone()));
-        }
-        let found = match Self::rule(order)?.flow {
-            Flow::Intent => self
-                .find_intent(order)
-                .await?
-                .and_then(|pi| str_of(&pi, "id").map(str::to_string)),
-            Flow::Checkout => self
-                .find_session(order)
-                .await?
-                .and_then(|cs| str_of(&cs, "payment_intent").map(str::to_string)),
-        };
-        if let Some(id) = &found {
-            self.remember(r, id);
-        }
-        Ok(found)
-    }
-
-    fn remember(&self, order_ref: &str, intent: &str) {
-        let mut known = self.known.lock();
-        if known.len() >= KNOWN_INTENTS {
-            known.clear();
-        }
-        known.insert(order_ref.to_string(), intent.to_string());
     }
 
     fn now(&self) -> crate::domain::Millis {
@@ -607,55 +417,6 @@ mod tests {
         assert_ne!(
             idempotency_key("01ABC", "create"),
             idempotency_key("01ABC", "cancel")
-        );
-    }
-
-    #[test]
-    fn next_actions_become_pay_actions() {
-        let pi = |kind: &str, detail: Value| json!({"status": "requires_action", "next_action": {"type": kind, kind: detail}});
-        let paynow = pi(
-            "paynow_display_qr_code",
-            json!({"data": "000201...6304ABCD", "hosted_instructions_url": "https://x/i", "image_url_png": "https://x/p.png"}),
-        );
-        assert_eq!(
-            StripeConnector::intent_action(&paynow, Method::NativeQr).unwrap(),
-            PayAction::EmvQrCode {
-                code_url: "https://x/i".into(),
-                emv_payload: "000201...6304ABCD".into()
-            }
-        );
-        assert_eq!(
-            StripeConnector::intent_action(&paynow, Method::H5).unwrap(),
-            PayAction::Redirect {
-                url: "https://x/i".into()
-            }
-        );
-        let wx = pi(
-            "wechat_pay_display_qr_code",
-            json!({"data": "weixin://wxpay/bizpayurl?pr=x", "hosted_instructions_url": "https://x/w"}),
-        );
-        assert_eq!(
-            StripeConnector::intent_action(&wx, Method::NativeQr).unwrap(),
-            PayAction::QrCode {
-                code_url: "weixin://wxpay/bizpayurl?pr=x".into()
-            }
-        );
-        let ali = pi(
-            "alipay_handle_redirect",
-            json!({"url": "https://x/a", "return_url": "https://shop/"}),
-        );
-        assert_eq!(
-            StripeConnector::intent_action(&ali, Method::H5).unwrap(),
-            PayAction::Redirect {
-                url: "https://x/a".into()
-            }
-        );
-        let declined = json!({"status": "requires_payment_method", "last_payment_error": {"code": "payment_method_provider_decline", "message": "no"}});
-        assert!(
-            matches!(StripeConnector::intent_action(&declined, Method::H5), Err(ConnectorError::Rejected { code, .. }) if code == "payment_method_provider_decline")
-        );
-        assert!(
-            StripeConnector::intent_action(&pi("use_stripe_sdk", json!({})), Method::H5).is_err()
         );
     }
 }

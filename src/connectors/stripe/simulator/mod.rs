@@ -36,6 +36,7 @@ mod api;
 mod events;
 mod pages;
 mod payments;
+mod resources;
 mod state;
 mod wire;
 
