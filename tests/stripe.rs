@@ -237,6 +237,15 @@ async fn a_replayed_or_re_timestamped_event_changes_nothing() {
     assert_eq!(status, 200);
     assert_eq!(app.order(&id).await["status"], "paid");
 
+    // An event in another API version than the pinned one is refused (Stripe retries it
+    // until the endpoint's version is fixed).
+    let mut other_version = succeeded.clone();
+    other_version["api_version"] = json!("2020-08-27");
+    assert_eq!(
+        post_event(&app, &other_version, now_secs(&app)).await.0,
+        400
+    );
+
     // A refund's events: its success, again, then its older `pending` one.
     app.refund(&id, "replay-r1", 1000).await;
     let o = app
@@ -509,4 +518,71 @@ async fn closing_an_order_closes_it_at_stripe() {
         assert_eq!(at_stripe["status"], status, "{at_stripe}");
         assert_eq!(app.pay(&id, json!({})).await.status, 409);
     }
+}
+
+/// What `GET /v1/channels` shows of the Stripe channel, and Stripe's refusals reaching the
+/// merchant as clear errors.
+#[actix_web::test]
+async fn channel_listing_and_stripe_refusals() {
+    let app = spawn_app_with(&[(
+        "PAYGATE__CHANNELS__STRIPE__SETTINGS__SECRET_KEY",
+        "sk_test_TEST_ONLY_revoked",
+    )])
+    .await;
+    let r = app.get("/v1/channels").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let stripe = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "stripe")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", r.text));
+    assert_eq!(stripe["kind"], "stripe");
+    for w in [
+        "card",
+        "alipay",
+        "wechat_pay",
+        "paynow",
+        "grabpay",
+        "fpx",
+        "promptpay",
+    ] {
+        assert!(
+            stripe["wallets"].as_array().unwrap().iter().any(|x| x == w),
+            "{w}: {stripe}"
+        );
+    }
+    for c in ["SGD", "MYR", "THB", "JPY", "USD"] {
+        assert!(
+            stripe["currencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == c),
+            "{c}: {stripe}"
+        );
+    }
+    // The key Stripe no longer accepts: the merchant hears why, and nothing was charged.
+    let r = app
+        .post(
+            "/v1/orders",
+            body("revoked-1", "paynow", "native_qr", "SGD", 1000),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["status"], "failed", "{}", r.text);
+    assert_eq!(
+        r.body["failure"]["code"], "authentication_error",
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret key"),
+        "{}",
+        r.text
+    );
 }

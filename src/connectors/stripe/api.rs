@@ -122,6 +122,12 @@ pub fn map_error(status: u16, body: &str) -> ConnectorError {
     if let Some(p) = field("param") {
         message = format!("{message} (param `{p}`)");
     }
+    // The SDKs' AuthenticationError / PermissionError: paygate's key, not the payment.
+    let code = match status {
+        401 => "authentication_error".to_string(),
+        403 => "permission_error".to_string(),
+        _ => code,
+    };
     if status == 401 || status == 403 {
         message = format!("Stripe refused paygate's secret key: {message}");
     }
@@ -164,6 +170,9 @@ mod tests {
             r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_test_****"}}"#,
         );
         assert!(auth.to_string().contains("secret key"), "{auth}");
+        assert!(
+            matches!(auth, ConnectorError::Rejected { ref code, .. } if code == "authentication_error")
+        );
         for (status, body) in [
             (500, r#"{"error":{"type":"api_error"}}"#),
             (503, ""),

@@ -133,7 +133,13 @@ impl Connector for StripeConnector {
             methods: vec![Method::NativeQr, Method::H5, Method::PcWeb],
             wallets: amounts::WALLETS.iter().map(|w| w.wallet).collect(),
             currencies: amounts::currencies(),
-            min_amount: 1,
+            // The smallest of Stripe's per-currency minimums (GBP 0.30); `validate` holds
+            // each currency to its own.
+            min_amount: amounts::currencies()
+                .into_iter()
+                .filter_map(amounts::minimum)
+                .min()
+                .unwrap_or(1),
             max_amount: amounts::MAX_AMOUNT,
         }
     }
