@@ -92,6 +92,7 @@ async fn with_the_sandbox_off_no_sandbox_route_exists() {
         ("PAYGATE__CHANNELS__SANDBOX__BASE_URL", "http://127.0.0.1:9"),
         ("PAYGATE__CHANNELS__WECHAT_PAY__ENABLED", "false"),
         ("PAYGATE__CHANNELS__ALIPAY__ENABLED", "false"),
+        ("PAYGATE__CHANNELS__STRIPE__ENABLED", "false"),
     ])
     .await;
     for (method, path) in SANDBOX_ROUTES {
@@ -140,6 +141,10 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
             "PAYGATE__CHANNELS__ALIPAY__BASE_URL",
             "https://openapi.alipay.com/gateway.do",
         ),
+        (
+            "PAYGATE__CHANNELS__STRIPE__BASE_URL",
+            "https://api.stripe.com",
+        ),
     ];
     let e = Config::from_toml(&base_config(), env(&real)).unwrap_err();
     let msg = e.to_string();
@@ -149,8 +154,11 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
     );
     // Without the simulator tables the same config passes validation.
     let stripped = without_table(
-        &without_table(&base_config(), "[channels.alipay.settings.simulator]"),
-        "[channels.wechat_pay.settings.simulator]",
+        &without_table(
+            &without_table(&base_config(), "[channels.alipay.settings.simulator]"),
+            "[channels.wechat_pay.settings.simulator]",
+        ),
+        "[channels.stripe.settings.simulator]",
     );
     let cfg = Config::from_toml(&stripped, env(&real)).expect("valid once the keys are gone");
     assert!(!cfg.sandbox.enabled);

@@ -47,10 +47,11 @@ fn secs_to_ms(v: Option<&Value>) -> Option<Millis> {
     v.and_then(Value::as_i64).map(|s| s * 1000)
 }
 
-/// A PaymentIntent's `status` in paygate's terms. Only `succeeded` is paid; a failed
+/// A PaymentIntent's `status` in paygate's terms; `at` is when it was observed (the
+/// event's `created`, or the query's time): a PaymentIntent carries no payment time. Only `succeeded` is paid; a failed
 /// attempt (back to `requires_payment_method` with `last_payment_error`) ends a QR or
 /// redirect payment, but not a Checkout one, whose page lets the payer try again.
-pub fn intent_payment(pi: &Value, now: Millis) -> Result<ProviderPayment, ConnectorError> {
+pub fn intent_payment(pi: &Value, at: Millis) -> Result<ProviderPayment, ConnectorError> {
     let status = str_of(pi, "status").ok_or_else(|| protocol("PaymentIntent without status"))?;
     Ok(match status {
         "succeeded" => ProviderPayment::Paid {
@@ -58,7 +59,7 @@ pub fn intent_payment(pi: &Value, now: Millis) -> Result<ProviderPayment, Connec
             provider_transaction_id: str_of(pi, "id")
                 .ok_or_else(|| protocol("PaymentIntent without id"))?
                 .to_string(),
-            paid_at: secs_to_ms(pi.get("created")).unwrap_or(now),
+            paid_at: at,
         },
         "canceled" => ProviderPayment::Closed,
         "requires_payment_method" => match pi.get("last_payment_error").filter(|e| !e.is_null()) {
@@ -138,9 +139,11 @@ pub const EVENT_TYPES: &[&str] = &[
 /// A verified event body to a notification. Each event carries the whole object, which
 /// is read exactly as a retrieve would read it; repeats and reorderings of events thus
 /// report the same facts, which the order state machine applies once.
-pub fn parse_event(body: &[u8], now: Millis) -> Result<Notification, ConnectorError> {
+pub fn parse_event(body: &[u8], received: Millis) -> Result<Notification, ConnectorError> {
     let ev: Value = serde_json::from_slice(body)
         .map_err(|e| ConnectorError::BadNotification(format!("event is not JSON: {e}")))?;
+    // The event's own time, so every delivery of it reports the same fact.
+    let now = secs_to_ms(ev.get("created")).unwrap_or(received);
     if str_of(&ev, "object") != Some("event") {
         return Err(ConnectorError::BadNotification(
             "not an event object".into(),
