@@ -586,3 +586,79 @@ async fn channel_listing_and_stripe_refusals() {
         r.text
     );
 }
+
+/// The simulator refuses what Stripe refuses, with Stripe's codes and `param`s.
+#[actix_web::test]
+async fn the_simulator_refuses_like_stripe() {
+    let app = spawn_app().await;
+    let post = |path: &str, form: &str| {
+        app.http
+            .post(format!("{}/sandbox/stripe{path}", app.base))
+            .bearer_auth(SECRET_KEY)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.to_string())
+            .send()
+    };
+    let pi = "/v1/payment_intents";
+    for (form, code, param) in [
+        ("amount=49&currency=usd&payment_method_types[0]=alipay", "amount_too_small", "amount"),
+        ("amount=1000&currency=myr&payment_method_types[0]=paynow", "payment_intent_invalid_parameter", "currency"),
+        ("currency=sgd&payment_method_types[0]=paynow", "parameter_missing", "amount"),
+        ("amount=abc&currency=sgd", "parameter_invalid_integer", "amount"),
+        (
+            "amount=1000&currency=sgd&confirm=true&payment_method_types[0]=grabpay&payment_method_data[type]=grabpay",
+            "parameter_missing",
+            "return_url",
+        ),
+    ] {
+        let r = post(pi, form).await.unwrap();
+        assert_eq!(r.status(), 400, "{form}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{form}: {e}");
+        assert_eq!(e["error"]["code"], code, "{form}: {e}");
+        assert_eq!(e["error"]["param"], param, "{form}: {e}");
+    }
+    let session = "mode=payment&success_url=https://s/ok&line_items[0][price_data][currency]=usd&line_items[0][price_data][unit_amount]=1000&line_items[0][price_data][product_data][name]=Tea&line_items[0][quantity]=1&expires_at=1";
+    let r = post("/v1/checkout/sessions", session).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "expires_at", "{e}");
+    // An unpaid PaymentIntent has nothing to refund; an unknown one does not exist.
+    let created: Value = post(pi, "amount=1000&currency=sgd&confirm=true&payment_method_types[0]=paynow&payment_method_data[type]=paynow")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let form = format!("payment_intent={}", created["id"].as_str().unwrap());
+    let e: Value = post("/v1/refunds", &form)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["error"]["code"], "payment_intent_unexpected_state", "{e}");
+    let r = post("/v1/refunds", "payment_intent=pi_unknown")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Cancelling twice: the second finds it canceled already.
+    let cancel = format!("{pi}/{}/cancel", created["id"].as_str().unwrap());
+    assert_eq!(
+        post(&cancel, "cancellation_reason=abandoned")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let e: Value = post(&cancel, "").await.unwrap().json().await.unwrap();
+    assert_eq!(e["error"]["code"], "payment_intent_unexpected_state", "{e}");
+    // No key at all.
+    let r = app
+        .http
+        .get(format!("{}/sandbox/stripe{pi}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
