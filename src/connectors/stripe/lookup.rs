@@ -4,11 +4,16 @@
 //! search) are read-after-write consistent, so a create followed at once by a query
 //! finds what it made.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
+
+/// How many ids of each kind are remembered before starting afresh.
+const KNOWN_IDS: usize = 100_000;
 
 use super::amounts::Flow;
 use super::objects::{metadata, str_of, ORDER_KEY};
-use super::{StripeConnector, KNOWN_INTENTS, PAGE};
+use super::{StripeConnector, PAGE};
 use crate::connectors::ConnectorError;
 use crate::domain::Order;
 
@@ -52,23 +57,52 @@ impl StripeConnector {
         }
     }
 
+    /// The order's PaymentIntent: retrieved by id when this process knows it, else found
+    /// in the lists.
     pub(super) async fn find_intent(&self, order: &Order) -> Result<Option<Value>, ConnectorError> {
         let r = order.id.provider_ref();
-        self.find("/v1/payment_intents", order, |o| {
-            metadata(o, ORDER_KEY) == Some(r)
-        })
-        .await
+        let known = self.known.lock().intents.get(r).cloned();
+        if let Some(id) = known {
+            return self
+                .api
+                .get(&format!("/v1/payment_intents/{id}"), &[])
+                .await
+                .map(|a| Some(a.body));
+        }
+        let found = self
+            .find("/v1/payment_intents", order, |o| {
+                metadata(o, ORDER_KEY) == Some(r)
+            })
+            .await?;
+        if let Some(id) = found.as_ref().and_then(|pi| str_of(pi, "id")) {
+            self.remember(Kind::Intent, r, id);
+        }
+        Ok(found)
     }
 
+    /// The order's Checkout Session, the same way.
     pub(super) async fn find_session(
         &self,
         order: &Order,
     ) -> Result<Option<Value>, ConnectorError> {
         let r = order.id.provider_ref();
-        self.find("/v1/checkout/sessions", order, |o| {
-            str_of(o, "client_reference_id") == Some(r)
-        })
-        .await
+        let known = self.known.lock().sessions.get(r).cloned();
+        if let Some(id) = known {
+            return self
+                .api
+                .get(&format!("/v1/checkout/sessions/{id}"), &[])
+                .await
+                .map(|a| Some(a.body));
+        }
+        let found = self
+            .find("/v1/checkout/sessions", order, |o| {
+                str_of(o, "client_reference_id") == Some(r)
+            })
+            .await?;
+        if let Some(id) = found.as_ref().and_then(|cs| str_of(cs, "id")) {
+            self.remember(Kind::Session, r, id);
+        }
+        Ok(found)
     }
 
     /// The PaymentIntent that carries the order's money, if it has one yet.
@@ -77,8 +111,9 @@ impl StripeConnector {
         order: &Order,
     ) -> Result<Option<String>, ConnectorError> {
         let r = order.id.provider_ref();
-        if let Some(id) = self.known.lock().get(r) {
-            return Ok(Some(id.clone()));
+        let known = self.known.lock().intents.get(r).cloned();
+        if known.is_some() {
+            return Ok(known);
         }
         let found = match Self::rule(order)?.flow {
             Flow::Intent => self
@@ -91,16 +126,37 @@ impl StripeConnector {
                 .and_then(|cs| str_of(&cs, "payment_intent").map(str::to_string)),
         };
         if let Some(id) = &found {
-            self.remember(r, id);
+            self.remember(Kind::Intent, r, id);
         }
         Ok(found)
     }
 
-    pub(super) fn remember(&self, order_ref: &str, intent: &str) {
+    pub(super) fn remember(&self, kind: Kind, order_ref: &str, id: &str) {
         let mut known = self.known.lock();
-        if known.len() >= KNOWN_INTENTS {
-            known.clear();
+        let map = match kind {
+            Kind::Intent => &mut known.intents,
+            Kind::Session => &mut known.sessions,
+        };
+        if map.len() >= KNOWN_IDS {
+            map.clear();
         }
-        known.insert(order_ref.to_string(), intent.to_string());
+        map.insert(order_ref.to_string(), id.to_string());
     }
+}
+
+/// Which of an order's objects an id names.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Intent,
+    Session,
+}
+
+/// The ids of each order's PaymentIntent and Checkout Session as far as this process has
+/// seen them (its creates, payment events, lookups), so that polls, closes and refunds
+/// retrieve by id instead of listing. Only a shortcut: a restart empties it and the lists
+/// find the same ids.
+#[derive(Default)]
+pub(super) struct Known {
+    intents: HashMap<String, String>,
+    sessions: HashMap<String, String>,
 }

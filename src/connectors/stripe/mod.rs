@@ -64,17 +64,12 @@ use objects::{metadata, str_of, ORDER_KEY, REFUND_KEY};
 /// Lists are read this many objects a page (Stripe's maximum).
 const PAGE: usize = 100;
 
-/// How many order → PaymentIntent ids the connector remembers before starting afresh.
-const KNOWN_INTENTS: usize = 100_000;
-
 pub struct StripeConnector {
     api: Api,
     webhook_secrets: Vec<Secret>,
     env: ConnectorEnv,
-    /// The PaymentIntent of each order as far as this process has seen it (its create,
-    /// its payment event, a lookup): a refund then needs no list call first. Only a
-    /// shortcut: a restart empties it and the lists find the same ids.
-    known: parking_lot::Mutex<std::collections::HashMap<String, String>>,
+    /// Ids this process has seen (`lookup::Known`).
+    known: parking_lot::Mutex<lookup::Known>,
 }
 
 /// The idempotency key of one operation on one paygate object.
@@ -200,6 +195,9 @@ impl Connector for StripeConnector {
                 let url = str_of(&cs, "url").ok_or_else(|| {
                     ConnectorError::Protocol("Checkout Session without url".into())
                 })?;
+                if let Some(id) = str_of(&cs, "id") {
+                    self.remember(lookup::Kind::Session, order.id.provider_ref(), id);
+                }
                 Ok(PayAction::Redirect {
                     url: url.to_string(),
                 })
@@ -218,6 +216,9 @@ impl Connector for StripeConnector {
                     return Err(ConnectorError::Protocol(
                         "Stripe answered with another order's PaymentIntent".into(),
                     ));
+                }
+                if let Some(id) = str_of(&pi, "id") {
+                    self.remember(lookup::Kind::Intent, order.id.provider_ref(), id);
                 }
                 Self::intent_action(&pi, order.spec.method)
             }
@@ -392,7 +393,7 @@ impl Connector for StripeConnector {
                 },
         } = &n
         {
-            self.remember(order_ref, provider_transaction_id);
+            self.remember(lookup::Kind::Intent, order_ref, provider_transaction_id);
         }
         Ok(n)
     }
