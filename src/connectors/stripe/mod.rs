@@ -23,7 +23,8 @@
 //! * Finding an order's objects: `GET /v1/payment_intents` and `GET /v1/checkout/sessions`
 //!   with `created[gte]`/`created[lte]` (the order's lifetime), `limit`, `starting_after`,
 //!   matched on `metadata[paygate_order]` / `client_reference_id`. Lists, unlike Stripe's
-//!   search, are read-after-write consistent. Refunds of a PaymentIntent:
+//!   search, are read-after-write consistent. Once seen, an object is retrieved by id
+//!   (`GET /v1/payment_intents/{id}`, `GET /v1/checkout/sessions/{id}`). Refunds of a PaymentIntent:
 //!   `GET /v1/refunds?payment_intent=`, matched on `metadata[paygate_refund]`.
 //! * Close: `POST /v1/payment_intents/{id}/cancel` (`cancellation_reason=abandoned`) or
 //!   `POST /v1/checkout/sessions/{id}/expire`. A paid one cannot be closed.
