@@ -57,6 +57,8 @@ pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+mod contract_tests;
 
 use amounts::{Flow, WalletRule};
 use api::{Api, STRIPE_VERSION};
