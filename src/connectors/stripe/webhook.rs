@@ -99,8 +99,9 @@ mod tests {
     use super::*;
     use crate::protocol_primitives::hmac::hmac_sha256;
 
-    /// ST-1: the official .NET client's test event (484 bytes) and its header.
-    fn st1_payload() -> Vec<u8> {
+    /// The official .NET client's webhook test event (484 bytes, `fixtures/`) and the
+    /// `Stripe-Signature` header its tests verify it with.
+    fn dotnet_payload() -> Vec<u8> {
         let path = format!(
             "{}/src/connectors/stripe/fixtures/event_test_signature.json",
             env!("CARGO_MANIFEST_DIR")
@@ -111,48 +112,48 @@ mod tests {
             .filter(|b| *b != b'\r')
             .collect()
     }
-    const ST1_HEADER: &str = "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
-    const ST1_T: i64 = 1533204620;
+    const DOTNET_HEADER: &str = "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
+    const DOTNET_T: i64 = 1533204620;
 
     fn secret(s: &str) -> Vec<Secret> {
         vec![Secret::new(s)]
     }
 
     #[test]
-    fn st1_official_header_verifies_within_tolerance_only() {
-        let p = st1_payload();
+    fn official_dotnet_header_verifies_within_tolerance_only() {
+        let p = dotnet_payload();
         assert_eq!(p.len(), 484);
         let ok = verify(
-            Some(ST1_HEADER),
+            Some(DOTNET_HEADER),
             &p,
             &secret("webhook_secret"),
-            (ST1_T + 100) * 1000,
+            (DOTNET_T + 100) * 1000,
         );
-        assert_eq!(ok, Ok(ST1_T));
+        assert_eq!(ok, Ok(DOTNET_T));
         let late = verify(
-            Some(ST1_HEADER),
+            Some(DOTNET_HEADER),
             &p,
             &secret("webhook_secret"),
-            (ST1_T + 400) * 1000,
+            (DOTNET_T + 400) * 1000,
         );
-        assert_eq!(late, Err(WebhookError::Stale(ST1_T)));
+        assert_eq!(late, Err(WebhookError::Stale(DOTNET_T)));
         assert_eq!(
             late.unwrap_err().to_string(),
             "timestamp outside the tolerance zone (1533204620)"
         );
         // Early by as much is refused too: paygate's clock is the reference both ways.
         let early = verify(
-            Some(ST1_HEADER),
+            Some(DOTNET_HEADER),
             &p,
             &secret("webhook_secret"),
-            (ST1_T - 400) * 1000,
+            (DOTNET_T - 400) * 1000,
         );
-        assert_eq!(early, Err(WebhookError::Stale(ST1_T)));
+        assert_eq!(early, Err(WebhookError::Stale(DOTNET_T)));
     }
 
     #[test]
-    fn st1_payload_without_its_trailing_newline_fails() {
-        let p = st1_payload();
+    fn dotnet_payload_without_its_trailing_newline_fails() {
+        let p = dotnet_payload();
         let cut = &p[..p.len() - 1];
         let tag = hmac_sha256(b"webhook_secret", &[b"1533204620.", cut]);
         assert_eq!(
@@ -160,23 +161,29 @@ mod tests {
             "8c506d7d19ece69e9a38e398964787dda54eeb2583381ffc7f56070c28d7f119"
         );
         let r = verify(
-            Some(ST1_HEADER),
+            Some(DOTNET_HEADER),
             cut,
             &secret("webhook_secret"),
-            ST1_T * 1000,
+            DOTNET_T * 1000,
         );
         assert_eq!(r, Err(WebhookError::Mismatch));
         // The v0 alone is never accepted.
         let v0_only =
             "t=1533204620,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef";
         assert_eq!(
-            verify(Some(v0_only), &p, &secret("webhook_secret"), ST1_T * 1000),
+            verify(
+                Some(v0_only),
+                &p,
+                &secret("webhook_secret"),
+                DOTNET_T * 1000
+            ),
             Err(WebhookError::NoSignature)
         );
     }
 
+    /// The raw HMAC-SHA256 vectors of the official Node client's tests (key `test_secret`).
     #[test]
-    fn st2_raw_hmac_primitive() {
+    fn stripe_node_hmac_vectors() {
         for (msg, want) in [
             (
                 &b""[..],
@@ -195,25 +202,28 @@ mod tests {
         }
     }
 
-    const ST3_BODY: &str = r#"{"id":"evt_3PaygateTest0001","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_3PaygateTest0001","object":"payment_intent","amount":1000,"currency":"sgd","status":"succeeded"}}}"#;
-    const ST3_T: i64 = 1767225600;
-    const ST3_V1: &str = "711255eed67755c90e42f3458ab046473c09e7675b8fe20b25241c1c312b8ab1";
+    /// A `payment_intent.succeeded` body signed at a fixed time with a fixed secret; the
+    /// header was produced by Stripe's Python client (`generate_signature_header`) and
+    /// accepted by its `Webhook.construct_event`.
+    const FIXED_BODY: &str = r#"{"id":"evt_3PaygateTest0001","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_3PaygateTest0001","object":"payment_intent","amount":1000,"currency":"sgd","status":"succeeded"}}}"#;
+    const FIXED_T: i64 = 1767225600;
+    const FIXED_V1: &str = "711255eed67755c90e42f3458ab046473c09e7675b8fe20b25241c1c312b8ab1";
 
     #[test]
-    fn st3_fixed_header_and_secret_rotation() {
-        assert_eq!(ST3_BODY.len(), 205);
-        let header = format!("t={ST3_T},v1={ST3_V1}");
+    fn fixed_timestamp_header_and_secret_rotation() {
+        assert_eq!(FIXED_BODY.len(), 205);
+        let header = format!("t={FIXED_T},v1={FIXED_V1}");
         let s = secret("whsec_paygate_test_secret_0001");
-        let now = (ST3_T + 10) * 1000;
+        let now = (FIXED_T + 10) * 1000;
         assert_eq!(
-            verify(Some(&header), ST3_BODY.as_bytes(), &s, now),
-            Ok(ST3_T)
+            verify(Some(&header), FIXED_BODY.as_bytes(), &s, now),
+            Ok(FIXED_T)
         );
         // A wrong v1 first (the old secret while rolling) does not hide the right one.
-        let rolled = format!("t={ST3_T},v1={},v1={ST3_V1}", "0".repeat(64));
+        let rolled = format!("t={FIXED_T},v1={},v1={FIXED_V1}", "0".repeat(64));
         assert_eq!(
-            verify(Some(&rolled), ST3_BODY.as_bytes(), &s, now),
-            Ok(ST3_T)
+            verify(Some(&rolled), FIXED_BODY.as_bytes(), &s, now),
+            Ok(FIXED_T)
         );
         // Several configured secrets: the one that signed is found.
         let two = vec![
@@ -221,26 +231,26 @@ mod tests {
             Secret::new("whsec_paygate_test_secret_0001"),
         ];
         assert_eq!(
-            verify(Some(&header), ST3_BODY.as_bytes(), &two, now),
-            Ok(ST3_T)
+            verify(Some(&header), FIXED_BODY.as_bytes(), &two, now),
+            Ok(FIXED_T)
         );
         // Another secret, another body, no header: refused.
         assert_eq!(
             verify(
                 Some(&header),
-                ST3_BODY.as_bytes(),
+                FIXED_BODY.as_bytes(),
                 &secret("whsec_other"),
                 now
             ),
             Err(WebhookError::Mismatch)
         );
-        let changed = ST3_BODY.replace("1000", "1001");
+        let changed = FIXED_BODY.replace("1000", "1001");
         assert_eq!(
             verify(Some(&header), changed.as_bytes(), &s, now),
             Err(WebhookError::Mismatch)
         );
         assert_eq!(
-            verify(None, ST3_BODY.as_bytes(), &s, now),
+            verify(None, FIXED_BODY.as_bytes(), &s, now),
             Err(WebhookError::Missing)
         );
     }

@@ -112,7 +112,7 @@ mod tests {
     use super::*;
 
     /// The simulator's signing, written apart from paygate's verification, meets the
-    /// published vector ST-3 (the `v1` part).
+    /// fixed-timestamp vector of `webhook.rs` (the `v1` part).
     #[test]
     fn signs_like_the_published_vector() {
         let body = br#"{"id":"evt_3PaygateTest0001","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"pi_3PaygateTest0001","object":"payment_intent","amount":1000,"currency":"sgd","status":"succeeded"}}}"#;
