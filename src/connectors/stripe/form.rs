@@ -87,4 +87,20 @@ mod tests {
             .collect();
         assert_eq!(back, pairs);
     }
+
+    proptest::proptest! {
+        /// Whatever the values, a form decoder reads back exactly the flattened pairs.
+        #[test]
+        fn any_values_survive_encoding(
+            meta in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,16}", 0..5),
+            amount in 1i64..99_999_999,
+        ) {
+            let p = json!({"amount": amount, "metadata": meta});
+            let mut pairs = Vec::new();
+            flatten("", &p, &mut pairs);
+            let body = encode(&p);
+            let back: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+            proptest::prop_assert_eq!(back, pairs);
+        }
+    }
 }

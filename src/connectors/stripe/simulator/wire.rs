@@ -184,4 +184,27 @@ mod tests {
         assert!(decode(b"[x]=1").is_err());
         assert!(decode(b"a[b=1").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        /// Any hash of hashes sent with bracketed keys reads back as that hash.
+        #[test]
+        fn bracketed_hashes_read_back(
+            m in proptest::collection::btree_map("[a-z_]{1,8}", proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 1..4), 1..4)
+        ) {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (k, inner) in &m {
+                for (k2, v) in inner {
+                    form.append_pair(&format!("{k}[{k2}]"), v);
+                }
+            }
+            let got = decode(form.finish().as_bytes()).unwrap();
+            let want: Value = serde_json::to_value(&m).unwrap();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }
