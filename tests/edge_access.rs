@@ -94,6 +94,7 @@ async fn with_the_sandbox_off_no_sandbox_route_exists() {
         ("PAYGATE__CHANNELS__ALIPAY__ENABLED", "false"),
         ("PAYGATE__CHANNELS__ANTOM__ENABLED", "false"),
         ("PAYGATE__CHANNELS__UNIONPAY__ENABLED", "false"),
+        ("PAYGATE__CHANNELS__STRIPE__ENABLED", "false"),
     ])
     .await;
     for (method, path) in SANDBOX_ROUTES {
@@ -150,6 +151,10 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
             "PAYGATE__CHANNELS__UNIONPAY__BASE_URL",
             "https://gateway.95516.com",
         ),
+        (
+            "PAYGATE__CHANNELS__STRIPE__BASE_URL",
+            "https://api.stripe.com",
+        ),
     ];
     let e = Config::from_toml(&base_config(), env(&real)).unwrap_err();
     let msg = e.to_string();
@@ -163,6 +168,7 @@ fn with_the_sandbox_off_simulator_targets_and_keys_refuse_start_up() {
         "[channels.wechat_pay.settings.simulator]",
         "[channels.antom.settings.simulator]",
         "[channels.unionpay.settings.simulator]",
+        "[channels.stripe.settings.simulator]",
     ]
     .iter()
     .fold(base_config(), |text, table| without_table(&text, table));

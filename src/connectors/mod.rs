@@ -17,6 +17,7 @@ pub mod antom;
 #[cfg(test)]
 mod conformance;
 pub mod sandbox;
+pub mod stripe;
 pub mod unionpay;
 pub mod wechat_pay;
 
@@ -317,6 +318,7 @@ pub const REGISTRY: &[Kind] = &[
     Kind { name: "sandbox", connector: |c, e| Ok(Arc::new(sandbox::SandboxConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(sandbox::simulator::SandboxSimulator::new(&c.settings, e)?)) },
     Kind { name: "alipay", connector: |c, e| Ok(Arc::new(alipay::AlipayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(alipay::simulator::AlipaySimulator::new(&c.settings, e)?)) },
     Kind { name: "antom", connector: |c, e| Ok(Arc::new(antom::AntomConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(antom::simulator::AntomSimulator::new(&c.settings, e)?)) },
+    Kind { name: "stripe", connector: |c, e| Ok(Arc::new(stripe::StripeConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(stripe::simulator::StripeSimulator::new(&c.settings, e)?)) },
     Kind { name: "wechat_pay", connector: |c, e| Ok(Arc::new(wechat_pay::WechatPayConnector::new(c, e)?)), simulator: |c, e| Ok(Arc::new(wechat_pay::simulator::WechatPaySimulator::new(&c.settings, e)?)) },
     Kind { name: "unionpay", connector: |c, e| Ok(Arc::new(unionpay::UnionPayConnector::new(&c.settings, e)?)), simulator: |c, e| Ok(Arc::new(unionpay::simulator::UnionPaySimulator::new(&c.settings, e)?)) },
 ];

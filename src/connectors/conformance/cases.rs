@@ -28,7 +28,7 @@ pub fn paid_notification(
             assert_eq!(order_ref, order.id.provider_ref());
             assert_eq!(
                 (amount.minor(), amount.currency()),
-                (minor, order.spec.amount.currency())
+                (super::scaled(minor), order.spec.amount.currency())
             );
             provider_transaction_id.clone()
         }
@@ -74,11 +74,19 @@ pub async fn methods_and_currencies(h: Harness) {
     let mut expected = f.methods().to_vec();
     offered.sort_by_key(|m| m.as_str());
     expected.sort_by_key(|m| m.as_str());
-    if f.wallet().is_none() {
-        assert_eq!(offered, expected, "capabilities() and the fixture disagree");
-    } else {
-        // A channel of many wallets offers the union; each wallet some of it.
-        assert!(expected.iter().all(|m| offered.contains(m)), "{offered:?}");
+    match f.wallet() {
+        None => assert_eq!(offered, expected, "capabilities() and the fixture disagree"),
+        // One wallet of several: its methods are among the channel's.
+        Some(w) => {
+            assert!(
+                expected.iter().all(|m| offered.contains(m)),
+                "{w}: {expected:?} not in {offered:?}"
+            );
+            assert!(
+                h.conn.capabilities().wallets.contains(&w),
+                "{w} not in capabilities()"
+            );
+        }
     }
     for method in Method::ALL {
         let o = h.order(method, 1234);

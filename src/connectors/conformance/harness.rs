@@ -63,6 +63,7 @@ impl Harness {
         conn_settings: toml::Table,
         sim_settings: toml::Table,
     ) -> Harness {
+        super::set_scale(fixture.scale());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let public = format!("http://{}", listener.local_addr().unwrap());
         let (dir, store) = crate::store::temp_store();

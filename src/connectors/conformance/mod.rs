@@ -66,8 +66,9 @@ pub trait Fixture: Sync {
         refund: &Refund,
     ) -> Option<RawCallback>;
     fn wrong_amount(&self) -> WrongAmount;
-    /// For a channel of many wallets: the `wallet` its orders name (one fixture per
-    /// wallet, so the suite runs for each).
+    /// The `wallet` the suite's orders carry, for a channel that reaches several (one
+    /// fixture per wallet, each listing that wallet's methods and currencies); `None` for
+    /// a channel that is one wallet.
     fn wallet(&self) -> Option<&'static str> {
         None
     }
@@ -76,6 +77,26 @@ pub trait Fixture: Sync {
     fn skips(&self, _case: &str) -> bool {
         false
     }
+    /// Every amount the suite pays and refunds is multiplied by this, for a provider whose
+    /// smallest charge is above the suite's smallest orders (Stripe's THB 10.00).
+    fn scale(&self) -> i64 {
+        1
+    }
+}
+
+thread_local! {
+    /// The running fixture's [`Fixture::scale`], set by [`Harness::start_with`]; each
+    /// case runs on its own test thread.
+    static SCALE: std::cell::Cell<i64> = const { std::cell::Cell::new(1) };
+}
+
+/// `minor` as the running fixture pays it (see [`Fixture::scale`]).
+pub fn scaled(minor: i64) -> i64 {
+    minor * SCALE.with(|s| s.get())
+}
+
+pub(crate) fn set_scale(scale: i64) {
+    SCALE.with(|s| s.set(scale));
 }
 
 /// An order of this fixture's channel; the merchant is `demo` (direct mode everywhere).
@@ -84,7 +105,7 @@ pub fn order(f: &dyn Fixture, method: Method, minor: i64) -> Order {
     let spec = OrderSpec {
         merchant_id: MerchantId::parse("demo").unwrap(),
         merchant_order_no: MerchantRef::parse(&format!("m-{now}")).unwrap(),
-        amount: Money::new(minor, f.currencies()[0]).unwrap(),
+        amount: Money::new(scaled(minor), f.currencies()[0]).unwrap(),
         channel: ChannelName::parse(f.kind()).unwrap(),
         method,
         subject: "Conformance <b>tea</b> & more".into(),
@@ -103,7 +124,7 @@ pub fn refund_of(order: &Order, minor: i64) -> Refund {
     Refund::new(
         RefundId::generate(now),
         MerchantRef::parse(&format!("r-{now}")).unwrap(),
-        Money::new(minor, order.spec.amount.currency()).unwrap(),
+        Money::new(scaled(minor), order.spec.amount.currency()).unwrap(),
         Some("customer asked".into()),
         now,
     )
@@ -169,6 +190,13 @@ fixtures! {
     antom_alipay_hk => crate::connectors::antom::conformance::ALIPAY_HK,
     antom_alipay_cn => crate::connectors::antom::conformance::ALIPAY_CN,
     unionpay => crate::connectors::unionpay::conformance::UnionPayFixture,
+    stripe => crate::connectors::stripe::conformance::CARD,
+    stripe_alipay => crate::connectors::stripe::conformance::ALIPAY,
+    stripe_wechat_pay => crate::connectors::stripe::conformance::WECHAT_PAY,
+    stripe_paynow => crate::connectors::stripe::conformance::PAYNOW,
+    stripe_grabpay => crate::connectors::stripe::conformance::GRABPAY,
+    stripe_fpx => crate::connectors::stripe::conformance::FPX,
+    stripe_promptpay => crate::connectors::stripe::conformance::PROMPTPAY,
 }
 
 #[test]

@@ -81,11 +81,11 @@ pub async fn bad_signature(mut h: Harness) {
 pub async fn wrong_amount(mut h: Harness) {
     let o = h.order(h.fixture.server_method(), 1000);
     let underpaid = PayOptions {
-        amount: Some(999),
+        amount: Some(super::scaled(999)),
         drop_callback: false,
     };
     let (out, (raw, parsed)) = h.place_and_pay(&o, underpaid).await;
-    assert_eq!(out.amount, 999);
+    assert_eq!(out.amount, super::scaled(999));
     // What was paid is reported as paid, never rounded to the order's amount.
     paid_notification(&parsed, &o, 999);
     let check = h.conn.check_notification(&raw, &parsed.unwrap(), &o, None);
