@@ -26,11 +26,7 @@ pub(crate) trait CasTree {
 
     /// Read-modify-write of one key, retried until no one else wrote in between (`f` may
     /// run more than once). Returns what was stored before and after.
-    fn update(
-        &self,
-        key: &[u8],
-        f: &mut Modify<'_>,
-    ) -> Result<BeforeAfter, StoreError> {
+    fn update(&self, key: &[u8], f: &mut Modify<'_>) -> Result<BeforeAfter, StoreError> {
         loop {
             let old = self.get(key)?;
             let new = f(old.as_deref());

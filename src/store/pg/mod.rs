@@ -29,8 +29,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use super::idempotency as idem;
 use super::risk::RiskTrees;
 use super::{
-    Alert, CapExceeded, DailyReservation, DailyUsage, IdemBegin, KvTree, StoreError,
-    StoredResponse,
+    Alert, CapExceeded, DailyReservation, DailyUsage, IdemBegin, KvTree, StoreError, StoredResponse,
 };
 use crate::domain::{MerchantId, Millis, OrderId};
 
@@ -42,7 +41,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the health check asks the database whether it is there.
 const HEALTH_EVERY: Duration = Duration::from_millis(500);
-
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -105,7 +103,12 @@ impl Db {
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             self.healthy.store(false, Ordering::Release);
-            StoreError::Unavailable(e.to_string())
+            // The driver's own message ("db error") names no cause; its source does.
+            let cause = std::error::Error::source(&e).map(|s| s.to_string());
+            StoreError::Unavailable(match cause {
+                Some(c) => format!("{e}: {c}"),
+                None => e.to_string(),
+            })
         })
     }
 
@@ -126,7 +129,11 @@ impl Db {
 impl PgStore {
     /// Connects (the database must answer within a few seconds), migrates the schema and
     /// starts the writer and the health check.
-    pub fn open(url: &str, pool_size: usize, in_progress_grace_ms: Millis) -> Result<PgStore, StoreError> {
+    pub fn open(
+        url: &str,
+        pool_size: usize,
+        in_progress_grace_ms: Millis,
+    ) -> Result<PgStore, StoreError> {
         let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Io(format!("storage.url: {e}")))?;
@@ -285,7 +292,14 @@ impl PgStore {
         let res = self.block(|db| async move {
             let c = db.client().await?;
             let mut out = Vec::new();
-            for t in ["orders", "order_events", "refunds", "outbox", "stats_daily", "kv"] {
+            for t in [
+                "orders",
+                "order_events",
+                "refunds",
+                "outbox",
+                "stats_daily",
+                "kv",
+            ] {
                 let row = c
                     .query_one(&format!("SELECT count(*) FROM {t}"), &[])
                     .await

@@ -11,9 +11,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use super::PgStore;
-use crate::domain::{
-    MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, RefundId,
-};
+use crate::domain::{MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, RefundId};
 use crate::store::codec::{decode, encode};
 use crate::store::outbox::OutboxRecord;
 use crate::store::records::StoredOrder;
@@ -274,12 +272,22 @@ pub(super) async fn stage_order(
         for r in &w.outbox {
             tx.execute(
                 &insert,
-                &[&r.id, &r.merchant, &r.status, &r.next_due, &r.delivered_at, &r.record],
+                &[
+                    &r.id,
+                    &r.merchant,
+                    &r.status,
+                    &r.next_due,
+                    &r.delivered_at,
+                    &r.record,
+                ],
             )
             .await?;
         }
     }
-    Ok(Outcome::Written(rollup_deltas(old_order.as_ref(), &w.order)))
+    Ok(Outcome::Written(rollup_deltas(
+        old_order.as_ref(),
+        &w.order,
+    )))
 }
 
 /// What moving an order from `old` to `new` changes in the statistics roll-ups.
@@ -327,7 +335,15 @@ pub(super) async fn write_rollups(
         tx.execute(
             &upsert,
             &[
-                &b.merchant, &b.day, &b.channel, &b.currency, &d[0], &d[1], &d[2], &d[3], &d[4],
+                &b.merchant,
+                &b.day,
+                &b.channel,
+                &b.currency,
+                &d[0],
+                &d[1],
+                &d[2],
+                &d[3],
+                &d[4],
                 &d[5],
             ],
         )
@@ -387,7 +403,10 @@ impl PgStore {
         merchant: &MerchantId,
         merchant_order_no: &MerchantRef,
     ) -> Result<Option<OrderId>, StoreError> {
-        let (m, r) = (merchant.as_str().to_string(), merchant_order_no.as_str().to_string());
+        let (m, r) = (
+            merchant.as_str().to_string(),
+            merchant_order_no.as_str().to_string(),
+        );
         let id = self.one_text(
             "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
             vec![m, r],
@@ -400,7 +419,10 @@ impl PgStore {
         merchant: &MerchantId,
         merchant_refund_no: &MerchantRef,
     ) -> Result<Option<RefundId>, StoreError> {
-        let (m, r) = (merchant.as_str().to_string(), merchant_refund_no.as_str().to_string());
+        let (m, r) = (
+            merchant.as_str().to_string(),
+            merchant_refund_no.as_str().to_string(),
+        );
         let id = self.one_text(
             "SELECT id FROM refunds WHERE merchant_id = $1 AND merchant_refund_no = $2",
             vec![m, r],
@@ -417,7 +439,11 @@ impl PgStore {
     }
 
     /// The first column of the first row of a query with text parameters.
-    fn one_text(&self, sql: &'static str, params: Vec<String>) -> Result<Option<String>, StoreError> {
+    fn one_text(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> Result<Option<String>, StoreError> {
         self.block(move |db| async move {
             let c = db.client().await?;
             let st = c.prepare_cached(sql).await.map_err(|e| db.err(e))?;
@@ -441,7 +467,9 @@ impl PgStore {
             let p: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
             let rows = c.query(&st, &p).await.map_err(|e| db.err(e))?;
-            rows.iter().map(|r| order_of(r, 0)).collect::<Result<Vec<_>, _>>()
+            rows.iter()
+                .map(|r| order_of(r, 0))
+                .collect::<Result<Vec<_>, _>>()
         })?;
         if count_scanned {
             self.db()
@@ -468,8 +496,7 @@ impl PgStore {
                 false,
             )?,
             None => self.orders_where(
-                "SELECT record FROM orders WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2"
-                    .into(),
+                "SELECT record FROM orders WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2".into(),
                 vec![m, lim],
                 false,
             )?,
@@ -628,18 +655,20 @@ impl PgStore {
         to: Millis,
     ) -> impl Iterator<Item = Result<Order, StoreError>> + '_ {
         let lo = String::from_utf8_lossy(&crate::store::risk::order_key_at(from)).into_owned();
-        rows_iter(self.orders_where(
-            "SELECT record FROM orders WHERE merchant_id = $1 AND id >= $2 \
+        rows_iter(
+            self.orders_where(
+                "SELECT record FROM orders WHERE merchant_id = $1 AND id >= $2 \
              AND created_at >= $3 AND created_at < $4 ORDER BY id"
-                .into(),
-            vec![
-                Param::Text(merchant.as_str().to_string()),
-                Param::Text(lo),
-                Param::Int(from),
-                Param::Int(to),
-            ],
-            true,
-        ))
+                    .into(),
+                vec![
+                    Param::Text(merchant.as_str().to_string()),
+                    Param::Text(lo),
+                    Param::Int(from),
+                    Param::Int(to),
+                ],
+                true,
+            ),
+        )
     }
 
     pub fn daily_totals(

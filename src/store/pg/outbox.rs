@@ -18,7 +18,9 @@ const UPDATE: &str = "UPDATE outbox SET status = $2, next_due = $3, delivered_at
 const PAGE: i64 = 500;
 
 fn records(rows: &[tokio_postgres::Row], col: usize) -> Result<Vec<OutboxRecord>, StoreError> {
-    rows.iter().map(|r| decode(r.get::<_, &[u8]>(col))).collect()
+    rows.iter()
+        .map(|r| decode(r.get::<_, &[u8]>(col)))
+        .collect()
 }
 
 impl PgStore {
@@ -80,12 +82,17 @@ impl PgStore {
                     .query(&st, &[&due, &id, &now, &PAGE])
                     .await
                     .map_err(|e| db.err(e))?;
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect())
             })?;
             let full = page.len() as i64 == PAGE;
             for (due, id, rec) in page {
                 after = (due, id.clone());
-                let Ok(eid) = EventId::parse(&id) else { continue };
+                let Ok(eid) = EventId::parse(&id) else {
+                    continue;
+                };
                 if !wanted(&eid) {
                     continue;
                 }
@@ -199,10 +206,13 @@ impl PgStore {
 
     /// Number of pending records (queue depth).
     pub fn outbox_pending(&self) -> usize {
-        self.one_i64("SELECT count(*) FROM outbox WHERE status = 'pending'", vec![])
-            .ok()
-            .flatten()
-            .unwrap_or(0) as usize
+        self.one_i64(
+            "SELECT count(*) FROM outbox WHERE status = 'pending'",
+            vec![],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(0) as usize
     }
 }
 

@@ -1,5 +1,5 @@
-//! Test support: a fresh PostgreSQL database per test (or per test store), dropped when
-//! the guard is. The server is `PAYGATE_TEST_DATABASE_URL` (any database on it; default
+//! Test support: a fresh PostgreSQL schema per test store, in a database per test
+//! process, dropped when the guard is. The server is `PAYGATE_TEST_DATABASE_URL` (any database on it; default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), chosen when `PAYGATE_TEST_STORE` is
 //! `postgres`.
 
@@ -16,43 +16,114 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A database of its own, dropped (with `FORCE`, closing what still uses it) on drop.
+/// A schema of its own in this test process's database, dropped on drop. One database per
+/// test process (`paygate_test_<pid>`; those of processes no longer running are dropped
+/// when the next one starts) and a schema per test: creating a database costs about a
+/// second and PostgreSQL refuses concurrent copies of one template, a schema costs
+/// milliseconds.
 pub struct TestDatabase {
-    pub name: String,
+    pub schema: String,
+    /// Connects into the schema (`options=-c search_path=<schema>`).
     pub url: String,
-    admin: String,
+    db_url: String,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-impl TestDatabase {
-    pub fn create() -> TestDatabase {
+/// This process's database URL, created on first use.
+fn process_database() -> String {
+    static DB: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DB.get_or_init(|| {
         let admin = admin_url();
-        let name = format!(
-            "paygate_test_{}_{}_{:08x}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
+        drop_stale_databases(&admin);
+        let name = format!("paygate_test_{}", std::process::id());
+        // A database left by an earlier process with this same pid.
+        let _ = admin_sql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         );
         admin_sql(&admin, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("creating test database {name} on {admin}: {e}"));
         let mut url = url::Url::parse(&admin).expect("PAYGATE_TEST_DATABASE_URL is a URL");
         url.set_path(&format!("/{name}"));
+        url.to_string()
+    })
+    .clone()
+}
+
+/// Drops the `paygate_test_<pid>` databases whose process is gone (this machine's).
+fn drop_stale_databases(admin: &str) {
+    let Ok(names) = admin_query(
+        admin,
+        "SELECT datname FROM pg_database WHERE datname LIKE 'paygate_test_%'",
+    ) else {
+        return;
+    };
+    for name in names {
+        let Some(pid) = name
+            .strip_prefix("paygate_test_")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = admin_sql(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let db_url = process_database();
+        let schema = format!(
+            "t{}_{:08x}",
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        admin_sql(&db_url, &format!("CREATE SCHEMA {schema}"))
+            .unwrap_or_else(|e| panic!("creating test schema {schema}: {e}"));
+        // `%20`, not the `+` a form encoder writes: libpq URLs only percent-decode.
+        let sep = if db_url.contains('?') { '&' } else { '?' };
+        let url = format!("{db_url}{sep}options=-c%20search_path%3D{schema}");
         TestDatabase {
-            name,
-            url: url.to_string(),
-            admin,
+            schema,
+            url,
+            db_url,
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = admin_sql(&self.admin, &sql) {
-            eprintln!("dropping test database {}: {e}", self.name);
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        if let Err(e) = admin_sql(&self.db_url, &sql) {
+            eprintln!("dropping test schema {}: {e}", self.schema);
         }
     }
+}
+
+/// The first column of each row of `sql` on `url`.
+fn admin_query(url: &str, sql: &str) -> Result<Vec<String>, String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let rows = client.query(&sql, &[]).await.map_err(|e| e.to_string())?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    })
+    .join()
+    .map_err(|_| "admin thread panicked".to_string())?
 }
 
 /// Runs `sql` on the admin URL, on a thread and runtime of its own (callers may be

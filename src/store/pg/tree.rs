@@ -21,7 +21,11 @@ impl PgTree {
     }
 
     /// [`CasTree::insert`] for async callers.
-    pub(super) async fn insert_async(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+    pub(super) async fn insert_async(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let name = self.name.clone();
         self.store
             .run(move |db| async move {
@@ -85,9 +89,12 @@ impl CasTree for PgTree {
         self.store.block(move |db| async move {
             db.check_healthy()?;
             let c = db.client().await?;
-            c.execute("DELETE FROM kv WHERE tree = $1 AND key = $2", &[&name, &key])
-                .await
-                .map_err(|e| db.err(e))?;
+            c.execute(
+                "DELETE FROM kv WHERE tree = $1 AND key = $2",
+                &[&name, &key],
+            )
+            .await
+            .map_err(|e| db.err(e))?;
             Ok(())
         })
     }
@@ -99,25 +106,28 @@ impl CasTree for PgTree {
             db.check_healthy()?;
             let c = db.client().await?;
             let n = match (old, new) {
-                (None, Some(new)) => c
-                    .execute(
+                (None, Some(new)) => {
+                    c.execute(
                         "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
                          ON CONFLICT (tree, key) DO NOTHING",
                         &[&name, &key, &new],
                     )
-                    .await,
-                (Some(old), Some(new)) => c
-                    .execute(
+                    .await
+                }
+                (Some(old), Some(new)) => {
+                    c.execute(
                         "UPDATE kv SET value = $4 WHERE tree = $1 AND key = $2 AND value = $3",
                         &[&name, &key, &old, &new],
                     )
-                    .await,
-                (Some(old), None) => c
-                    .execute(
+                    .await
+                }
+                (Some(old), None) => {
+                    c.execute(
                         "DELETE FROM kv WHERE tree = $1 AND key = $2 AND value = $3",
                         &[&name, &key, &old],
                     )
-                    .await,
+                    .await
+                }
                 (None, None) => c
                     .query_opt(
                         "SELECT 1 FROM kv WHERE tree = $1 AND key = $2",

@@ -117,8 +117,9 @@ async fn apply(db: &Db, batch: &[Request]) -> Vec<Result<(), StoreError>> {
 /// Serialization failures and deadlocks: the transaction can simply run again.
 fn retryable(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
-    e.code()
-        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
 }
 
 async fn try_apply(
