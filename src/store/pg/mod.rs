@@ -138,7 +138,9 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::Io(format!("storage.url: {e}")))?;
         cfg.connect_timeout(CONNECT_TIMEOUT);
-        cfg.application_name("paygate");
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("paygate");
+        }
         let manager = Manager::from_config(
             cfg,
             tokio_postgres::NoTls,
@@ -451,14 +453,25 @@ async fn health_check(db: std::sync::Weak<Db>) {
     loop {
         tokio::time::sleep(HEALTH_EVERY).await;
         let Some(db) = db.upgrade() else { return };
-        let ok = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let c = db.pool.get().await.ok()?;
-            c.simple_query("SELECT 1").await.ok()
+            Some(c.simple_query("SELECT 1 FROM paygate_schema LIMIT 1").await)
         })
         .await
         .ok()
-        .flatten()
-        .is_some();
+        .flatten();
+        let ok = match answer {
+            Some(Ok(_)) => true,
+            Some(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                // Not a passing outage: the database was replaced or its schema dropped
+                // under the node. Writing on would recreate nothing; stop trying.
+                tracing::error!("paygate's tables are gone from the database; the store stops");
+                db.healthy.store(false, Ordering::Release);
+                db.pool.close();
+                return;
+            }
+            _ => false,
+        };
         let was = db.healthy.swap(ok, Ordering::AcqRel);
         if was != ok {
             if ok {

@@ -87,7 +87,10 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("creating test schema {schema}: {e}"));
         // `%20`, not the `+` a form encoder writes: libpq URLs only percent-decode.
         let sep = if db_url.contains('?') { '&' } else { '?' };
-        let url = format!("{db_url}{sep}options=-c%20search_path%3D{schema}");
+        // The schema's name as the connections' application name, so the drop can close
+        // whatever connections a test left open.
+        let url =
+            format!("{db_url}{sep}options=-c%20search_path%3D{schema}&application_name={schema}");
         TestDatabase {
             schema,
             url,
@@ -98,7 +101,14 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        // Close the test's connections first: one may hold locks (a writer paused by a
+        // test that failed) that the drop would wait on for ever.
+        let sql = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = '{s}' AND pid <> pg_backend_pid(); \
+             DROP SCHEMA IF EXISTS {s} CASCADE",
+            s = self.schema
+        );
         if let Err(e) = admin_sql(&self.db_url, &sql) {
             eprintln!("dropping test schema {}: {e}", self.schema);
         }
