@@ -99,8 +99,10 @@ pub(crate) fn db_err(db: &Db, e: tokio_postgres::Error) -> StoreError {
 }
 
 impl Db {
-    /// A pooled connection, or `Unavailable` within [`CONNECT_TIMEOUT`].
+    /// A pooled connection, or `Unavailable`: at once while the database is known to be
+    /// away (the health check finds out when it is back), else within [`CONNECT_TIMEOUT`].
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.check_healthy()?;
         self.pool.get().await.map_err(|e| {
             self.healthy.store(false, Ordering::Release);
             // The driver's own message ("db error") names no cause; its source does.

@@ -76,6 +76,13 @@ fn drop_stale_databases(admin: &str) {
 }
 
 impl TestDatabase {
+    /// The database the schema is in (this test process's).
+    pub fn database(&self) -> String {
+        url::Url::parse(&self.db_url)
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .unwrap_or_default()
+    }
+
     pub fn create() -> TestDatabase {
         let db_url = process_database();
         let schema = format!(
