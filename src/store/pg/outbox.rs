@@ -11,8 +11,13 @@ pub(super) const INSERT: &str =
     "INSERT INTO outbox (id, merchant_id, status, next_due, delivered_at, record) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 
-const UPDATE: &str = "UPDATE outbox SET status = $2, next_due = $3, delivered_at = $4, \
-                      record = $5 WHERE id = $1";
+/// Replaces a record, or stores it (as sled's insert does: a replay or a test may write a
+/// record no transition wrote).
+const UPSERT: &str =
+    "INSERT INTO outbox (id, merchant_id, status, next_due, delivered_at, record) \
+                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+                      status = EXCLUDED.status, next_due = EXCLUDED.next_due, \
+                      delivered_at = EXCLUDED.delivered_at, record = EXCLUDED.record";
 
 /// Rows read per query by [`PgStore::for_each_due_outbox`].
 const PAGE: i64 = 500;
@@ -219,10 +224,17 @@ impl PgStore {
 async fn write_row(db: &super::Db, r: OutboxRow) -> Result<(), StoreError> {
     db.check_healthy()?;
     let c = db.client().await?;
-    let st = c.prepare_cached(UPDATE).await.map_err(|e| db.err(e))?;
+    let st = c.prepare_cached(UPSERT).await.map_err(|e| db.err(e))?;
     c.execute(
         &st,
-        &[&r.id, &r.status, &r.next_due, &r.delivered_at, &r.record],
+        &[
+            &r.id,
+            &r.merchant,
+            &r.status,
+            &r.next_due,
+            &r.delivered_at,
+            &r.record,
+        ],
     )
     .await
     .map_err(|e| db.err(e))?;
