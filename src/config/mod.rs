@@ -102,7 +102,7 @@ pub struct StorageConfig {
 }
 
 /// `[storage] backend`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     #[default]

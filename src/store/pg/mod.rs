@@ -484,3 +484,31 @@ async fn health_check(db: std::sync::Weak<Db>) {
         }
     }
 }
+
+/// Runs `sql` (statements separated by `;`) on `url` over a connection of its own, on a
+/// thread and runtime of its own (callers may be inside a runtime, or dropping one): for
+/// creating and dropping databases in the benchmark and the tests.
+pub fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(d) => d.message().to_string(),
+                    None => e.to_string(),
+                })
+        })
+    })
+    .join()
+    .map_err(|_| "admin thread panicked".to_string())?
+}

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use super::admin_sql;
+
 /// Whether the tests run against PostgreSQL (`PAYGATE_TEST_STORE=postgres`).
 pub fn wanted() -> bool {
     std::env::var("PAYGATE_TEST_STORE").is_ok_and(|v| v == "postgres")
@@ -137,27 +139,6 @@ fn admin_query(url: &str, sql: &str) -> Result<Vec<String>, String> {
             tokio::spawn(conn);
             let rows = client.query(&sql, &[]).await.map_err(|e| e.to_string())?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
-    })
-    .join()
-    .map_err(|_| "admin thread panicked".to_string())?
-}
-
-/// Runs `sql` on the admin URL, on a thread and runtime of its own (callers may be
-/// inside a runtime, or dropping one).
-pub fn admin_sql(admin: &str, sql: &str) -> Result<(), String> {
-    let (admin, sql) = (admin.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.map_err(|e| e.to_string())
         })
     })
     .join()
