@@ -9,6 +9,10 @@ use common::*;
 use paygate::store::pg::testing::{admin_sql, admin_url};
 use std::time::{Duration, Instant};
 
+/// The outage test closes this process's whole test database: the tests here run one at
+/// a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn status(app: &TestApp, path: &str) -> u16 {
     app.http
         .get(format!("{}{}", app.base, path))
@@ -34,6 +38,7 @@ async fn a_node_refuses_writes_while_its_database_is_away_and_recovers_by_itself
         eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
         return;
     }
+    let _serial = SERIAL.lock().await;
     let app = spawn_app().await;
     let db = app.db.clone().expect("a postgres app");
     let kept = app.pending_order("before-outage", 100).await;
@@ -76,5 +81,73 @@ async fn a_node_refuses_writes_while_its_database_is_away_and_recovers_by_itself
         after.status, 201,
         "the refused write can be retried: {}",
         after.text
+    );
+}
+
+/// Two nodes over one database (two servers in this process, each with its own actor
+/// system's registry): an order created on one is idempotently replayed, paid, read and
+/// refunded through the other, and a merchant reference taken on one is refused on both.
+#[actix_web::test]
+async fn two_nodes_over_one_database_serve_the_same_orders() {
+    if !paygate::store::pg::testing::wanted() {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let a = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The copy carries the marker naming a's database: b is a second node on it.
+    copy_dir(a.dir.path(), dir.path());
+    let b = spawn_app_in(dir, &[]).await;
+    assert_eq!(a.db.as_ref().unwrap().schema, b.db.as_ref().unwrap().schema);
+
+    let body = order_body("two-nodes-1", 300);
+    let first = a.create_order_keyed(body.clone(), "key-two-nodes").await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let id = first.body["id"].as_str().unwrap().to_string();
+    let again = b.create_order_keyed(body, "key-two-nodes").await;
+    assert_eq!(
+        again.body["id"], first.body["id"],
+        "replayed by the other node"
+    );
+    let dup = b.create_order("two-nodes-1", 300).await;
+    assert_eq!(dup.status, 409, "{}", dup.text);
+
+    let paid = b
+        .http
+        .post(format!("{}/sandbox/pay/{id}", b.base))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status().as_u16(), 200);
+    assert_eq!(b.order(&id).await["status"], "paid");
+    // a's actor for the order is live since the create; its next read or command must
+    // not act on the state it cached.
+    let refund = a
+        .post(
+            &format!("/v1/orders/{id}/refunds"),
+            serde_json::json!({"merchant_refund_no": "two-nodes-r1", "amount": 100}),
+        )
+        .await;
+    if refund.status == 503 {
+        // A stale actor's commit lost the version race; it reloaded: the retry runs on
+        // the current order.
+        let retry = a
+            .post(
+                &format!("/v1/orders/{id}/refunds"),
+                serde_json::json!({"merchant_refund_no": "two-nodes-r1", "amount": 100}),
+            )
+            .await;
+        assert_eq!(retry.status, 201, "{}", retry.text);
+    } else {
+        assert_eq!(refund.status, 201, "{}", refund.text);
+    }
+    let order = b.order(&id).await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(
+        order["refunds"].as_array().map(Vec::len),
+        Some(1),
+        "{order}"
     );
 }
