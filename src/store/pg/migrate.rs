@@ -77,3 +77,34 @@ async fn current_version(c: &tokio_postgres::Client, db: &Db) -> Result<i64, Sto
         .map_err(|e| db.err(e))?;
     Ok(row.get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{admin_sql, wanted, TestDatabase};
+    use super::super::PgStore;
+    use crate::store::StoreError;
+
+    /// Runs with `PAYGATE_TEST_STORE=postgres` (the sled run skips it).
+    #[test]
+    fn migrates_once_and_refuses_a_newer_schema() {
+        if !wanted() {
+            return;
+        }
+        let db = TestDatabase::create();
+        drop(PgStore::open(&db.url, 2, 0).unwrap());
+        // Opening again applies nothing and works.
+        drop(PgStore::open(&db.url, 2, 0).unwrap());
+        admin_sql(
+            &db.url,
+            "INSERT INTO paygate_schema (version, name) VALUES (999, 'from the future')",
+        )
+        .unwrap();
+        match PgStore::open(&db.url, 2, 0) {
+            Err(StoreError::SchemaTooNew { found: 999, known }) => {
+                assert_eq!(known, super::known())
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer schema was accepted"),
+        }
+    }
+}
