@@ -14,6 +14,7 @@
 mod migrate;
 mod orders;
 mod outbox;
+mod reads;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 mod tree;

@@ -116,7 +116,7 @@ impl PgStore {
         self.one_i64(
             "SELECT next_due FROM outbox WHERE status = 'pending' AND next_due > $1 \
              ORDER BY next_due LIMIT 1",
-            vec![super::orders::Param::Int(after)],
+            vec![super::reads::Param::Int(after)],
         )
     }
 
