@@ -7,6 +7,8 @@ COPY src ./src
 COPY examples ./examples
 # Compiled into the server: the OpenAPI document it serves, the Grafana dashboard.
 COPY docs ./docs
+# The postgres backend's schema migrations, compiled in.
+COPY migrations ./migrations
 RUN cargo build --release --locked --bin paygate
 
 FROM debian:bookworm-slim

@@ -54,6 +54,13 @@ enum Cmd {
             value_delimiter = ','
         )]
         phases: Vec<paygate::bench::PhaseName>,
+        /// Store backend: sled (a temp dir) or postgres (a database of its own on the
+        /// server at --database-url, dropped afterwards).
+        #[arg(long, value_enum, default_value = "sled")]
+        store: paygate::config::StorageBackend,
+        /// The PostgreSQL server for --store postgres (any database on it).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
     },
     /// Print the SHA-256 digest to put in config for an API key or admin token.
     HashKey { key: String },
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
             idle_timeout_secs,
             arbiters,
             phases,
+            store,
+            database_url,
         } => {
             let opts = paygate::bench::BenchOptions {
                 config,
@@ -84,6 +93,8 @@ fn main() -> ExitCode {
                 idle_timeout_secs,
                 arbiters,
                 phases,
+                store,
+                database_url,
             };
             match paygate::bench::run(opts) {
                 Ok(()) => ExitCode::SUCCESS,

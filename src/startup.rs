@@ -64,11 +64,7 @@ impl Application {
     /// returned server handle is spawned).
     pub fn build(config: Config, clock: Clock) -> Result<Application, StartError> {
         let config = Arc::new(config);
-        let store = Store::open_with(
-            &config.storage.path,
-            config.storage.cache_capacity_mb,
-            Duration::from_micros(config.storage.group_commit_delay_us),
-        )?;
+        let store = Store::open_config(&config.storage)?;
         let released = store.idem_release_in_progress(clock.now())?;
         if released > 0 {
             tracing::info!(

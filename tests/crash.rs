@@ -40,6 +40,8 @@ struct Node {
     http: reqwest::Client,
     env: Vec<(&'static str, String)>,
     child: Mutex<Option<Child>>,
+    /// With `PAYGATE_TEST_STORE=postgres`: the node's database, kept across restarts.
+    db: Option<paygate::store::pg::testing::TestDatabase>,
 }
 
 impl Node {
@@ -57,12 +59,26 @@ impl Node {
             http: reqwest::Client::new(),
             env,
             child: Mutex::new(None),
+            db: paygate::store::pg::testing::wanted()
+                .then(paygate::store::pg::testing::TestDatabase::create),
         }
     }
 
     /// Starts the binary and waits until it is ready.
     fn start(&self) {
+        let store: Vec<(&str, String)> = match &self.db {
+            Some(db) => vec![
+                ("PAYGATE__STORAGE__BACKEND", "postgres".into()),
+                ("PAYGATE__STORAGE__URL", db.url.clone()),
+                (
+                    "PAYGATE__STORAGE__RELEASE_IN_PROGRESS_AFTER_SECS",
+                    "0".into(),
+                ),
+            ],
+            None => vec![],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_paygate"))
+            .envs(store)
             .envs(self.env.iter().map(|(k, v)| (k.to_string(), v.clone())))
             .args([
                 "serve",

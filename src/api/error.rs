@@ -216,6 +216,19 @@ impl From<EngineError> for ApiError {
                 e.retry_after = Some(retry_after_secs);
                 e
             }
+            EngineError::Store(crate::store::StoreError::Unavailable(m)) => {
+                // The database is away (postgres backend): nothing was written; the node
+                // takes writes again by itself once it is back.
+                tracing::warn!(error = %m, "storage unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    "temporarily_unavailable",
+                    "storage is temporarily unavailable; retry later",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             EngineError::Store(s) => {
                 tracing::error!(error = %s, "storage error");
                 ApiError::internal()

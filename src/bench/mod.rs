@@ -32,6 +32,45 @@ pub struct BenchOptions {
     pub arbiters: usize,
     /// Which phases run (all by default); one alone is handy under a profiler.
     pub phases: Vec<PhaseName>,
+    /// The store backend; postgres runs on a database of its own, created on the server
+    /// at `database_url` and dropped afterwards.
+    pub store: crate::config::StorageBackend,
+    pub database_url: String,
+}
+
+/// A database created for one benchmark run, dropped with this guard.
+struct BenchDatabase {
+    admin: String,
+    name: String,
+}
+
+impl BenchDatabase {
+    fn create(admin: &str) -> Result<(BenchDatabase, String), String> {
+        let name = format!("paygate_bench_{}", std::process::id());
+        // Two statements: CREATE DATABASE cannot share an (implicit) transaction.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            crate::store::pg::admin_sql(admin, &sql).map_err(|e| format!("{admin}: {e}"))?;
+        }
+        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+        url.set_path(&format!("/{name}"));
+        let db = BenchDatabase {
+            admin: admin.to_string(),
+            name,
+        };
+        Ok((db, url.to_string()))
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = crate::store::pg::admin_sql(&self.admin, &sql) {
+            eprintln!("dropping benchmark database {}: {e}", self.name);
+        }
+    }
 }
 
 /// A phase of the benchmark.
@@ -416,6 +455,16 @@ pub fn run(opts: BenchOptions) -> Result<(), String> {
             "3600".to_string(),
         ),
     ];
+    let mut env = env;
+    let _database = match opts.store {
+        crate::config::StorageBackend::Sled => None,
+        crate::config::StorageBackend::Postgres => {
+            let (db, url) = BenchDatabase::create(&opts.database_url)?;
+            env.push(("PAYGATE__STORAGE__BACKEND".into(), "postgres".into()));
+            env.push(("PAYGATE__STORAGE__URL".into(), url));
+            Some(db)
+        }
+    };
     // The caller's PAYGATE__… variables apply too (bench settings above win).
     let cfg = Config::load(&opts.config, std::env::vars().chain(env)).map_err(|e| e.to_string())?;
     let cache_mb = cfg.storage.cache_capacity_mb;

@@ -68,6 +68,22 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Which store holds the data: the embedded sled database under `path` (one process
+    /// per directory), or a PostgreSQL database at `url` that several nodes share.
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// `postgres://user@host:port/dbname` for `backend = "postgres"`; unused by sled.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Connections the postgres backend keeps open at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// postgres: at start, `Idempotency-Key`s still in progress are released (as sled
+    /// releases them all: their requests died with the process) only when older than
+    /// this, since with several nodes they may be another node's running requests. Keep
+    /// it above the longest request; 0 suits a single node.
+    #[serde(default = "default_release_in_progress_after")]
+    pub release_in_progress_after_secs: u64,
     pub path: PathBuf,
     /// sled page cache in MiB. It bounds the pages sled keeps deserialized, counted by
     /// their size on disk (resident ~1.4× this); sled also keeps an index entry for every
@@ -83,6 +99,23 @@ pub struct StorageConfig {
     /// (as Stripe's 24 hours); 0 keeps them for ever.
     #[serde(default = "default_idempotency_retain_hours")]
     pub idempotency_retain_hours: u64,
+}
+
+/// `[storage] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+fn default_release_in_progress_after() -> u64 {
+    120
+}
+
+fn default_pool_size() -> usize {
+    16
 }
 
 fn default_idempotency_retain_hours() -> u64 {

@@ -149,3 +149,33 @@ fn sandbox_off_refuses_simulator_targets_and_simulator_keys() {
     )
     .expect("a disabled channel is not loaded at all");
 }
+
+#[test]
+fn the_storage_backend_is_chosen_and_checked_at_load() {
+    let c = Config::from_toml(BASE, vec![]).unwrap();
+    assert_eq!(c.storage.backend, StorageBackend::Sled);
+    let c = Config::from_toml(
+        BASE,
+        env(&[
+            ("PAYGATE__STORAGE__BACKEND", "postgres"),
+            (
+                "PAYGATE__STORAGE__URL",
+                "postgres://paygate@db:5432/paygate",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.storage.backend, StorageBackend::Postgres);
+    assert_eq!(c.storage.pool_size, 16);
+    for (url, why) in [
+        (None, "a postgres backend needs a URL"),
+        (Some("mysql://db/paygate"), "only postgres URLs"),
+    ] {
+        let mut vars = vec![("PAYGATE__STORAGE__BACKEND", "postgres")];
+        vars.extend(url.map(|u| ("PAYGATE__STORAGE__URL", u)));
+        let e = Config::from_toml(BASE, env(&vars)).unwrap_err();
+        assert!(e.to_string().contains("storage.url"), "{why}: {e}");
+    }
+    let e = Config::from_toml(BASE, env(&[("PAYGATE__STORAGE__BACKEND", "mongodb")])).unwrap_err();
+    assert!(e.to_string().contains("backend"), "{e}");
+}

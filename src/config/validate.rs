@@ -29,6 +29,21 @@ impl Config {
                 "must be at most 20000 (20 ms)",
             ));
         }
+        if self.storage.backend == super::StorageBackend::Postgres {
+            let url = self.storage.url.as_deref().unwrap_or("");
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(
+                    "storage.url",
+                    "backend = \"postgres\" needs a postgres://user@host:port/dbname URL",
+                ));
+            }
+            if url.parse::<tokio_postgres::Config>().is_err() {
+                return Err(invalid("storage.url", "is not a valid PostgreSQL URL"));
+            }
+        }
+        if self.storage.pool_size == 0 || self.storage.pool_size > 1000 {
+            return Err(invalid("storage.pool_size", "must be 1..=1000"));
+        }
         if self.storage.cache_capacity_mb == 0 {
             return Err(invalid("storage.cache_capacity_mb", "must be > 0"));
         }

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::cas::CasTree;
 use super::codec::{decode, encode, scoped};
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::domain::{MerchantId, Millis};
 
 /// A response as sent, replayed byte for byte.
@@ -64,7 +65,181 @@ pub enum IdemBegin {
     Unanswered(String),
 }
 
-impl Store {
+/// The state machine, on any [`CasTree`] (the sled tree or the postgres `kv` table).
+pub(super) fn begin(
+    t: &dyn CasTree,
+    merchant: &MerchantId,
+    key: &str,
+    request_hash: [u8; 32],
+    now: Millis,
+) -> Result<IdemBegin, StoreError> {
+    let k = scoped(merchant.as_str(), key);
+    let fresh = encode(&IdemRecord {
+        request_hash,
+        state: IdemState::InProgress { started_at: now },
+    })?;
+    loop {
+        if t.cas(&k, None, Some(&fresh))? {
+            return Ok(IdemBegin::Started);
+        }
+        // Taken: read who holds it (gone again in between: try to take it again).
+        let Some(cur) = t.get(&k)? else { continue };
+        let cur: IdemRecord = decode(&cur)?;
+        if cur.request_hash != request_hash {
+            return Ok(IdemBegin::Mismatch);
+        }
+        return Ok(match cur.state {
+            IdemState::Done(r) | IdemState::Completed { response: r, .. } => IdemBegin::Replay(r),
+            IdemState::InProgress { .. } | IdemState::Claimed { .. } => IdemBegin::InProgress,
+            IdemState::Unanswered { resource, .. } => IdemBegin::Unanswered(resource),
+        });
+    }
+}
+
+/// The record of an answered key.
+pub(super) fn completed_record(
+    request_hash: [u8; 32],
+    response: StoredResponse,
+    now: Millis,
+) -> Result<Vec<u8>, StoreError> {
+    encode(&IdemRecord {
+        request_hash,
+        state: IdemState::Completed { at: now, response },
+    })
+}
+
+/// Stores the final response; the caller makes it durable before answering.
+pub(super) fn complete(
+    t: &dyn CasTree,
+    merchant: &MerchantId,
+    key: &str,
+    request_hash: [u8; 32],
+    response: StoredResponse,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let v = completed_record(request_hash, response, now)?;
+    t.insert(&scoped(merchant.as_str(), key), &v)
+}
+
+/// Records that the request holding `key` is about to create `resource` (see
+/// [`IdemState::Claimed`]); a no-op unless the key is in progress.
+pub(super) fn claim(
+    t: &dyn CasTree,
+    merchant: &MerchantId,
+    key: &str,
+    resource: &str,
+) -> Result<(), StoreError> {
+    let k = scoped(merchant.as_str(), key);
+    let Some(cur) = t.get(&k)? else {
+        return Ok(());
+    };
+    let rec: IdemRecord = decode(&cur)?;
+    let IdemState::InProgress { started_at } = rec.state else {
+        return Ok(());
+    };
+    let claimed = encode(&IdemRecord {
+        request_hash: rec.request_hash,
+        state: IdemState::Claimed {
+            started_at,
+            resource: resource.to_string(),
+        },
+    })?;
+    t.cas(&k, Some(&cur), Some(&claimed))?;
+    Ok(())
+}
+
+/// Releases a key whose request ended without an answer to keep: a claimed key is kept
+/// as unanswered (its resource may exist), any other is removed so a retry runs anew.
+pub(super) fn cut_off(
+    t: &dyn CasTree,
+    merchant: &MerchantId,
+    key: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let k = scoped(merchant.as_str(), key);
+    if let Some(cur) = t.get(&k)? {
+        let rec: IdemRecord = decode(&cur)?;
+        let next = match rec.state {
+            IdemState::Claimed { resource, .. } => Some(encode(&IdemRecord {
+                request_hash: rec.request_hash,
+                state: IdemState::Unanswered { at: now, resource },
+            })?),
+            IdemState::InProgress { .. } => None,
+            _ => return Ok(()),
+        };
+        t.cas(&k, Some(&cur), next.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Releases a key whose request failed in a retryable way (5xx), so a retry runs anew.
+pub(super) fn abort(t: &dyn CasTree, merchant: &MerchantId, key: &str) -> Result<(), StoreError> {
+    t.remove(&scoped(merchant.as_str(), key))
+}
+
+/// At start-up: requests in progress when the process died were never answered. Keys
+/// that had claimed a resource become unanswered (the next request with the key
+/// answers from that resource, if it was created); the others are released.
+///
+/// With several nodes over one database the keys in progress may belong to a live node,
+/// so the postgres backend only releases keys older than a grace period (`older_than`).
+pub(super) fn release_in_progress(
+    t: &dyn CasTree,
+    now: Millis,
+    older_than: Millis,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (k, v) in t.scan_prefix(b"")? {
+        match decode::<IdemRecord>(&v) {
+            Ok(IdemRecord {
+                state: IdemState::InProgress { started_at },
+                ..
+            }) if started_at <= older_than && t.cas(&k, Some(&v), None)? => {
+                n += 1;
+            }
+            Ok(IdemRecord {
+                request_hash,
+                state:
+                    IdemState::Claimed {
+                        resource,
+                        started_at,
+                    },
+            }) if started_at <= older_than => {
+                let rec = encode(&IdemRecord {
+                    request_hash,
+                    state: IdemState::Unanswered { at: now, resource },
+                })?;
+                if t.cas(&k, Some(&v), Some(&rec))? {
+                    n += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Removes answered keys completed before `before` (retention): a key is a client's
+/// retry window, not a record for ever, and every key is a stored answer body. Once
+/// removed, a retry with the key runs anew, and `merchant_order_no` /
+/// `merchant_refund_no` uniqueness still refuses a second order or refund. Keys still
+/// in progress are left alone. A full scan, of one retention period's keys.
+pub(super) fn purge(t: &dyn CasTree, before: Millis) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (k, v) in t.scan_prefix(b"")? {
+        let expired = match decode::<IdemRecord>(&v).map(|r| r.state) {
+            Ok(IdemState::Completed { at, .. } | IdemState::Unanswered { at, .. }) => at < before,
+            Ok(IdemState::Done(_)) => true,
+            Ok(IdemState::InProgress { .. } | IdemState::Claimed { .. }) | Err(_) => false,
+        };
+        if expired && t.cas(&k, Some(&v), None)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+impl SledStore {
     pub fn idem_begin(
         &self,
         merchant: &MerchantId,
@@ -72,33 +247,9 @@ impl Store {
         request_hash: [u8; 32],
         now: Millis,
     ) -> Result<IdemBegin, StoreError> {
-        let k = scoped(merchant.as_str(), key);
-        let fresh = encode(&IdemRecord {
-            request_hash,
-            state: IdemState::InProgress { started_at: now },
-        })?;
-        let t = &self.inner.idempotency;
-        match t.compare_and_swap(&k, None as Option<&[u8]>, Some(fresh))? {
-            Ok(()) => Ok(IdemBegin::Started),
-            Err(cas) => {
-                let cur: IdemRecord = decode(&cas.current.unwrap_or_default())?;
-                if cur.request_hash != request_hash {
-                    return Ok(IdemBegin::Mismatch);
-                }
-                Ok(match cur.state {
-                    IdemState::Done(r) | IdemState::Completed { response: r, .. } => {
-                        IdemBegin::Replay(r)
-                    }
-                    IdemState::InProgress { .. } | IdemState::Claimed { .. } => {
-                        IdemBegin::InProgress
-                    }
-                    IdemState::Unanswered { resource, .. } => IdemBegin::Unanswered(resource),
-                })
-            }
-        }
+        begin(&self.inner.idempotency, merchant, key, request_hash, now)
     }
 
-    /// Stores the final response durably; later requests with the key replay it.
     pub async fn idem_complete(
         &self,
         merchant: &MerchantId,
@@ -107,143 +258,53 @@ impl Store {
         response: StoredResponse,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let v = encode(&IdemRecord {
+        complete(
+            &self.inner.idempotency,
+            merchant,
+            key,
             request_hash,
-            state: IdemState::Completed { at: now, response },
-        })?;
-        self.inner
-            .idempotency
-            .insert(scoped(merchant.as_str(), key), v)?;
+            response,
+            now,
+        )?;
         self.durable().await
     }
 
-    /// Records that the request holding `key` is about to create `resource` (see
-    /// [`IdemState::Claimed`]); a no-op unless the key is in progress.
     pub fn idem_claim(
         &self,
         merchant: &MerchantId,
         key: &str,
         resource: &str,
     ) -> Result<(), StoreError> {
-        let k = scoped(merchant.as_str(), key);
-        let t = &self.inner.idempotency;
-        let Some(cur) = t.get(&k)? else {
-            return Ok(());
-        };
-        let rec: IdemRecord = decode(&cur)?;
-        let IdemState::InProgress { started_at } = rec.state else {
-            return Ok(());
-        };
-        let claimed = encode(&IdemRecord {
-            request_hash: rec.request_hash,
-            state: IdemState::Claimed {
-                started_at,
-                resource: resource.to_string(),
-            },
-        })?;
-        // Only this request holds an in-progress key, so the swap fails only if the
-        // record vanished meanwhile; then there is nothing to claim.
-        let _ = t.compare_and_swap(&k, Some(cur), Some(claimed))?;
-        Ok(())
+        claim(&self.inner.idempotency, merchant, key, resource)
     }
 
-    /// Releases a key whose request ended without an answer to keep: a claimed key is kept
-    /// as unanswered (its resource may exist), any other is removed so a retry runs anew.
     pub fn idem_cut_off(
         &self,
         merchant: &MerchantId,
         key: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let k = scoped(merchant.as_str(), key);
-        let t = &self.inner.idempotency;
-        if let Some(cur) = t.get(&k)? {
-            let rec: IdemRecord = decode(&cur)?;
-            let next = match rec.state {
-                IdemState::Claimed { resource, .. } => Some(encode(&IdemRecord {
-                    request_hash: rec.request_hash,
-                    state: IdemState::Unanswered { at: now, resource },
-                })?),
-                IdemState::InProgress { .. } => None,
-                _ => return Ok(()),
-            };
-            let _ = t.compare_and_swap(&k, Some(cur), next)?;
-        }
-        Ok(())
+        cut_off(&self.inner.idempotency, merchant, key, now)
     }
 
-    /// Releases a key whose request failed in a retryable way (5xx), so a retry runs anew.
     pub fn idem_abort(&self, merchant: &MerchantId, key: &str) -> Result<(), StoreError> {
-        self.inner
-            .idempotency
-            .remove(scoped(merchant.as_str(), key))?;
-        Ok(())
+        abort(&self.inner.idempotency, merchant, key)
     }
 
-    /// At start-up: requests in progress when the process died were never answered. Keys
-    /// that had claimed a resource become unanswered (the next request with the key
-    /// answers from that resource, if it was created); the others are released.
+    /// One process per sled directory: every key in progress was cut off by the last stop.
     pub fn idem_release_in_progress(&self, now: Millis) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for kv in self.inner.idempotency.iter() {
-            let (k, v) = kv?;
-            match decode::<IdemRecord>(&v) {
-                Ok(IdemRecord {
-                    state: IdemState::InProgress { .. },
-                    ..
-                }) => {
-                    self.inner.idempotency.remove(k)?;
-                    n += 1;
-                }
-                Ok(IdemRecord {
-                    request_hash,
-                    state: IdemState::Claimed { resource, .. },
-                }) => {
-                    let rec = encode(&IdemRecord {
-                        request_hash,
-                        state: IdemState::Unanswered { at: now, resource },
-                    })?;
-                    self.inner.idempotency.insert(k, rec)?;
-                    n += 1;
-                }
-                _ => {}
-            }
-        }
-        Ok(n)
+        release_in_progress(&self.inner.idempotency, now, Millis::MAX)
     }
 
-    /// Removes answered keys completed before `before` (retention): a key is a client's
-    /// retry window, not a record for ever, and every key is a stored answer body. Once
-    /// removed, a retry with the key runs anew, and `merchant_order_no` /
-    /// `merchant_refund_no` uniqueness still refuses a second order or refund. Keys still
-    /// in progress are left alone. A full scan, of one retention period's keys.
     pub fn idem_purge(&self, before: Millis) -> Result<usize, StoreError> {
-        let t = &self.inner.idempotency;
-        let mut n = 0;
-        for kv in t.iter() {
-            let (k, v) = kv?;
-            let expired = match decode::<IdemRecord>(&v).map(|r| r.state) {
-                Ok(IdemState::Completed { at, .. } | IdemState::Unanswered { at, .. }) => {
-                    at < before
-                }
-                Ok(IdemState::Done(_)) => true,
-                Ok(IdemState::InProgress { .. } | IdemState::Claimed { .. }) | Err(_) => false,
-            };
-            if expired
-                && t.compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
-                    .is_ok()
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
+        purge(&self.inner.idempotency, before)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::temp_store;
+    use crate::store::{temp_sled, test_store as temp_store};
 
     #[tokio::test]
     async fn claim_replay_mismatch() {
@@ -331,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn answered_keys_expire_and_then_run_anew() {
-        let (_d, s) = temp_store();
+        let (_d, s) = temp_sled();
         let m = MerchantId::parse("demo").unwrap();
         let r = StoredResponse {
             status: 201,

@@ -1,12 +1,18 @@
-//! The only code that touches sled (docs/design.md §4). Every order transition is one sled
-//! transaction over snapshot, event log, indexes, outbox, timers and statistics roll-ups,
-//! followed by a group commit flush before the caller may answer anyone.
+//! Storage (docs/design.md §4). [`Store`] is what the rest of paygate uses; it holds one of
+//! two backends, chosen by `[storage] backend`: [`SledStore`] (this module and its
+//! submodules, the only code that touches sled) and `pg::PgStore` (PostgreSQL, shared by
+//! several nodes). Either way every order transition is one transaction over snapshot,
+//! event log, indexes, outbox, timers and statistics roll-ups, and it is durable (flushed,
+//! or committed) before the caller may answer anyone.
 
+mod cas;
 mod codec;
+mod dispatch;
 mod group_commit;
 mod idempotency;
 mod orders;
 mod outbox;
+pub mod pg;
 mod records;
 mod risk;
 mod rollup;
@@ -21,6 +27,7 @@ pub use outbox::{OutboxRecord, OutboxStatus};
 pub use risk::{Alert, CapExceeded, DailyReservation, DailyUsage};
 pub use rollup::{Bucket, DayTotals, DAY_MS};
 
+pub use dispatch::Store;
 use group_commit::GroupCommit;
 use writer::Writer;
 
@@ -38,6 +45,13 @@ pub enum StoreError {
     DuplicateMerchantRefundNo(String),
     #[error("order changed concurrently (expected version {expected}, found {found})")]
     VersionConflict { expected: u64, found: u64 },
+    /// The database cannot be reached (postgres backend): nothing was written; the caller
+    /// answers 503 and the node keeps retrying to connect.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database's schema is newer than this binary knows (postgres backend).
+    #[error("database schema version {found} is newer than this release's {known}")]
+    SchemaTooNew { found: i64, known: i64 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -65,8 +79,9 @@ pub(crate) mod tree {
     pub const STATS_DAILY: &str = "stats_daily";
 }
 
+/// The embedded backend: one sled database in one process.
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     inner: Arc<Inner>,
 }
 
@@ -88,9 +103,9 @@ struct Inner {
     scanned: std::sync::atomic::AtomicU64,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the database. `cache_mb` bounds sled's page cache.
-    pub fn open(path: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, cache_mb: u64) -> Result<SledStore, StoreError> {
         Self::open_with(path, cache_mb, std::time::Duration::ZERO)
     }
 
@@ -99,7 +114,7 @@ impl Store {
         path: &Path,
         cache_mb: u64,
         group_commit_delay: std::time::Duration,
-    ) -> Result<Store, StoreError> {
+    ) -> Result<SledStore, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_mb * 1024 * 1024)
@@ -146,7 +161,7 @@ impl Store {
             scanned: std::sync::atomic::AtomicU64::new(0),
             db,
         };
-        Ok(Store {
+        Ok(SledStore {
             inner: Arc::new(inner),
         })
     }
@@ -242,9 +257,9 @@ impl Store {
     /// A named key-value tree for simulators' private state (`sim_<channel>`). Not part of
     /// paygate's own data model; writes are not flushed on their own.
     pub fn kv_tree(&self, name: &str) -> Result<KvTree, StoreError> {
-        Ok(KvTree {
-            tree: self.inner.db.open_tree(format!("sim_{name}"))?,
-        })
+        Ok(KvTree::Sled(
+            self.inner.db.open_tree(format!("sim_{name}"))?,
+        ))
     }
 
     /// On-disk size in bytes, for operators.
@@ -253,54 +268,38 @@ impl Store {
     }
 }
 
-/// A simple persistent map of string keys to JSON values.
-#[derive(Clone)]
-pub struct KvTree {
-    tree: sled::Tree,
+pub use dispatch::KvTree;
+
+/// A store for unit tests: sled in a temporary directory, or, with
+/// `PAYGATE_TEST_STORE=postgres`, a fresh PostgreSQL database (dropped with the guard).
+#[cfg(test)]
+pub(crate) fn test_store() -> (TestStoreGuard, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    if pg::testing::wanted() {
+        let db = pg::testing::TestDatabase::create();
+        let s = Store::open_postgres(&db.url, 4).unwrap();
+        return (TestStoreGuard(dir, Some(db)), s);
+    }
+    let s = Store::from(SledStore::open(dir.path(), 16).unwrap());
+    (TestStoreGuard(dir, None), s)
 }
 
-impl KvTree {
-    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key.as_bytes())? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Codec(e.to_string())),
-            None => Ok(None),
-        }
-    }
+/// Keeps a unit test's store alive (its directory, or its database).
+#[cfg(test)]
+#[allow(dead_code)]
+pub(crate) struct TestStoreGuard(tempfile::TempDir, Option<pg::testing::TestDatabase>);
 
-    pub fn put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))?;
-        self.tree.insert(key.as_bytes(), v)?;
-        Ok(())
-    }
-
-    /// Atomically read-modify-write one key (`f` may run more than once).
-    pub fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, StoreError>
-    where
-        T: serde::de::DeserializeOwned + serde::Serialize,
-        F: FnMut(Option<T>) -> Option<T>,
-    {
-        let mut out = None;
-        self.tree.update_and_fetch(key.as_bytes(), |old| {
-            let cur = old.and_then(|b| serde_json::from_slice::<T>(b).ok());
-            let next = f(cur);
-            let bytes = next.as_ref().and_then(|n| serde_json::to_vec(n).ok());
-            out = next;
-            bytes
-        })?;
-        Ok(out)
-    }
-
-    pub fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.tree.remove(key.as_bytes())?;
-        Ok(())
-    }
-}
-
+/// A sled store in a temporary directory.
 #[cfg(test)]
 pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let (dir, s) = temp_sled();
+    (dir, Store::from(s))
+}
+
+/// The sled backend itself, for tests of sled specifics.
+#[cfg(test)]
+pub(crate) fn temp_sled() -> (tempfile::TempDir, SledStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path(), 16).unwrap();
+    let s = SledStore::open(dir.path(), 16).unwrap();
     (dir, s)
 }

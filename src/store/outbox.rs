@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, due_key, encode, split_due_key};
 use super::writer::{Op, Staged, Tx};
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::domain::{EventId, MerchantId, Millis, OrderId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub(super) fn stage_outbox_attempt(t: &Tx<'_>, p: &PreparedAttempt) -> Staged {
     Ok(Ok(()))
 }
 
-impl Store {
+impl SledStore {
     pub fn get_outbox(&self, id: &EventId) -> Result<Option<OutboxRecord>, StoreError> {
         self.inner
             .trees

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::cas::CasTree;
 use super::codec::scoped;
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::domain::{Millis, Order, OrderId};
 
 /// What one merchant has created on one UTC day.
@@ -60,7 +61,7 @@ fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// The first key an order created at `ms` can have (ids start with their creation time).
-fn order_key_at(ms: Millis) -> Vec<u8> {
+pub(super) fn order_key_at(ms: Millis) -> Vec<u8> {
     let ts = (ms.max(0) as u64).min((1 << 50) - 1);
     let mut k = OrderId::PREFIX.as_bytes().to_vec();
     for i in (0..10).rev() {
@@ -69,18 +70,24 @@ fn order_key_at(ms: Millis) -> Vec<u8> {
     k
 }
 
-impl Store {
+/// The trees this module's records live in, on either backend.
+pub(super) struct RiskTrees<'a> {
+    pub daily: &'a dyn CasTree,
+    pub alerts: &'a dyn CasTree,
+    pub anomaly_acks: &'a dyn CasTree,
+}
+
+impl RiskTrees<'_> {
     /// Counts one order against the merchant's caps for `day`, atomically: concurrent
-    /// reservations never overshoot a cap. Nothing is written when a cap would be broken.
-    /// The write is made durable by the order commit that follows it (the same flush).
-    pub fn risk_reserve_daily(
+    /// reservations never overshoot a cap, whichever node makes them (a compare-and-swap
+    /// on the merchant's day record). Nothing is written when a cap would be broken.
+    pub fn reserve_daily(
         &self,
         r: &DailyReservation<'_>,
     ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
         let key = scoped(r.merchant, &r.day.to_string());
-        let tree = &self.inner.risk_daily;
         loop {
-            let old = tree.get(&key)?;
+            let old = self.daily.get(&key)?;
             let mut usage: DailyUsage = match &old {
                 Some(b) => from_json(b)?,
                 None => DailyUsage::default(),
@@ -95,14 +102,14 @@ impl Store {
             *spent += r.amount;
             usage.count += 1;
             let new = json(&usage)?;
-            if tree.compare_and_swap(&key, old, Some(new))?.is_ok() {
+            if self.daily.cas(&key, old.as_deref(), Some(&new))? {
                 return Ok(Ok(usage));
             }
         }
     }
 
     /// Gives back a reservation whose order was not created after all.
-    pub fn risk_release_daily(
+    pub fn release_daily(
         &self,
         merchant: &str,
         day: i64,
@@ -110,7 +117,7 @@ impl Store {
         amount: i64,
     ) -> Result<(), StoreError> {
         let key = scoped(merchant, &day.to_string());
-        self.inner.risk_daily.update_and_fetch(&key, |old| {
+        self.daily.update(&key, &mut |old| {
             let mut u: DailyUsage = old.and_then(|b| serde_json::from_slice(b).ok())?;
             u.count = u.count.saturating_sub(1);
             if let Some(a) = u.amounts.get_mut(currency) {
@@ -121,12 +128,8 @@ impl Store {
         Ok(())
     }
 
-    pub fn risk_daily_usage(&self, merchant: &str, day: i64) -> Result<DailyUsage, StoreError> {
-        match self
-            .inner
-            .risk_daily
-            .get(scoped(merchant, &day.to_string()))?
-        {
+    pub fn daily_usage(&self, merchant: &str, day: i64) -> Result<DailyUsage, StoreError> {
+        match self.daily.get(&scoped(merchant, &day.to_string()))? {
             Some(b) => from_json(&b),
             None => Ok(DailyUsage::default()),
         }
@@ -134,33 +137,28 @@ impl Store {
 
     /// Stores a new alert (its `id` must be unique and should sort by time).
     pub fn record_alert(&self, a: &Alert) -> Result<(), StoreError> {
-        self.inner.alerts.insert(a.id.as_bytes(), json(a)?)?;
-        Ok(())
+        self.alerts.insert(a.id.as_bytes(), &json(a)?)
     }
 
     /// Stores an alert unless one with the same `id` exists (ids derived from the fact
     /// they report make a repeated fact one alert). Answers whether it was new.
     pub fn record_alert_once(&self, a: &Alert) -> Result<bool, StoreError> {
-        Ok(self
-            .inner
-            .alerts
-            .compare_and_swap(a.id.as_bytes(), None as Option<&[u8]>, Some(json(a)?))?
-            .is_ok())
+        self.alerts.cas(a.id.as_bytes(), None, Some(&json(a)?))
     }
 
     /// All alerts, in id order (time order for the random ids of `RiskEngine`).
     pub fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        self.inner
-            .alerts
+        self.alerts
+            .scan_prefix(b"")?
             .iter()
-            .map(|kv| from_json(&kv?.1))
+            .map(|(_, v)| from_json(v))
             .collect()
     }
 
     /// Marks an alert acknowledged (once); false if there is no such alert.
     pub fn ack_alert(&self, id: &str, at: Millis) -> Result<bool, StoreError> {
         let mut found = false;
-        self.inner.alerts.update_and_fetch(id.as_bytes(), |old| {
+        self.alerts.update(id.as_bytes(), &mut |old| {
             let mut a: Alert = serde_json::from_slice(old?).ok()?;
             found = true;
             a.acked_at.get_or_insert(at);
@@ -178,11 +176,11 @@ impl Store {
         at: Millis,
     ) -> Result<Millis, StoreError> {
         let key = scoped(order.as_str(), &index.to_string());
-        let cur = self.inner.anomaly_acks.fetch_and_update(&key, |old| {
+        let (_, now) = self.anomaly_acks.update(&key, &mut |old| {
             Some(old.map(|o| o.to_vec()).unwrap_or(at.to_be_bytes().to_vec()))
         })?;
-        Ok(cur
-            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes))
+        Ok(now
+            .and_then(|v| v.as_slice().try_into().ok().map(i64::from_be_bytes))
             .unwrap_or(at))
     }
 
@@ -193,17 +191,80 @@ impl Store {
     ) -> Result<BTreeMap<usize, Millis>, StoreError> {
         let mut out = BTreeMap::new();
         let prefix = scoped(order.as_str(), "");
-        for kv in self.inner.anomaly_acks.scan_prefix(&prefix) {
-            let (k, v) = kv?;
+        for (k, v) in self.anomaly_acks.scan_prefix(&prefix)? {
             let idx = std::str::from_utf8(&k[prefix.len()..])
                 .ok()
                 .and_then(|s| s.parse().ok());
-            let at = v.as_ref().try_into().ok().map(i64::from_be_bytes);
+            let at = v.as_slice().try_into().ok().map(i64::from_be_bytes);
             if let (Some(i), Some(at)) = (idx, at) {
                 out.insert(i, at);
             }
         }
         Ok(out)
+    }
+}
+
+impl SledStore {
+    fn risk_trees(&self) -> RiskTrees<'_> {
+        RiskTrees {
+            daily: &self.inner.risk_daily,
+            alerts: &self.inner.alerts,
+            anomaly_acks: &self.inner.anomaly_acks,
+        }
+    }
+
+    pub fn risk_reserve_daily(
+        &self,
+        r: &DailyReservation<'_>,
+    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+        self.risk_trees().reserve_daily(r)
+    }
+
+    pub fn risk_release_daily(
+        &self,
+        merchant: &str,
+        day: i64,
+        currency: &str,
+        amount: i64,
+    ) -> Result<(), StoreError> {
+        self.risk_trees()
+            .release_daily(merchant, day, currency, amount)
+    }
+
+    pub fn risk_daily_usage(&self, merchant: &str, day: i64) -> Result<DailyUsage, StoreError> {
+        self.risk_trees().daily_usage(merchant, day)
+    }
+
+    pub fn record_alert(&self, a: &Alert) -> Result<(), StoreError> {
+        self.risk_trees().record_alert(a)
+    }
+
+    pub fn record_alert_once(&self, a: &Alert) -> Result<bool, StoreError> {
+        self.risk_trees().record_alert_once(a)
+    }
+
+    pub fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        self.risk_trees().alerts()
+    }
+
+    pub fn ack_alert(&self, id: &str, at: Millis) -> Result<bool, StoreError> {
+        self.risk_trees().ack_alert(id, at)
+    }
+
+    pub fn ack_order_anomaly(
+        &self,
+        order: &OrderId,
+        index: usize,
+        at: Millis,
+    ) -> Result<Millis, StoreError> {
+        self.risk_trees().ack_order_anomaly(order, index, at)
+    }
+
+    pub fn order_anomaly_acks(
+        &self,
+        order: &OrderId,
+    ) -> Result<BTreeMap<usize, Millis>, StoreError> {
+        self.risk_trees().order_anomaly_acks(order)
     }
 
     /// Orders created in `[from, to)` (unix ms), in id order. Ids begin with their creation
@@ -274,7 +335,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::temp_store;
+    use crate::store::test_store as temp_store;
 
     fn res(
         amount: i64,

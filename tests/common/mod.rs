@@ -9,7 +9,10 @@ use paygate::actors::Engine;
 use paygate::clock::Clock;
 use paygate::config::Config;
 use paygate::startup::Application;
+use paygate::store::pg::testing::{self as pg_testing, TestDatabase};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub const DEMO_KEY: &str = "sk_test_paygate_demo";
@@ -28,6 +31,31 @@ pub struct TestApp {
     pub engine: Engine,
     pub dir: tempfile::TempDir,
     pub handle: actix_web::dev::ServerHandle,
+    /// With `PAYGATE_TEST_STORE=postgres`: the app's database (a schema of its own).
+    pub db: Option<Arc<TestDatabase>>,
+}
+
+/// The test databases of apps still running, by schema: a restart (a second app on a
+/// copy of the first one's `dir`, see [`copy_dir`]) finds the first one's database
+/// through the marker file the copy carries.
+static DATABASES: Mutex<BTreeMap<String, Weak<TestDatabase>>> = Mutex::new(BTreeMap::new());
+
+/// Names the app's database inside its data dir, so a copy of the dir names it too.
+const DB_MARKER: &str = "test_database_schema";
+
+/// The postgres database for an app in `dir`: the one a copied dir names, else a new one.
+fn test_database(dir: &std::path::Path) -> Arc<TestDatabase> {
+    let mut dbs = DATABASES.lock().unwrap();
+    if let Ok(schema) = std::fs::read_to_string(dir.join(DB_MARKER)) {
+        if let Some(db) = dbs.get(schema.trim()).and_then(Weak::upgrade) {
+            return db;
+        }
+    }
+    let db = Arc::new(TestDatabase::create());
+    std::fs::write(dir.join(DB_MARKER), &db.schema).unwrap();
+    dbs.retain(|_, w| w.strong_count() > 0);
+    dbs.insert(db.schema.clone(), Arc::downgrade(&db));
+    db
 }
 
 pub fn base_config() -> String {
@@ -82,6 +110,18 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) ->
             "20".to_string(),
         ),
     ];
+    let db = pg_testing::wanted().then(|| test_database(dir.path()));
+    if let Some(db) = &db {
+        env.extend([
+            ("PAYGATE__STORAGE__BACKEND".into(), "postgres".into()),
+            ("PAYGATE__STORAGE__URL".into(), db.url.clone()),
+            ("PAYGATE__STORAGE__POOL_SIZE".into(), "4".into()),
+            (
+                "PAYGATE__STORAGE__RELEASE_IN_PROGRESS_AFTER_SECS".into(),
+                "0".into(),
+            ),
+        ]);
+    }
     env.extend(
         overrides
             .iter()
@@ -101,6 +141,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) ->
         engine,
         dir,
         handle,
+        db,
     }
 }
 

@@ -7,7 +7,7 @@ use super::codec::{decode, due_key, encode, scoped, split_due_key};
 use super::outbox::{outbox_due_key, OutboxRecord};
 use super::rollup::stage_rollups;
 use super::writer::{Op, Staged, Tx};
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::domain::{
     MerchantId, MerchantRef, Millis, Order, OrderEvent, OrderId, OrderStatus, RefundId,
     RiskDecision,
@@ -254,7 +254,7 @@ pub(in crate::store) fn stage_order(t: &Tx<'_>, p: &PreparedOrder) -> Staged {
     Ok(Ok(()))
 }
 
-impl Store {
+impl SledStore {
     /// Persists one transition and returns once it is durable.
     pub async fn commit(&self, w: &OrderWrite) -> Result<(), StoreError> {
         self.injected_failure()?;

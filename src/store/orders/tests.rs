@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::*;
-use crate::store::{temp_store, OutboxStatus};
+use crate::store::{test_store as temp_store, OutboxStatus};
 use std::collections::BTreeMap;
 
 fn new_order(no: &str, now: Millis) -> Order {
@@ -253,7 +253,9 @@ async fn a_batch_judges_each_write_on_its_own() {
 #[tokio::test]
 async fn a_visible_write_settles_only_with_its_flush() {
     use std::pin::pin;
-    let (_d, s) = temp_store();
+    // sled's writes are visible before their flush; postgres's only once committed.
+    let (_d, s) = crate::store::temp_sled();
+    let s = crate::store::Store::from(s);
     s.pause_flushes(true);
     let o = new_order("V", 1000);
     let w = create(&o);
@@ -294,7 +296,9 @@ async fn leases_move_due_timers_once() {
 
 #[tokio::test]
 async fn key_counts_name_each_tree_a_create_writes() {
-    let (_d, s) = temp_store();
+    // sled's trees (postgres counts its tables).
+    let (_d, s) = crate::store::temp_sled();
+    let s = crate::store::Store::from(s);
     for (i, no) in ["K1", "K2"].into_iter().enumerate() {
         s.commit(&create(&new_order(no, 1000 + i as i64)))
             .await

@@ -16,7 +16,7 @@ use sled::transaction::TransactionalTree;
 use super::codec::{decode, encode};
 use super::orders::StoredOrder;
 use super::writer::Staged;
-use super::{Store, StoreError};
+use super::{SledStore, StoreError};
 use crate::domain::{MerchantId, Order};
 
 /// Milliseconds per UTC day (no leap seconds in Unix time).
@@ -67,12 +67,12 @@ pub struct Bucket {
 }
 
 /// Per-field signed change, in [`TotalsV1`] field order.
-type Delta = [i64; 6];
+pub(super) type Delta = [i64; 6];
 
 /// What one order adds to its bucket: the same rules the scanning computation used, so
 /// the figures did not change with the storage (a paid order counts its amount and
 /// refunds; an unpaid one only late payments in its own currency and their refunds).
-fn contribution(o: &Order) -> Delta {
+pub(super) fn contribution(o: &Order) -> Delta {
     let mut c = [1, 0, 0, 0, 0, 0];
     if o.status().is_paid() {
         c[1] = 1;
@@ -152,6 +152,16 @@ fn parse_key(k: &[u8]) -> Option<Bucket> {
         channel: std::str::from_utf8(&rest[..c]).ok()?.to_string(),
         currency: std::str::from_utf8(&rest[c + 1..]).ok()?.to_string(),
     })
+}
+
+/// The bucket an order counts in (the postgres backend's `stats_daily` row).
+pub(super) fn order_bucket(o: &Order) -> Bucket {
+    Bucket {
+        merchant: o.spec.merchant_id.as_str().to_string(),
+        day: o.created_at.div_euclid(DAY_MS),
+        channel: o.spec.channel.as_str().to_string(),
+        currency: o.spec.amount.currency().code().to_string(),
+    }
 }
 
 fn order_bucket_key(o: &Order) -> Vec<u8> {
@@ -249,7 +259,7 @@ pub(super) fn ensure_built(
     Ok(Some(n))
 }
 
-impl Store {
+impl SledStore {
     /// The roll-up buckets of orders created on UTC days `[from_day, to_day)`, of one
     /// merchant or of all. Reads only roll-up records: O(merchants + buckets in range).
     pub fn daily_totals(

@@ -1,6 +1,6 @@
 use super::*;
 use crate::domain::*;
-use crate::store::{temp_store, OrderWrite, StoredEvent, Wake};
+use crate::store::{test_store as temp_store, OrderWrite, Store, StoredEvent, Wake};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -288,12 +288,13 @@ async fn a_refused_write_changes_no_roll_up() {
 /// answers the same, and no order was decoded.
 #[tokio::test]
 async fn statistics_read_no_orders() {
-    let (_d, s) = temp_store();
+    let (_d, sled) = crate::store::temp_sled();
+    let s = crate::store::Store::from(sled.clone());
     let steps = [(0, Step::Pay(true)), (1, Step::Close), (2, Step::Pay(true))];
     run(&s, &[(0, 0, 0, 0), (1, 1, 1, 0), (0, 1, 0, 1)], &steps).await;
     let want = scan_oracle(&s);
     let scanned = s.orders_scanned();
-    s.inner.trees.orders.clear().unwrap();
+    sled.inner.trees.orders.clear().unwrap();
     assert_eq!(rolled_up(&s), want);
     let one = s
         .daily_totals(
