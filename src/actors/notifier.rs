@@ -18,6 +18,11 @@
 //! delivery in flight at the crash is sent again — at least once, never lost; the event id
 //! lets the merchant de-duplicate. The in-memory queues are only a cache of the index.
 //!
+//! Several nodes over one PostgreSQL outbox: an attempt starts only after
+//! `Store::claim_outbox` won the event's lease (see [`lease_ms`]); a node that loses skips
+//! the event, and a lease whose holder died expires and is taken over. On sled the claim
+//! always succeeds.
+//!
 //! Wake-ups: at start, on [`Kick`] (sent after a commit that wrote outbox records), and at
 //! the next due time on the [`Clock`], at most [`IDLE_RESCAN_MS`] apart (a safety net for
 //! a missed `Kick`). A finished delivery hands its permits to the queued events without
@@ -132,6 +137,21 @@ struct Shared {
     allow_private_targets: bool,
     /// Delivered events older than this are purged; None keeps them.
     retain_delivered_ms: Option<i64>,
+    /// How long a delivery lease on a shared (postgres) outbox lasts: longer than any
+    /// attempt can take, see [`lease_ms`].
+    lease_ms: Millis,
+}
+
+/// Added to the longest an attempt can take (connect plus request, each bounded by the
+/// timeout) to make a delivery lease.
+const LEASE_MARGIN_MS: Millis = 30_000;
+
+/// The delivery lease for attempts bounded by `timeout`: a node that dies mid-attempt
+/// holds its events this long before another node takes them over.
+pub fn lease_ms(timeout: Duration) -> Millis {
+    (timeout.as_millis() as Millis)
+        .saturating_mul(2)
+        .saturating_add(LEASE_MARGIN_MS)
 }
 
 /// How often delivered events past their retention are purged.
@@ -230,6 +250,7 @@ impl NotifierActor {
                 allow_private_targets: cfg.allow_private_targets,
                 retain_delivered_ms: (cfg.retain_delivered_days > 0)
                     .then(|| cfg.retain_delivered_days as i64 * 86_400_000),
+                lease_ms: lease_ms(timeout),
             }),
             global: Arc::new(Semaphore::new(cfg.global_concurrency)),
             per_merchant: HashMap::new(),

@@ -243,6 +243,23 @@ impl Store {
         on!(self, s => s.for_each_due_outbox(from, now, wanted, visit))
     }
 
+    /// Claims the delivery of event `id` for `lease_ms` from `now` before an attempt
+    /// starts: false means another node holds it (or it is no longer due) and this node
+    /// must skip it. On postgres a conditional update on the row (nodes share the
+    /// outbox); on sled always true (one process owns the data dir, and the notifier's
+    /// in-memory `busy` set already keeps one attempt per event).
+    pub fn claim_outbox(
+        &self,
+        id: &EventId,
+        now: Millis,
+        lease_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(true),
+            Backend::Pg(s) => s.claim_outbox(id, now, lease_ms),
+        }
+    }
+
     pub fn next_outbox_due_after(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
         on!(self, s => s.next_outbox_due_after(after))
     }

@@ -12,8 +12,14 @@ use super::Db;
 use crate::store::StoreError;
 
 /// (version, name, SQL), in order. Append only; a released migration never changes.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../../migrations/0001_init.sql"))];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../../migrations/0001_init.sql")),
+    (
+        2,
+        "outbox_lease",
+        include_str!("../../../migrations/0002_outbox_lease.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub(super) fn known() -> i64 {

@@ -12,12 +12,14 @@ pub(super) const INSERT: &str =
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Replaces a record, or stores it (as sled's insert does: a replay or a test may write a
-/// record no transition wrote).
+/// record no transition wrote). Writing an attempt's outcome (or a replay) ends the
+/// delivery lease, so the next attempt may run on any node once it is due.
 const UPSERT: &str =
     "INSERT INTO outbox (id, merchant_id, status, next_due, delivered_at, record) \
                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
                       status = EXCLUDED.status, next_due = EXCLUDED.next_due, \
-                      delivered_at = EXCLUDED.delivered_at, record = EXCLUDED.record";
+                      delivered_at = EXCLUDED.delivered_at, record = EXCLUDED.record, \
+                      lease_until = NULL";
 
 /// Rows read per query by [`PgStore::for_each_due_outbox`].
 const PAGE: i64 = 500;
@@ -62,7 +64,8 @@ impl PgStore {
     }
 
     /// Pending records due in `from..=now`, earliest first, a page at a time, until
-    /// `visit` returns false (see the sled backend's version for the contract).
+    /// `visit` returns false (see the sled backend's version for the contract). Records
+    /// another node holds a live delivery lease on are left out.
     pub fn for_each_due_outbox(
         &self,
         from: Millis,
@@ -79,6 +82,7 @@ impl PgStore {
                     .prepare_cached(
                         "SELECT next_due, id, record FROM outbox WHERE status = 'pending' \
                          AND (next_due, id) > ($1, $2) AND next_due <= $3 \
+                         AND (lease_until IS NULL OR lease_until <= $3) \
                          ORDER BY next_due, id LIMIT $4",
                     )
                     .await
@@ -110,6 +114,37 @@ impl PgStore {
                 return Ok(());
             }
         }
+    }
+
+    /// Claims the delivery of event `id` until `now + lease_ms`: true when this node won
+    /// the lease (the row is pending, due at `now`, and nobody holds a lease that is still
+    /// live), false when it is not due any more or another node holds it. One conditional
+    /// `UPDATE`, so of two nodes claiming together exactly one wins. A lease past its time
+    /// (its holder died mid-attempt) is taken over; recording the attempt clears it.
+    pub fn claim_outbox(
+        &self,
+        id: &EventId,
+        now: Millis,
+        lease_ms: Millis,
+    ) -> Result<bool, StoreError> {
+        let id = id.as_str().to_string();
+        let until = now.saturating_add(lease_ms.max(0));
+        self.block(move |db| async move {
+            db.check_healthy()?;
+            let c = db.client().await?;
+            let st = c
+                .prepare_cached(
+                    "UPDATE outbox SET lease_until = $3 WHERE id = $1 AND status = 'pending' \
+                     AND next_due <= $2 AND (lease_until IS NULL OR lease_until <= $2)",
+                )
+                .await
+                .map_err(|e| db.err(e))?;
+            let n = c
+                .execute(&st, &[&id, &now, &until])
+                .await
+                .map_err(|e| db.err(e))?;
+            Ok(n == 1)
+        })
     }
 
     pub fn next_outbox_due_after(&self, after: Millis) -> Result<Option<Millis>, StoreError> {
@@ -169,6 +204,8 @@ impl PgStore {
         let status = status.map(|s| s.as_str().to_string());
         let merchant = merchant.map(|m| m.as_str().to_string());
         let after = starting_after.map(str::to_string);
+        // `usize::MAX` means all (one more row tells whether more follow).
+        let fetch = (limit.min(i64::MAX as usize - 1) as i64) + 1;
         let mut out = self.block(move |db| async move {
             let c = db.client().await?;
             let st = c
@@ -180,7 +217,7 @@ impl PgStore {
                 .await
                 .map_err(|e| db.err(e))?;
             let rows = c
-                .query(&st, &[&status, &merchant, &after, &(limit as i64 + 1)])
+                .query(&st, &[&status, &merchant, &after, &fetch])
                 .await
                 .map_err(|e| db.err(e))?;
             records(&rows, 0)
