@@ -289,8 +289,9 @@ async fn a_payer_code_with_an_unknown_outcome_ends_paid_or_reversed_never_both()
     app.wait_order(&paid, "poll finds the payment", |o| o["status"] == "paid")
         .await;
     app.clock.advance(Duration::from_secs(61));
-    // Past its expiry the order is undone at its next wake; should that attempt fail (a
-    // busy machine), the retry comes at the next poll, so time keeps moving here.
+    // Past its expiry the order is undone at its next wake. A poll still in flight when
+    // the clock jumped, or an undo attempt that failed on a busy machine, is retried one
+    // poll interval later, so time keeps moving here.
     let deadline = Instant::now() + Duration::from_secs(20);
     let o = loop {
         let o = app.order(&reversed).await;

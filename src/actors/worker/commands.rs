@@ -453,7 +453,6 @@ impl Worker {
     /// The order's due time came: poll the provider, expire, or poll pending refunds.
     /// Unpaid orders (`created` included) are asked about before they are closed.
     pub(in crate::actors) async fn wake(&mut self) -> Result<(), EngineError> {
-        let now = self.now();
         let status = self.order().status();
         let ch = self.channel()?;
         if matches!(status, OrderStatus::Created | OrderStatus::Pending) {
@@ -465,9 +464,11 @@ impl Worker {
                     Err(e) => tracing::info!(order_id = %o.id, error = %e, "status poll failed"),
                 }
             }
+            // The time after the provider answered: an order that expired while it was
+            // asked is closed now, not one poll interval later.
             let o = self.order();
             if matches!(o.status(), OrderStatus::Created | OrderStatus::Pending)
-                && now >= o.spec.expires_at
+                && self.now() >= o.spec.expires_at
             {
                 match self.close_at_provider().await {
                     Ok(())
