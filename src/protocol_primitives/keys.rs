@@ -53,6 +53,14 @@ impl KeySource {
         }
     }
 
+    /// The text of a PEM (or bare Base64) key or certificate, public ones included.
+    pub fn read_text(&self) -> Result<String, KeysError> {
+        String::from_utf8(self.read()?).map_err(|_| KeysError::Unreadable {
+            origin: format!("{self:?}"),
+            reason: "not UTF-8 text".into(),
+        })
+    }
+
     /// The raw bytes: a file's content, or the variable's text (a PFX there is Base64).
     fn read(&self) -> Result<Vec<u8>, KeysError> {
         match self {

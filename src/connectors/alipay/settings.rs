@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use super::cert;
 use super::sign::{Rsa2Signer, Rsa2Verifier};
-use crate::config::Secret;
 use crate::domain::Currency;
 use crate::protocol_primitives::keys::{self, KeySource, KeysError};
 
@@ -154,12 +153,14 @@ impl Settings {
                 .remove(0);
             Rsa2Verifier::from_cert_der(&der).map_err(|e| format!("alipay_public_cert_file: {e}"))
         } else {
-            let text = secret_source(
+            let text = KeySource::from_settings(
                 "alipay_public_key",
-                &self.alipay_public_key_file,
-                &self.alipay_public_key_env,
-            )?;
-            Rsa2Verifier::from_text(text.expose()).map_err(|e| format!("alipay_public_key: {e}"))
+                self.alipay_public_key_file.as_deref(),
+                self.alipay_public_key_env.as_deref(),
+            )
+            .and_then(|source| source.read_text())
+            .map_err(|e| format!("alipay_public_key: {e}"))?;
+            Rsa2Verifier::from_text(&text).map_err(|e| format!("alipay_public_key: {e}"))
         }
     }
 
@@ -177,26 +178,6 @@ impl Settings {
             alipay_cert_sn: cert::cert_sn(&alipay)
                 .map_err(|e| format!("alipay_public_cert_file: {e}"))?,
         }))
-    }
-}
-
-/// Reads a key from exactly one of a file or a named environment variable.
-fn secret_source(
-    what: &str,
-    file: &Option<String>,
-    env: &Option<String>,
-) -> Result<Secret, String> {
-    match (file, env) {
-        (Some(path), None) => std::fs::read_to_string(path)
-            .map(Secret::new)
-            .map_err(|e| format!("{what}_file `{path}`: {e}")),
-        (None, Some(var)) => std::env::var(var)
-            .map(Secret::new)
-            .map_err(|_| format!("{what}_env: environment variable `{var}` is not set")),
-        (None, None) => Err(format!("alipay settings: set {what}_file or {what}_env")),
-        (Some(_), Some(_)) => Err(format!(
-            "alipay settings: set only one of {what}_file and {what}_env"
-        )),
     }
 }
 

@@ -5,7 +5,6 @@
 use serde::Deserialize;
 
 use super::sign::{Signer, Verifier};
-use crate::config::Secret;
 use crate::protocol_primitives::keys::{self, KeySource, KeysError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,31 +87,13 @@ impl Settings {
     }
 
     pub fn verifier(&self) -> Result<Verifier, String> {
-        let text = secret_source(
+        let text = KeySource::from_settings(
             "antom_public_key",
-            &self.antom_public_key_file,
-            &self.antom_public_key_env,
-        )?;
-        Verifier::from_text(text.expose()).map_err(|e| format!("antom_public_key: {e}"))
-    }
-}
-
-/// Reads key material from exactly one of a file or a named environment variable.
-pub fn secret_source(
-    what: &str,
-    file: &Option<String>,
-    env: &Option<String>,
-) -> Result<Secret, String> {
-    match (file, env) {
-        (Some(path), None) => std::fs::read_to_string(path)
-            .map(Secret::new)
-            .map_err(|e| format!("{what}_file `{path}`: {e}")),
-        (None, Some(var)) => std::env::var(var)
-            .map(Secret::new)
-            .map_err(|_| format!("{what}_env: environment variable `{var}` is not set")),
-        (None, None) => Err(format!("antom settings: set {what}_file or {what}_env")),
-        (Some(_), Some(_)) => Err(format!(
-            "antom settings: set only one of {what}_file and {what}_env"
-        )),
+            self.antom_public_key_file.as_deref(),
+            self.antom_public_key_env.as_deref(),
+        )
+        .and_then(|source| source.read_text())
+        .map_err(|e| format!("antom_public_key: {e}"))?;
+        Verifier::from_text(&text).map_err(|e| format!("antom_public_key: {e}"))
     }
 }
