@@ -305,8 +305,9 @@ async fn create_order(
         let now = state.engine.deps.clock.now();
         let spec = input.into_spec(state, merchant, now)?;
         let store = &state.engine.deps.store;
-        if let Some(existing) =
-            store.find_order_by_merchant_ref(merchant, &spec.merchant_order_no)?
+        if let Some(existing) = store
+            .find_order_by_merchant_ref(merchant, &spec.merchant_order_no)
+            .await?
         {
             return retry_or_duplicate(state, existing, &spec).await;
         }
@@ -428,7 +429,7 @@ async fn list_orders(
         let no = MerchantRef::parse(&no).map_err(|e| {
             ApiError::invalid("merchant_order_no", "invalid_reference", e.to_string())
         })?;
-        let data: Vec<OrderView> = match store.find_order_by_merchant_ref(&auth.0.id, &no)? {
+        let data: Vec<OrderView> = match store.find_order_by_merchant_ref(&auth.0.id, &no).await? {
             Some(id) => store.get_order(&id)?.iter().map(OrderView::from).collect(),
             None => Vec::new(),
         };

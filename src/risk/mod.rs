@@ -203,8 +203,9 @@ impl RiskEngine {
     }
 
     /// [`RiskEngine::assess_gated`] with nothing between the caps and the velocity limits.
+    /// Blocks until done: for callers outside an async context (tests, tools).
     pub fn assess(&self, spec: &OrderSpec, store: &Store) -> Result<Assessment, Denial> {
-        self.assess_gated(spec, store, || Ok::<(), Denial>(()))
+        futures::executor::block_on(self.assess_gated(spec, store, || Ok::<(), Denial>(())))
             .map_err(|r| match r {
                 Refusal::Risk(d) | Refusal::Gate(d) => d,
             })
@@ -217,7 +218,7 @@ impl RiskEngine {
     /// `gate` (the channel's rate limiter), then the velocity limiters, so an order the caps
     /// or the limiter refuse spends no payer / IP / merchant budget. A refusal after the
     /// reservation (by `gate` or a velocity limit) gives the reservation back.
-    pub fn assess_gated<E>(
+    pub async fn assess_gated<E>(
         &self,
         spec: &OrderSpec,
         store: &Store,
@@ -233,14 +234,16 @@ impl RiskEngine {
         let day = self.clock.now().div_euclid(DAY_MS);
         let max_count = rules.file.daily_max_count(merchant);
         let max_amount = rules.file.daily_max_amount(merchant, currency);
-        let reserved = store.risk_reserve_daily(&DailyReservation {
-            merchant,
-            day,
-            currency,
-            amount: spec.amount.minor(),
-            max_count,
-            max_amount,
-        });
+        let reserved = store
+            .risk_reserve_daily(&DailyReservation {
+                merchant,
+                day,
+                currency,
+                amount: spec.amount.minor(),
+                max_count,
+                max_amount,
+            })
+            .await;
         let cap = match reserved {
             Ok(Ok(_)) => None,
             Ok(Err(CapExceeded::Count)) => Some(Denial {

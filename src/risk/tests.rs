@@ -156,7 +156,7 @@ payer = { limit = 1, window_secs = 60 }
     p.payer.openid = Some("o1".into());
     // The gate (the channel limiter) refuses: the reservation is back, no token spent.
     assert!(matches!(
-        e.assess_gated(&p, &s, || Err("busy")),
+        futures::executor::block_on(e.assess_gated(&p, &s, || Err("busy"))),
         Err(Refusal::Gate("busy"))
     ));
     assert_eq!(code(e.assess(&p, &s)), "allow");

@@ -156,12 +156,19 @@ impl Store {
         on!(self, s => s.get_order(id))
     }
 
-    pub fn find_order_by_merchant_ref(
+    /// Async: on the create path, where a blocked thread would hold up other requests.
+    pub async fn find_order_by_merchant_ref(
         &self,
         merchant: &MerchantId,
         merchant_order_no: &MerchantRef,
     ) -> Result<Option<OrderId>, StoreError> {
-        on!(self, s => s.find_order_by_merchant_ref(merchant, merchant_order_no))
+        match &self.backend {
+            Backend::Sled(s) => s.find_order_by_merchant_ref(merchant, merchant_order_no),
+            Backend::Pg(s) => {
+                s.find_order_by_merchant_ref(merchant, merchant_order_no)
+                    .await
+            }
+        }
     }
 
     pub fn find_refund_by_merchant_ref(
@@ -362,11 +369,14 @@ impl Store {
         on!(self, s => s.idem_purge(before))
     }
 
-    pub fn risk_reserve_daily(
+    pub async fn risk_reserve_daily(
         &self,
         r: &DailyReservation<'_>,
     ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
-        on!(self, s => s.risk_reserve_daily(r))
+        match &self.backend {
+            Backend::Sled(s) => s.risk_reserve_daily(r),
+            Backend::Pg(s) => s.risk_reserve_daily(r).await,
+        }
     }
 
     pub fn risk_release_daily(

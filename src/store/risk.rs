@@ -37,6 +37,25 @@ pub struct DailyReservation<'a> {
     pub max_amount: Option<i64>,
 }
 
+impl DailyReservation<'_> {
+    /// Which cap taking this reservation on top of `usage` would break (the count first).
+    pub fn exceeded_by(&self, usage: &DailyUsage) -> Option<CapExceeded> {
+        if self.max_count.is_some_and(|m| usage.count + 1 > m) {
+            return Some(CapExceeded::Count);
+        }
+        let spent = usage.amounts.get(self.currency).copied().unwrap_or(0);
+        if self.max_amount.is_some_and(|m| spent + self.amount > m) {
+            return Some(CapExceeded::Amount);
+        }
+        None
+    }
+
+    /// The record key of the merchant's day (`risk_daily` tree).
+    pub(super) fn key(&self) -> Vec<u8> {
+        scoped(self.merchant, &self.day.to_string())
+    }
+}
+
 /// An operator alert that is not tied to one order's anomalies (e.g. a source sending
 /// callbacks that fail verification in bulk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,21 +104,17 @@ impl RiskTrees<'_> {
         &self,
         r: &DailyReservation<'_>,
     ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
-        let key = scoped(r.merchant, &r.day.to_string());
+        let key = r.key();
         loop {
             let old = self.daily.get(&key)?;
             let mut usage: DailyUsage = match &old {
                 Some(b) => from_json(b)?,
                 None => DailyUsage::default(),
             };
-            if r.max_count.is_some_and(|m| usage.count + 1 > m) {
-                return Ok(Err(CapExceeded::Count));
+            if let Some(exceeded) = r.exceeded_by(&usage) {
+                return Ok(Err(exceeded));
             }
-            let spent = usage.amounts.entry(r.currency.to_string()).or_insert(0);
-            if r.max_amount.is_some_and(|m| *spent + r.amount > m) {
-                return Ok(Err(CapExceeded::Amount));
-            }
-            *spent += r.amount;
+            *usage.amounts.entry(r.currency.to_string()).or_insert(0) += r.amount;
             usage.count += 1;
             let new = json(&usage)?;
             if self.daily.cas(&key, old.as_deref(), Some(&new))? {
@@ -352,23 +367,25 @@ mod tests {
         }
     }
 
+    /// Blocks on the reservation (the sled arm answers at once; postgres on its runtime).
+    fn reserve(
+        s: &crate::store::Store,
+        r: &DailyReservation<'_>,
+    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+        futures::executor::block_on(s.risk_reserve_daily(r))
+    }
+
     #[test]
     fn caps_are_enforced_and_released() {
         let (_d, s) = temp_store();
-        assert!(s
-            .risk_reserve_daily(&res(60, Some(2), Some(100)))
-            .unwrap()
-            .is_ok());
+        assert!(reserve(&s, &res(60, Some(2), Some(100))).unwrap().is_ok());
         assert_eq!(
-            s.risk_reserve_daily(&res(50, Some(2), Some(100))).unwrap(),
+            reserve(&s, &res(50, Some(2), Some(100))).unwrap(),
             Err(CapExceeded::Amount)
         );
-        assert!(s
-            .risk_reserve_daily(&res(40, Some(2), Some(100)))
-            .unwrap()
-            .is_ok());
+        assert!(reserve(&s, &res(40, Some(2), Some(100))).unwrap().is_ok());
         assert_eq!(
-            s.risk_reserve_daily(&res(1, Some(2), None)).unwrap(),
+            reserve(&s, &res(1, Some(2), None)).unwrap(),
             Err(CapExceeded::Count)
         );
         s.risk_release_daily("demo", 20_000, "CNY", 40).unwrap();
@@ -385,11 +402,7 @@ mod tests {
                 .map(|_| {
                     sc.spawn(|| {
                         (0..50)
-                            .filter(|_| {
-                                s.risk_reserve_daily(&res(1, Some(100), None))
-                                    .unwrap()
-                                    .is_ok()
-                            })
+                            .filter(|_| reserve(&s, &res(1, Some(100), None)).unwrap().is_ok())
                             .count()
                     })
                 })

@@ -68,7 +68,7 @@ impl Worker {
                     order.spec.channel
                 ))
             })?;
-        let assessment = self.assess(&order, &ch)?;
+        let assessment = self.assess(&order, &ch).await?;
         let (spec, id) = (order.spec.clone(), order.id.clone());
         let res = self
             .place(order.with_risk(assessment.decision.clone()), ch)
@@ -86,7 +86,7 @@ impl Worker {
     /// The risk rules, before any provider call; a denial creates nothing. The channel
     /// limiter is their gate between the daily caps and the velocity limits, so an order
     /// refused by either spends no velocity budget.
-    fn assess(&self, order: &Order, ch: &ChannelHandle) -> Result<Assessment, EngineError> {
+    async fn assess(&self, order: &Order, ch: &ChannelHandle) -> Result<Assessment, EngineError> {
         let gate = || {
             ch.admit()
                 .map_err(|retry_after_secs| EngineError::RateLimited {
@@ -97,6 +97,7 @@ impl Worker {
         self.deps
             .risk
             .assess_gated(&order.spec, &self.deps.store, gate)
+            .await
             .map_err(|r| match r {
                 Refusal::Risk(d) => EngineError::Risk(d),
                 Refusal::Gate(e) => e,

@@ -48,6 +48,7 @@ async fn create_read_and_unique_merchant_order_no() {
     assert_eq!(s.get_order(&o.id).unwrap().unwrap(), o);
     assert_eq!(
         s.find_order_by_merchant_ref(&o.spec.merchant_id, &o.spec.merchant_order_no)
+            .await
             .unwrap(),
         Some(o.id.clone())
     );

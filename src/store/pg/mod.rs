@@ -11,10 +11,12 @@
 //! one transaction (each under a savepoint, so one transition's conflict does not undo its
 //! neighbours), as the sled writer does; an acknowledged write is committed.
 
+mod cached;
 mod migrate;
 mod orders;
 mod outbox;
 mod reads;
+mod risk;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 mod tree;
@@ -29,9 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::idempotency as idem;
 use super::risk::RiskTrees;
-use super::{
-    Alert, CapExceeded, DailyReservation, DailyUsage, IdemBegin, KvTree, StoreError, StoredResponse,
-};
+use super::{Alert, DailyUsage, IdemBegin, KvTree, StoreError, StoredResponse};
 use crate::domain::{MerchantId, Millis, OrderId};
 
 pub use tree::PgTree;
@@ -393,13 +393,6 @@ impl PgStore {
             alerts: &alerts,
             anomaly_acks: &acks,
         })
-    }
-
-    pub fn risk_reserve_daily(
-        &self,
-        r: &DailyReservation<'_>,
-    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
-        self.with_risk(|t| t.reserve_daily(r))
     }
 
     pub fn risk_release_daily(

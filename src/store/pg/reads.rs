@@ -33,19 +33,31 @@ impl PgStore {
         })
     }
 
-    pub fn find_order_by_merchant_ref(
+    pub async fn find_order_by_merchant_ref(
         &self,
         merchant: &MerchantId,
         merchant_order_no: &MerchantRef,
     ) -> Result<Option<OrderId>, StoreError> {
-        let (m, r) = (
+        let params = vec![
             merchant.as_str().to_string(),
             merchant_order_no.as_str().to_string(),
-        );
-        let id = self.one_text(
-            "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
-            vec![m, r],
-        )?;
+        ];
+        let id = self
+            .run(move |db| async move {
+                let c = db.client().await?;
+                let st = c
+                    .prepare_cached(
+                        "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
+                    )
+                    .await
+                    .map_err(|e| db.err(e))?;
+                let row = c
+                    .query_opt(&st, &[&params[0], &params[1]])
+                    .await
+                    .map_err(|e| db.err(e))?;
+                Ok(row.map(|r| r.get::<_, String>(0)))
+            })
+            .await?;
         id.map(|s| parse_id(&s, OrderId::parse)).transpose()
     }
 

@@ -2,7 +2,7 @@
 //! conditional statement, so it is atomic against every node; inserting a key that must
 //! not exist relies on the primary key.
 
-use super::PgStore;
+use super::{cached, PgStore};
 use crate::store::cas::CasTree;
 use crate::store::StoreError;
 
@@ -31,7 +31,7 @@ impl PgTree {
             .run(move |db| async move {
                 db.check_healthy()?;
                 let c = db.client().await?;
-                c.execute(UPSERT, &[&name, &key, &value])
+                cached::execute(&c, UPSERT, &[&name, &key, &value])
                     .await
                     .map_err(|e| db.err(e))?;
                 Ok(())
@@ -61,13 +61,13 @@ impl CasTree for PgTree {
         let (name, key) = (self.name.clone(), key.to_vec());
         self.store.block(move |db| async move {
             let c = db.client().await?;
-            let row = c
-                .query_opt(
-                    "SELECT value FROM kv WHERE tree = $1 AND key = $2",
-                    &[&name, &key],
-                )
-                .await
-                .map_err(|e| db.err(e))?;
+            let row = cached::query_opt(
+                &c,
+                "SELECT value FROM kv WHERE tree = $1 AND key = $2",
+                &[&name, &key],
+            )
+            .await
+            .map_err(|e| db.err(e))?;
             Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
         })
     }
@@ -77,7 +77,7 @@ impl CasTree for PgTree {
         self.store.block(move |db| async move {
             db.check_healthy()?;
             let c = db.client().await?;
-            c.execute(UPSERT, &[&name, &key, &value])
+            cached::execute(&c, UPSERT, &[&name, &key, &value])
                 .await
                 .map_err(|e| db.err(e))?;
             Ok(())
@@ -89,7 +89,8 @@ impl CasTree for PgTree {
         self.store.block(move |db| async move {
             db.check_healthy()?;
             let c = db.client().await?;
-            c.execute(
+            cached::execute(
+                &c,
                 "DELETE FROM kv WHERE tree = $1 AND key = $2",
                 &[&name, &key],
             )
@@ -107,7 +108,8 @@ impl CasTree for PgTree {
             let c = db.client().await?;
             let n = match (old, new) {
                 (None, Some(new)) => {
-                    c.execute(
+                    cached::execute(
+                        &c,
                         "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
                          ON CONFLICT (tree, key) DO NOTHING",
                         &[&name, &key, &new],
@@ -115,26 +117,28 @@ impl CasTree for PgTree {
                     .await
                 }
                 (Some(old), Some(new)) => {
-                    c.execute(
+                    cached::execute(
+                        &c,
                         "UPDATE kv SET value = $4 WHERE tree = $1 AND key = $2 AND value = $3",
                         &[&name, &key, &old, &new],
                     )
                     .await
                 }
                 (Some(old), None) => {
-                    c.execute(
+                    cached::execute(
+                        &c,
                         "DELETE FROM kv WHERE tree = $1 AND key = $2 AND value = $3",
                         &[&name, &key, &old],
                     )
                     .await
                 }
-                (None, None) => c
-                    .query_opt(
-                        "SELECT 1 FROM kv WHERE tree = $1 AND key = $2",
-                        &[&name, &key],
-                    )
-                    .await
-                    .map(|r| u64::from(r.is_none())),
+                (None, None) => cached::query_opt(
+                    &c,
+                    "SELECT 1 FROM kv WHERE tree = $1 AND key = $2",
+                    &[&name, &key],
+                )
+                .await
+                .map(|r| u64::from(r.is_none())),
             }
             .map_err(|e| db.err(e))?;
             Ok(n == 1)
@@ -147,7 +151,8 @@ impl CasTree for PgTree {
             let c = db.client().await?;
             let rows = match hi {
                 Some(hi) => {
-                    c.query(
+                    cached::query(
+                        &c,
                         "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 \
                          ORDER BY key",
                         &[&name, &lo, &hi],
@@ -155,7 +160,8 @@ impl CasTree for PgTree {
                     .await
                 }
                 None => {
-                    c.query(
+                    cached::query(
+                        &c,
                         "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 ORDER BY key",
                         &[&name, &lo],
                     )
