@@ -38,7 +38,7 @@ impl PgStore {
         merchant: &MerchantId,
         merchant_order_no: &MerchantRef,
     ) -> Result<Option<OrderId>, StoreError> {
-        let params = vec![
+        let params = [
             merchant.as_str().to_string(),
             merchant_order_no.as_str().to_string(),
         ];
