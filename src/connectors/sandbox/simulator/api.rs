@@ -83,11 +83,14 @@ fn check_url(field: &str, v: &str) -> Result<(), ApiError> {
 }
 
 impl SandboxSimulator {
+    /// Runs on a blocking thread (the books may wait on a database): what it starts in
+    /// the background goes to `arbiter`, the HTTP worker's.
     pub(super) fn dispatch(
         self: Arc<Self>,
         op: Op,
         body: &[u8],
         now: i64,
+        arbiter: &actix_rt::ArbiterHandle,
     ) -> Result<serde_json::Value, ApiError> {
         match op {
             Op::Create => {
@@ -104,7 +107,7 @@ impl SandboxSimulator {
                 {
                     if let Ok(Ok(paid)) = self.books.pay(&req.out_trade_no, None, now) {
                         trade = paid;
-                        actix_web::rt::spawn(self.clone().deliver_payment(trade.clone()));
+                        arbiter.spawn(self.clone().deliver_payment(trade.clone()));
                     }
                 }
                 Ok(value(&wire::Created {
@@ -148,7 +151,7 @@ impl SandboxSimulator {
                 let (rec, new) = self.books.refund(&req, now)?;
                 if new {
                     // Spawned now, it runs once this handler has returned its answer.
-                    actix_web::rt::spawn(self.clone().complete_refund(rec.out_refund_no.clone()));
+                    arbiter.spawn(self.clone().complete_refund(rec.out_refund_no.clone()));
                 }
                 Ok(value(&rec.state()))
             }

@@ -306,7 +306,15 @@ impl SandboxSimulator {
             Ok(()) if op == api::Op::Refund && take_one(&self.drop_next_refunds) => {
                 Err(ApiError::internal("injected fault: refund request lost"))
             }
-            Ok(()) => self.clone().dispatch(op, &body, now),
+            Ok(()) => {
+                // The books may be on PostgreSQL: their round trips wait on a blocking
+                // thread, not on the HTTP worker every other request shares.
+                let (sim, arbiter) = (self.clone(), actix_rt::Arbiter::current());
+                let body = body.clone();
+                web::block(move || sim.dispatch(op, &body, now, &arbiter))
+                    .await
+                    .unwrap_or_else(|_| Err(ApiError::internal("sandbox operation failed")))
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
