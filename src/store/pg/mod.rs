@@ -11,6 +11,7 @@
 //! one transaction (each under a savepoint, so one transition's conflict does not undo its
 //! neighbours), as the sled writer does; an acknowledged write is committed.
 
+mod bulk;
 mod cached;
 mod migrate;
 mod orders;

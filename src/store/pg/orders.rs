@@ -20,21 +20,21 @@ use crate::store::{OrderWrite, StoreError, Wake};
 
 /// An [`OrderWrite`] encoded ahead of the writer's transaction.
 pub(super) struct PgOrderWrite {
-    id: String,
-    merchant: String,
-    merchant_order_no: String,
-    prev_version: i64,
-    version: i64,
-    created_at: Millis,
-    order: Order,
+    pub(super) id: String,
+    pub(super) merchant: String,
+    pub(super) merchant_order_no: String,
+    pub(super) prev_version: i64,
+    pub(super) version: i64,
+    pub(super) created_at: Millis,
+    pub(super) order: Order,
     /// The snapshot record (its layout byte first); the wake time lives in its column.
-    record: Vec<u8>,
-    wake: Wake,
-    anomalous: bool,
-    events: Vec<(i64, Vec<u8>)>,
+    pub(super) record: Vec<u8>,
+    pub(super) wake: Wake,
+    pub(super) anomalous: bool,
+    pub(super) events: Vec<(i64, Vec<u8>)>,
     /// (refund id, merchant_refund_no)
-    new_refunds: Vec<(String, String)>,
-    outbox: Vec<OutboxRow>,
+    pub(super) new_refunds: Vec<(String, String)>,
+    pub(super) outbox: Vec<OutboxRow>,
 }
 
 /// An outbox record and the columns queries need.
@@ -291,7 +291,7 @@ pub(super) async fn stage_order(
 }
 
 /// What moving an order from `old` to `new` changes in the statistics roll-ups.
-fn rollup_deltas(old: Option<&Order>, new: &Order) -> Vec<(Bucket, Delta)> {
+pub(super) fn rollup_deltas(old: Option<&Order>, new: &Order) -> Vec<(Bucket, Delta)> {
     let mut out = vec![(order_bucket(new), contribution(new))];
     if let Some(o) = old {
         let minus = contribution(o).map(|v| -v);
@@ -328,26 +328,31 @@ pub(super) async fn write_rollups(
              late_refunded = stats_daily.late_refunded + EXCLUDED.late_refunded",
         )
         .await?;
-    for (b, d) in rollups {
-        if *d == [0; 6] {
-            continue;
+    // Sent together (one round trip), and still in bucket order: the server runs them in
+    // the order they arrive.
+    let upserts = rollups.iter().filter(|(_, d)| **d != [0; 6]).map(|(b, d)| {
+        let upsert = &upsert;
+        async move {
+            tx.execute(
+                upsert,
+                &[
+                    &b.merchant,
+                    &b.day,
+                    &b.channel,
+                    &b.currency,
+                    &d[0],
+                    &d[1],
+                    &d[2],
+                    &d[3],
+                    &d[4],
+                    &d[5],
+                ],
+            )
+            .await
         }
-        tx.execute(
-            &upsert,
-            &[
-                &b.merchant,
-                &b.day,
-                &b.channel,
-                &b.currency,
-                &d[0],
-                &d[1],
-                &d[2],
-                &d[3],
-                &d[4],
-                &d[5],
-            ],
-        )
-        .await?;
+    });
+    for r in futures::future::join_all(upserts).await {
+        r?;
     }
     Ok(())
 }

@@ -131,23 +131,33 @@ async fn try_apply(
         Err(e) => return Ok(batch.iter().map(|_| Err(e.clone())).collect()),
     };
     let tx = client.transaction().await?;
-    let mut verdicts = Vec::with_capacity(batch.len());
     let mut rollups: BTreeMap<Bucket, Delta> = BTreeMap::new();
-    for req in batch {
+    let mut add = |deltas: Vec<(Bucket, Delta)>| {
+        for (bucket, d) in deltas {
+            let sum = rollups.entry(bucket).or_default();
+            sum.iter_mut().zip(d).for_each(|(s, v)| *s += v);
+        }
+    };
+    let writes: Vec<&PgOrderWrite> = batch.iter().map(|r| &*r.write).collect();
+    let staged = super::bulk::stage(&tx, &writes).await?;
+    add(staged.deltas);
+    let mut verdicts = Vec::with_capacity(batch.len());
+    for (w, decided) in writes.iter().zip(staged.verdicts) {
+        if let Some(v) = decided {
+            verdicts.push(v);
+            continue;
+        }
+        // What bulk staging leaves: one at a time, under a savepoint.
         tx.batch_execute("SAVEPOINT w").await?;
-        let outcome = stage_order(&tx, &req.write).await?;
-        match outcome {
+        match stage_order(&tx, w).await? {
             Outcome::Written(deltas) => {
                 tx.batch_execute("RELEASE SAVEPOINT w").await?;
-                for (bucket, d) in deltas {
-                    let sum = rollups.entry(bucket).or_default();
-                    sum.iter_mut().zip(d).for_each(|(s, v)| *s += v);
-                }
+                add(deltas);
                 verdicts.push(Ok(()));
             }
             refused => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT w").await?;
-                verdicts.push(Err(refused.into_error(&tx, &req.write).await?));
+                verdicts.push(Err(refused.into_error(&tx, w).await?));
             }
         }
     }
