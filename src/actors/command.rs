@@ -66,12 +66,12 @@ command!(Create => Box<Order>, |c, w| w.create(*c.0),
 /// `created` is answered as it is); `Provider` if the provider is still unreachable.
 #[derive(Debug, Clone)]
 pub struct Prepay;
-command!(Prepay => Box<Order>, |_c, w| async move { w.load()?; w.prepay_again().await });
+command!(Prepay => Box<Order>, |_c, w| async move { w.load().await?; w.prepay_again().await });
 
 /// Ask the provider, apply what it says.
 #[derive(Debug, Clone)]
 pub struct Verify;
-command!(Verify => Verified, |_c, w| async move { w.load()?; w.verify().await });
+command!(Verify => Verified, |_c, w| async move { w.load().await?; w.verify().await });
 
 /// The answer to [`Verify`].
 #[derive(Debug, Clone)]
@@ -86,13 +86,13 @@ pub struct Verified {
 /// Close an unpaid order (also at the provider). Reply: the order; `Conflict` once paid.
 #[derive(Debug, Clone)]
 pub struct Close;
-command!(Close => Box<Order>, |_c, w| async move { w.load()?; w.close().await });
+command!(Close => Box<Order>, |_c, w| async move { w.load().await?; w.close().await });
 
 /// Request a refund. Reply: the order with the refund; `DuplicateRefund`, or `Domain`
 /// when it exceeds the refundable amount or the order is not paid.
 #[derive(Debug, Clone)]
 pub struct RequestRefund(pub Box<Refund>);
-command!(RequestRefund => RefundAccepted, |c, w| async move { w.load()?; w.refund(*c.0).await });
+command!(RequestRefund => RefundAccepted, |c, w| async move { w.load().await?; w.refund(*c.0).await });
 
 /// The answer to [`RequestRefund`].
 #[derive(Debug, Clone)]
@@ -104,12 +104,12 @@ pub struct RefundAccepted {
 /// A verified provider notification. Reply once its effect is durable.
 #[derive(Debug, Clone)]
 pub struct Notify(pub Box<Notification>);
-command!(Notify => (), |c, w| async move { w.load()?; w.notify(*c.0).await });
+command!(Notify => (), |c, w| async move { w.load().await?; w.notify(*c.0).await });
 
 /// The order's persisted due time has come (expiry, status or refund polling).
 #[derive(Debug, Clone)]
 pub struct Wake;
-command!(Wake => (), |_c, w| async move { w.load()?; w.wake().await },
+command!(Wake => (), |_c, w| async move { w.load().await?; w.wake().await },
     fn is_wake(&self) -> bool { true });
 
 /// Fault injection for tests: panics inside the actor.
@@ -118,6 +118,6 @@ command!(Wake => (), |_c, w| async move { w.load()?; w.wake().await },
 pub struct InjectPanic;
 #[cfg(feature = "test-hooks")]
 command!(InjectPanic => (), |_c, w| async move {
-    w.load()?;
+    w.load().await?;
     panic!("injected fault")
 });

@@ -59,6 +59,10 @@ pub enum EngineError {
     /// The order actor could not take the command (restarted, shutting down): retry.
     #[error("order temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The order changed under this actor (another node committed first); its state is
+    /// reloaded and the command is applied again once before anyone sees this (503).
+    #[error("order changed concurrently; retry")]
+    Stale,
 }
 
 /// What order actors share: storage, time, channels and the registry itself.

@@ -233,6 +233,16 @@ impl From<EngineError> for ApiError {
                 tracing::error!(error = %s, "storage error");
                 ApiError::internal()
             }
+            EngineError::Stale => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    "temporarily_unavailable",
+                    "the order changed concurrently; retry",
+                );
+                e.retry_after = Some(1);
+                e
+            }
             EngineError::Unavailable(m) => {
                 let mut e = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

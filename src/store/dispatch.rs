@@ -152,6 +152,15 @@ impl Store {
         on!(self, s => s.commit(w).await)
     }
 
+    /// The order's committed version where other processes may change it (postgres);
+    /// `None` where this process is the only writer (sled), so a held copy is current.
+    pub async fn shared_version(&self, id: &OrderId) -> Result<Option<u64>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Pg(s) => s.order_version(id).await,
+        }
+    }
+
     pub fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         on!(self, s => s.get_order(id))
     }

@@ -60,6 +60,15 @@ pub static ORDERS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["channel"],
     )
 });
+/// `paygate_stale_actor_retries_total`: commands applied a second time because another
+/// node's actor for the same order committed first (several nodes on one database).
+pub static STALE_ACTOR_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "paygate_stale_actor_retries_total",
+        "Order commands re-applied after another node changed the order first.",
+        &[],
+    )
+});
 /// `paygate_order_transitions_total{channel, status}`: transitions by the state reached.
 pub static ORDER_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
@@ -336,6 +345,7 @@ pub fn init<'a>(channels: impl IntoIterator<Item = &'a str>) {
     ORDER_COMMANDS_INFLIGHT.with_label_values(&[]);
     API_IN_FLIGHT.with_label_values(&[]);
     TIMER_SCAN_WAKES.with_label_values(&[]);
+    STALE_ACTOR_RETRIES.with_label_values(&[]);
     for reason in ["overloaded", "merchant"] {
         REQUESTS_SHED.with_label_values(&[reason]);
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::command::private::Run;
+use super::command::{private::Run, OrderCommand};
 use super::{Deps, EngineError};
 use crate::domain::{
     Applied, EventId, MerchantNotice, Method, Millis, Order, OrderEvent, OrderId, OrderStatus,
@@ -19,7 +19,11 @@ pub(super) fn record_span(span: &tracing::Span, o: &Order) {
     span.record("channel", o.spec.channel.as_str());
 }
 
-pub(super) async fn run<C: Run>(
+/// Runs `cmd`; if its commit found the order moved on (another node's actor for it
+/// committed first), runs it once more on the state that commit reloaded, so the caller
+/// gets the command's answer on the current order rather than a "retry" error. A create
+/// is not re-run: its conflict means the id is taken, which a second try cannot change.
+pub(super) async fn run<C: Run + OrderCommand>(
     deps: Arc<Deps>,
     id: OrderId,
     state: Option<Order>,
@@ -30,7 +34,12 @@ pub(super) async fn run<C: Run>(
         id,
         order: state,
     };
-    let reply = cmd.run(&mut w).await;
+    let again = cmd.creates().is_none().then(|| cmd.clone());
+    let mut reply = cmd.run(&mut w).await;
+    if let (Err(EngineError::Stale), Some(cmd)) = (&reply, again) {
+        metrics::STALE_ACTOR_RETRIES.with_label_values(&[]).inc();
+        reply = cmd.run(&mut w).await;
+    }
     (w.order, reply)
 }
 
@@ -54,8 +63,18 @@ impl Worker {
     }
 
     /// Loads the order for a command on an existing one (the actor holds it after its
-    /// first command).
-    pub(in crate::actors) fn load(&mut self) -> Result<(), EngineError> {
+    /// first command). Where other nodes may change the order too (postgres), a held
+    /// copy is first compared with the committed version, one indexed read, and reloaded
+    /// when another node moved it on: a command then decides on the current order (and
+    /// never, say, closes at the provider an order another node saw paid), and the
+    /// version check at commit is left for the rare race.
+    pub(in crate::actors) async fn load(&mut self) -> Result<(), EngineError> {
+        if let Some(held) = &self.order {
+            let committed = self.deps.store.shared_version(&self.id).await?;
+            if committed.is_some_and(|v| v != held.version()) {
+                self.order = None;
+            }
+        }
         if self.order.is_none() {
             let o = self
                 .deps
@@ -232,12 +251,11 @@ impl Worker {
                 Ok(())
             }
             Err(StoreError::VersionConflict { .. }) => {
-                // Our in-memory copy is stale (cannot happen with one actor per order, but
-                // never overwrite what we did not read): reload and let the caller retry.
+                // Our in-memory copy is stale (another node's actor for this order
+                // committed first; never overwrite what we did not read): reload, and
+                // `run` applies the command again on the fresh state.
                 self.order = self.deps.store.get_order(&self.id)?;
-                Err(EngineError::Unavailable(
-                    "order changed concurrently; retry".into(),
-                ))
+                Err(EngineError::Stale)
             }
             Err(StoreError::DuplicateMerchantOrderNo(id)) => Err(EngineError::DuplicateOrder(id)),
             Err(StoreError::DuplicateMerchantRefundNo(id)) => Err(EngineError::DuplicateRefund(id)),

@@ -33,6 +33,21 @@ impl PgStore {
         })
     }
 
+    /// The order's committed version (0 when there is no such order).
+    pub async fn order_version(&self, id: &OrderId) -> Result<Option<u64>, StoreError> {
+        let id = id.as_str().to_string();
+        self.run(move |db| async move {
+            let c = db.client().await?;
+            let st = c
+                .prepare_cached("SELECT version FROM orders WHERE id = $1")
+                .await
+                .map_err(|e| db.err(e))?;
+            let row = c.query_opt(&st, &[&id]).await.map_err(|e| db.err(e))?;
+            Ok(Some(row.map_or(0, |r| r.get::<_, i64>(0)) as u64))
+        })
+        .await
+    }
+
     pub async fn find_order_by_merchant_ref(
         &self,
         merchant: &MerchantId,
