@@ -80,8 +80,10 @@ pub struct StorageConfig {
     pub pool_size: usize,
     /// postgres: at start, `Idempotency-Key`s still in progress are released (as sled
     /// releases them all: their requests died with the process) only when older than
-    /// this, since with several nodes they may be another node's running requests. Keep
-    /// it above the longest request; 0 suits a single node.
+    /// this, since with several nodes they may be another node's running requests; and a
+    /// request meeting a key in progress longer than this takes it over (its node died,
+    /// and that node's start-up may never come). Keep it above the longest request; 0
+    /// suits a single node (released at start only).
     #[serde(default = "default_release_in_progress_after")]
     pub release_in_progress_after_secs: u64,
     pub path: PathBuf,
