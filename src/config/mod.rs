@@ -208,6 +208,11 @@ pub struct NotifierConfig {
     /// API key make paygate POST into our own network (SSRF, `crate::egress`); only local
     /// demos and tests, whose receivers listen on 127.0.0.1, turn it on.
     pub allow_private_targets: bool,
+    /// With several nodes over one database, a node claims an event for this long plus
+    /// twice `timeout_ms` (connect and request) before it sends it; a node that dies
+    /// mid-attempt holds the event that long before another node sends it. The margin
+    /// covers clocks that differ between nodes and a node too busy to send at once.
+    pub lease_margin_secs: u64,
 }
 
 impl Default for NotifierConfig {
@@ -221,6 +226,7 @@ impl Default for NotifierConfig {
             per_merchant_concurrency: 16,
             retain_delivered_days: 30,
             allow_private_targets: false,
+            lease_margin_secs: 30,
         }
     }
 }
