@@ -896,3 +896,300 @@ fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
     });
     drop(nodes);
 }
+
+// ------------------------------------------------------------------------------ test 2
+
+/// A PostgreSQL cluster of the test's own (initdb as `postgres` in a temporary directory,
+/// on a free port, fsync on), stopped and started at will; removed on drop.
+struct Cluster {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Cluster {
+    /// None (the test is skipped) when no PostgreSQL binaries are installed.
+    fn create() -> Option<Cluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            .max()?;
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown postgres {:?}", dir.path());
+        let c = Cluster {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                &c.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        c.start();
+        Some(c)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=100",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-w", "-l", &log, "-o", &opts, "start"],
+        );
+    }
+
+    /// The crash-like stop: no checkpoint, clients cut off.
+    fn stop_immediate(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn the_database_restarted_mid_load_loses_nothing_and_nodes_recover_by_themselves() {
+    if !wanted() {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let Some(cluster) = Cluster::create() else {
+        eprintln!("skipped: no PostgreSQL binaries under /usr/lib/postgresql");
+        return;
+    };
+    let rt = runtime();
+    let hook = Hook::default();
+    let hook_url = rt.block_on(hook.start());
+    let env = node_env(&cluster.url(), &hook_url);
+    let http = http();
+    let nodes = vec![Node::spawn(&env)];
+    rt.block_on(nodes[0].wait_readyz(&http, 200, Duration::from_secs(30)));
+    let nodes = {
+        let mut n = nodes;
+        n.push(Node::spawn(&env));
+        rt.block_on(n[1].wait_readyz(&http, 200, Duration::from_secs(30)));
+        n
+    };
+    let bases = [nodes[0].base.clone(), nodes[1].base.clone()];
+
+    let ledger: Shared = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (outage, recovery) = rt.block_on(async {
+        let mut tasks = vec![];
+        for t in 0..6 {
+            tasks.push(tokio::spawn(load(
+                t,
+                t % 2,
+                bases[t % 2].clone(),
+                ledger.clone(),
+                stop.clone(),
+                false,
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while ledger.lock().unwrap().orders.len() < 60 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = ledger.lock().unwrap().orders.len();
+        cluster.stop_immediate();
+        let down = Instant::now();
+        // While it is away: not ready, and a write is refused with 503 at once.
+        for n in &nodes {
+            n.wait_readyz(&http, 503, Duration::from_secs(5)).await;
+        }
+        for (i, base) in bases.iter().enumerate() {
+            let body = order_body(&format!("during-outage-{i}"), Kind::Pending);
+            let a = post(&http, base, "/v1/orders", Some(&format!("dk-{i}")), &body)
+                .await
+                .unwrap();
+            assert_eq!(
+                a.status, 503,
+                "a write while the database is away: {}",
+                a.body
+            );
+            assert!(
+                a.took < Duration::from_secs(3),
+                "answered after {:?}",
+                a.took
+            );
+            ledger.lock().unwrap().refused.push(Keyed {
+                node: i,
+                key: format!("dk-{i}"),
+                path: "/v1/orders".into(),
+                body,
+                kind: Kind::Pending,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let outage = down.elapsed();
+        cluster.start();
+        let up = Instant::now();
+        // The nodes come back by themselves.
+        for n in &nodes {
+            n.wait_readyz(&http, 200, Duration::from_secs(20)).await;
+        }
+        let recovery = up.elapsed();
+        // The load goes on after the restart.
+        let acked = ledger.lock().unwrap().orders.len();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ledger.lock().unwrap().orders.len() < acked.max(before) + 40
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (outage, recovery)
+    });
+    let mut l = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(
+        l.unexpected.is_empty(),
+        "unexpected answers: {:?}",
+        l.unexpected
+    );
+    assert!(l.slow.is_empty(), "requests hanging: {:?}", l.slow);
+    assert!(l.cut_off.is_empty(), "connections cut: {:?}", l.cut_off);
+    assert!(l.refused.len() > 2, "the outage refused no load request");
+    let store = Store::open_postgres(&cluster.url(), 2).unwrap();
+
+    rt.block_on(async {
+        // Every refused request, retried with its key, is done exactly once.
+        let refused = l.refused.clone();
+        for (i, req) in refused.iter().enumerate() {
+            let a = send_until_not_503(&http, &bases[i % 2], req, Duration::from_secs(15)).await;
+            assert_eq!(a.status, 201, "retry of refused {req:?}: {}", a.body);
+            if req.path == "/v1/orders" {
+                let no = req.body["merchant_order_no"].as_str().unwrap();
+                let one = the_order_numbered(&http, &bases[0], no).await;
+                assert_eq!(one["id"], a.body["id"], "{no}");
+                l.orders
+                    .insert(a.body["id"].as_str().unwrap().to_string(), (req.clone(), a.body));
+            } else {
+                let id = a.body["order_id"].as_str().unwrap();
+                let (_, o) = get(&http, &bases[1], &format!("/v1/orders/{id}")).await;
+                let rno = &req.body["merchant_refund_no"];
+                let same = o["refunds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["merchant_refund_no"] == *rno)
+                    .count();
+                assert_eq!(same, 1, "refund {rno} of {id}: {o}");
+                l.refunds
+                    .insert(a.body["id"].as_str().unwrap().to_string(), (req.clone(), a.body));
+            }
+        }
+        // A payment the outage interrupted: the provider may have it (then a status poll
+        // finds it) or not (then it is paid again).
+        for id in l.pay_unknown.clone() {
+            let p = pay(&http, &bases[0], &id, json!({})).await.unwrap();
+            assert!(p.status == 200 || p.status == 409, "pay {id}: {} {}", p.status, p.body);
+        }
+
+        // Every acknowledged write is there, and ends as acknowledged.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for (n, (id, (req, first))) in l.orders.iter().enumerate() {
+            let refunded: i64 = l
+                .refunds
+                .values()
+                .filter(|(_, a)| a["order_id"] == id.as_str())
+                .map(|(_, a)| a["amount"].as_i64().unwrap())
+                .sum();
+            let paid = l.paid.contains(id) || l.pay_unknown.contains(id);
+            let want = |o: &Value| -> bool {
+                match req.kind {
+                    Kind::Expire => o["status"] == "closed",
+                    _ if refunded > 0 => {
+                        o["amount_refunded"] == refunded
+                            && o["refunds"]
+                                .as_array()
+                                .is_some_and(|rs| rs.iter().all(|r| r["status"] == "succeeded"))
+                    }
+                    _ if paid => o["status"] == "paid",
+                    _ => o["status"] == "pending",
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let o = wait_order(
+                &http,
+                &bases[n % 2],
+                id,
+                left.max(Duration::from_secs(1)),
+                &format!("{req:?} did not end as acknowledged"),
+                want,
+            )
+            .await;
+            assert_eq!(o["amount"], first["amount"], "{id}");
+            for (rid, (_, r)) in l.refunds.iter().filter(|(_, (_, a))| a["order_id"] == id.as_str()) {
+                assert!(
+                    o["refunds"].as_array().unwrap().iter().any(|x| x["id"] == rid.as_str()),
+                    "acknowledged refund {rid} lost: {o} {r}"
+                );
+            }
+            history_has_no_double_transition(&store, id);
+        }
+        let events = all_webhooks_delivered(&store, &hook, Duration::from_secs(20)).await;
+        eprintln!(
+            "database restart: {} orders, {} refunds, {} requests refused with 503 and retried, \
+             outage {outage:?}, nodes ready {recovery:?} after the restart, {} events delivered, total {:?}",
+            l.orders.len(),
+            l.refunds.len(),
+            l.refused.len(),
+            events.len(),
+            started.elapsed()
+        );
+    });
+    drop(nodes);
+}
