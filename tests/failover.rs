@@ -73,9 +73,10 @@ impl Node {
             ])
             .env("PAYGATE__SERVER__BIND", format!("127.0.0.1:{port}"))
             .env("PAYGATE__STORAGE__PATH", dir.path())
-            .env("PAYGATE__LOG__LEVEL", "error")
+            .env("PAYGATE__LOG__LEVEL", "warn")
+            .env("PAYGATE__LOG__FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_to(port))
             .spawn()
             .expect("start paygate");
         Node {
@@ -112,6 +113,17 @@ impl Node {
             c.kill().expect("SIGKILL");
             c.wait().unwrap();
         }
+    }
+}
+
+/// The node's log: to `$FAILOVER_LOG_DIR/node-<port>.log` when set (to see what a failed
+/// run did), else nowhere.
+fn log_to(port: u16) -> Stdio {
+    match std::env::var_os("FAILOVER_LOG_DIR") {
+        Some(d) => std::fs::File::create(std::path::Path::new(&d).join(format!("node-{port}.log")))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        None => Stdio::null(),
     }
 }
 
