@@ -651,6 +651,29 @@ fn webhooks_by_order(events: &[Value]) -> HashMap<String, Vec<(String, String)>>
     m
 }
 
+/// How many of `reqs`' idempotency keys are stored (the dead node took them and never
+/// answered: without the take-over at begin, their retries would be refused as in
+/// progress for as long as that node stays dead).
+async fn keys_held(db_url: &str, reqs: &[Keyed]) -> usize {
+    let (client, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut n = 0;
+    for r in reqs {
+        let key = [b"demo\0".as_slice(), r.key.as_bytes()].concat();
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM kv WHERE tree = 'idempotency' AND key = $1",
+                &[&key],
+            )
+            .await
+            .unwrap();
+        n += usize::from(row.get::<_, i64>(0) > 0);
+    }
+    n
+}
+
 // ------------------------------------------------------------------------------ test 1
 
 #[test]
@@ -764,6 +787,7 @@ fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
         // Retries of the requests the kill cut off: each ends in exactly one order or
         // refund (the dead node's claim on the key is taken over after the grace period).
         let cut = l.cut_off.clone();
+        let held = keys_held(&db.url, &cut).await;
         for (i, req) in cut.iter().enumerate() {
             let a = send_until_not_503(&http, survivors[i % 2], req, Duration::from_secs(15)).await;
             assert_eq!(a.status, 201, "retry of cut-off {req:?}: {}", a.body);
@@ -895,7 +919,7 @@ fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
         let hits = hook.deliveries().len();
         eprintln!(
             "failover: load {load_time:?}, {} orders ({dead_orders} acknowledged by the dead node), \
-             {} refunds, {} cut-off requests retried, {} dead-node orders paid and refunded by the survivors, \
+             {} refunds, {} cut-off requests retried ({held} of whose keys the dead node held), {} dead-node orders paid and refunded by the survivors, \
              {} events ({} queued at the kill, {hits} deliveries), total {:?}",
             l.orders.len(),
             l.refunds.len(),
