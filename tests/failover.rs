@@ -522,7 +522,9 @@ async fn load(
         match a.status {
             201 => {}
             503 | 502 if !retry_503 => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Backs off like a client told `Retry-After`, less often (each refused
+                // request is retried one by one afterwards).
+                tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
             s => {
