@@ -120,6 +120,7 @@ fn config(schedule_secs: &[u64], timeout_ms: u64, global: usize, per: usize) -> 
         retain_delivered_days: 30,
         // The endpoints here listen on 127.0.0.1.
         allow_private_targets: true,
+        ..NotifierConfig::default()
     }
 }
 

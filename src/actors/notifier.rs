@@ -143,15 +143,20 @@ struct Shared {
 }
 
 /// Added to the longest an attempt can take (connect plus request, each bounded by the
-/// timeout) to make a delivery lease.
+/// timeout) to make a delivery lease; the default of `[notifier] lease_margin_secs`.
 const LEASE_MARGIN_MS: Millis = 30_000;
 
 /// The delivery lease for attempts bounded by `timeout`: a node that dies mid-attempt
 /// holds its events this long before another node takes them over.
 pub fn lease_ms(timeout: Duration) -> Millis {
+    lease_with_margin_ms(timeout, LEASE_MARGIN_MS)
+}
+
+/// [`lease_ms`] with another margin (`[notifier] lease_margin_secs`).
+pub fn lease_with_margin_ms(timeout: Duration, margin_ms: Millis) -> Millis {
     (timeout.as_millis() as Millis)
         .saturating_mul(2)
-        .saturating_add(LEASE_MARGIN_MS)
+        .saturating_add(margin_ms)
 }
 
 /// How often delivered events past their retention are purged.
@@ -250,7 +255,10 @@ impl NotifierActor {
                 allow_private_targets: cfg.allow_private_targets,
                 retain_delivered_ms: (cfg.retain_delivered_days > 0)
                     .then(|| cfg.retain_delivered_days as i64 * 86_400_000),
-                lease_ms: lease_ms(timeout),
+                lease_ms: lease_with_margin_ms(
+                    timeout,
+                    (cfg.lease_margin_secs as Millis).saturating_mul(1000),
+                ),
             }),
             global: Arc::new(Semaphore::new(cfg.global_concurrency)),
             per_merchant: HashMap::new(),

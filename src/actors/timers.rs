@@ -17,8 +17,6 @@ use tokio::sync::Semaphore;
 use super::command::Wake;
 use super::{Deps, Registry};
 
-/// How far a dispatched timer is pushed back until its order sets the real next one.
-const LEASE_MS: i64 = 30_000;
 /// Orders woken concurrently at most.
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
 
@@ -34,6 +32,8 @@ impl TimerService {
 async fn run(deps: Arc<Deps>, registry: Registry) {
     let tick = Duration::from_millis(deps.actors.timer_tick_ms);
     let per_tick = deps.actors.max_due_per_tick;
+    // How far a dispatched timer is pushed back until its order sets the real next one.
+    let lease_ms = (deps.actors.timer_lease_secs as i64).saturating_mul(1000);
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let now = deps.clock.now();
@@ -41,7 +41,7 @@ async fn run(deps: Arc<Deps>, registry: Registry) {
         match deps.store.due_timers(now, per_tick) {
             Ok(due) => {
                 full = due.len() >= per_tick;
-                let leased = match deps.store.lease_timers(&due, now + LEASE_MS).await {
+                let leased = match deps.store.lease_timers(&due, now + lease_ms).await {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "timer lease failed");

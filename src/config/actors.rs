@@ -27,6 +27,12 @@ pub struct ActorsConfig {
     /// this pace, and as each order sets its next poll from the time it was woken, their
     /// next polls are spread the same way.
     pub max_due_per_tick: usize,
+    /// A due timer is pushed this far back when a node takes it, until its order sets the
+    /// real next one. It is how long the timers a node was handling when it died wait
+    /// before another node (postgres) or the restart (sled) fires them again; an order
+    /// handled slower than this may be woken twice, which its version check makes
+    /// harmless.
+    pub timer_lease_secs: u64,
     /// A refund the provider has no record of (its request was lost, or paygate stopped
     /// before sending it) is re-sent at each poll, under the same refund number, until it
     /// is this old; then it fails, its amount becomes refundable again, and operators get
@@ -58,6 +64,7 @@ impl Default for ActorsConfig {
             poll_max_interval_secs: 120,
             timer_tick_ms: 200,
             max_due_per_tick: 100,
+            timer_lease_secs: 30,
             refund_resend_window_secs: 120,
             poll_jitter_pct: 10,
             barcode_poll_secs: 2,

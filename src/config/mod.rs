@@ -80,8 +80,10 @@ pub struct StorageConfig {
     pub pool_size: usize,
     /// postgres: at start, `Idempotency-Key`s still in progress are released (as sled
     /// releases them all: their requests died with the process) only when older than
-    /// this, since with several nodes they may be another node's running requests. Keep
-    /// it above the longest request; 0 suits a single node.
+    /// this, since with several nodes they may be another node's running requests; and a
+    /// request meeting a key in progress longer than this takes it over (its node died,
+    /// and that node's start-up may never come). Keep it above the longest request; 0
+    /// suits a single node (released at start only).
     #[serde(default = "default_release_in_progress_after")]
     pub release_in_progress_after_secs: u64,
     pub path: PathBuf,
@@ -206,6 +208,11 @@ pub struct NotifierConfig {
     /// API key make paygate POST into our own network (SSRF, `crate::egress`); only local
     /// demos and tests, whose receivers listen on 127.0.0.1, turn it on.
     pub allow_private_targets: bool,
+    /// With several nodes over one database, a node claims an event for this long plus
+    /// twice `timeout_ms` (connect and request) before it sends it; a node that dies
+    /// mid-attempt holds the event that long before another node sends it. The margin
+    /// covers clocks that differ between nodes and a node too busy to send at once.
+    pub lease_margin_secs: u64,
 }
 
 impl Default for NotifierConfig {
@@ -219,6 +226,7 @@ impl Default for NotifierConfig {
             per_merchant_concurrency: 16,
             retain_delivered_days: 30,
             allow_private_targets: false,
+            lease_margin_secs: 30,
         }
     }
 }

@@ -179,3 +179,26 @@ fn the_storage_backend_is_chosen_and_checked_at_load() {
     let e = Config::from_toml(BASE, env(&[("PAYGATE__STORAGE__BACKEND", "mongodb")])).unwrap_err();
     assert!(e.to_string().contains("backend"), "{e}");
 }
+
+/// The leases that decide how long a dead node's timers and webhook deliveries wait for
+/// another node: 30 s by default, shorter by environment (the failover test), never 0
+/// for timers (a wake would not be leased at all).
+#[test]
+fn timer_and_delivery_leases_are_settings() {
+    let c = Config::from_toml(BASE, vec![]).unwrap();
+    assert_eq!(c.actors.timer_lease_secs, 30);
+    assert_eq!(c.notifier.lease_margin_secs, 30);
+    let c = Config::from_toml(
+        BASE,
+        env(&[
+            ("PAYGATE__ACTORS__TIMER_LEASE_SECS", "2"),
+            ("PAYGATE__NOTIFIER__LEASE_MARGIN_SECS", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.actors.timer_lease_secs, 2);
+    assert_eq!(c.notifier.lease_margin_secs, 1);
+    let e =
+        Config::from_toml(BASE, env(&[("PAYGATE__ACTORS__TIMER_LEASE_SECS", "0")])).unwrap_err();
+    assert!(e.to_string().contains("actors.timer_lease_secs"), "{e}");
+}

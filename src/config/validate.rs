@@ -84,6 +84,9 @@ impl Config {
         if a.max_due_per_tick == 0 {
             return Err(invalid("actors.max_due_per_tick", "must be > 0"));
         }
+        if a.timer_lease_secs == 0 {
+            return Err(invalid("actors.timer_lease_secs", "must be > 0"));
+        }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             return Err(invalid("log.format", "must be `pretty` or `json`"));
         }

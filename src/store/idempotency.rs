@@ -66,12 +66,19 @@ pub enum IdemBegin {
 }
 
 /// The state machine, on any [`CasTree`] (the sled tree or the postgres `kv` table).
+///
+/// `stale_before`: a key in progress (or claimed) that started at or before this time is
+/// taken over, as the start-up release would do: its request is presumed dead (with
+/// several nodes over one database, the node that held it died and no start-up of its own
+/// will ever release it). `Millis::MIN` never takes a key over (one process per sled
+/// directory: every key in progress is a request of this process, still running).
 pub(super) fn begin(
     t: &dyn CasTree,
     merchant: &MerchantId,
     key: &str,
     request_hash: [u8; 32],
     now: Millis,
+    stale_before: Millis,
 ) -> Result<IdemBegin, StoreError> {
     let k = scoped(merchant.as_str(), key);
     let fresh = encode(&IdemRecord {
@@ -83,13 +90,39 @@ pub(super) fn begin(
             return Ok(IdemBegin::Started);
         }
         // Taken: read who holds it (gone again in between: try to take it again).
-        let Some(cur) = t.get(&k)? else { continue };
-        let cur: IdemRecord = decode(&cur)?;
+        let Some(raw) = t.get(&k)? else { continue };
+        let cur: IdemRecord = decode(&raw)?;
         if cur.request_hash != request_hash {
             return Ok(IdemBegin::Mismatch);
         }
         return Ok(match cur.state {
             IdemState::Done(r) | IdemState::Completed { response: r, .. } => IdemBegin::Replay(r),
+            // Never claimed a resource: nothing was created, this request runs anew. The
+            // compare-and-swap lets one of several takers win; the others read again.
+            IdemState::InProgress { started_at } if started_at <= stale_before => {
+                if !t.cas(&k, Some(&raw), Some(&fresh))? {
+                    continue;
+                }
+                IdemBegin::Started
+            }
+            // Claimed: the resource may exist, so the key becomes unanswered and this
+            // request is answered from the resource (or runs anew when it does not exist).
+            IdemState::Claimed {
+                started_at,
+                resource,
+            } if started_at <= stale_before => {
+                let rec = encode(&IdemRecord {
+                    request_hash,
+                    state: IdemState::Unanswered {
+                        at: now,
+                        resource: resource.clone(),
+                    },
+                })?;
+                if !t.cas(&k, Some(&raw), Some(&rec))? {
+                    continue;
+                }
+                IdemBegin::Unanswered(resource)
+            }
             IdemState::InProgress { .. } | IdemState::Claimed { .. } => IdemBegin::InProgress,
             IdemState::Unanswered { resource, .. } => IdemBegin::Unanswered(resource),
         });
@@ -247,7 +280,14 @@ impl SledStore {
         request_hash: [u8; 32],
         now: Millis,
     ) -> Result<IdemBegin, StoreError> {
-        begin(&self.inner.idempotency, merchant, key, request_hash, now)
+        begin(
+            &self.inner.idempotency,
+            merchant,
+            key,
+            request_hash,
+            now,
+            Millis::MIN,
+        )
     }
 
     pub async fn idem_complete(
@@ -387,6 +427,90 @@ mod tests {
         assert_eq!(
             s.idem_begin(&m, "crashed", [1; 32], 12).unwrap(),
             IdemBegin::Started
+        );
+    }
+
+    /// A key whose request died with its node (postgres, several nodes): no start-up will
+    /// release it, so the first request with it after the grace period takes it over. A
+    /// key only in progress runs anew; a claimed one is answered from its resource; a
+    /// younger key still reads in progress, and a different request is still refused.
+    #[test]
+    fn a_stale_key_in_progress_is_taken_over_at_begin() {
+        let (_d, s) = temp_sled();
+        let t = &s.inner.idempotency;
+        let m = MerchantId::parse("demo").unwrap();
+        for key in ["bare", "claimed", "young"] {
+            assert_eq!(
+                begin(t, &m, key, [1; 32], 100, Millis::MIN).unwrap(),
+                IdemBegin::Started
+            );
+        }
+        claim(t, &m, "claimed", "ord_A").unwrap();
+        assert_eq!(
+            begin(t, &m, "young", [1; 32], 150, 99).unwrap(),
+            IdemBegin::InProgress,
+            "younger than the grace period: still its first request's"
+        );
+        assert_eq!(
+            begin(t, &m, "bare", [1; 32], 150, Millis::MIN).unwrap(),
+            IdemBegin::InProgress,
+            "without a grace period nothing is taken over"
+        );
+        assert_eq!(
+            begin(t, &m, "bare", [2; 32], 1_000, 900).unwrap(),
+            IdemBegin::Mismatch
+        );
+        assert_eq!(
+            begin(t, &m, "bare", [1; 32], 1_000, 900).unwrap(),
+            IdemBegin::Started
+        );
+        // Taken over: it is this request's now, started at 1000.
+        assert_eq!(
+            begin(t, &m, "bare", [1; 32], 1_001, 900).unwrap(),
+            IdemBegin::InProgress
+        );
+        assert_eq!(
+            begin(t, &m, "claimed", [1; 32], 1_000, 900).unwrap(),
+            IdemBegin::Unanswered("ord_A".into())
+        );
+        // A second taker reads the key as the first left it.
+        assert_eq!(
+            begin(t, &m, "claimed", [1; 32], 1_002, 900).unwrap(),
+            IdemBegin::Unanswered("ord_A".into())
+        );
+    }
+
+    /// The postgres backend takes keys over after `release_in_progress_after_secs`, and
+    /// with 0 (one node) never at begin.
+    #[test]
+    fn postgres_takes_over_keys_older_than_the_grace_period() {
+        if !crate::store::pg::testing::wanted() {
+            return;
+        }
+        let db = crate::store::pg::testing::TestDatabase::create();
+        let m = MerchantId::parse("demo").unwrap();
+        let s = crate::store::pg::PgStore::open(&db.url, 2, 1_000).unwrap();
+        assert_eq!(
+            s.idem_begin(&m, "k", [1; 32], 10_000).unwrap(),
+            IdemBegin::Started
+        );
+        s.idem_claim(&m, "k", "ord_A").unwrap();
+        assert_eq!(
+            s.idem_begin(&m, "k", [1; 32], 10_500).unwrap(),
+            IdemBegin::InProgress
+        );
+        assert_eq!(
+            s.idem_begin(&m, "k", [1; 32], 11_000).unwrap(),
+            IdemBegin::Unanswered("ord_A".into())
+        );
+        let single = crate::store::pg::PgStore::open(&db.url, 2, 0).unwrap();
+        assert_eq!(
+            single.idem_begin(&m, "j", [1; 32], 10_000).unwrap(),
+            IdemBegin::Started
+        );
+        assert_eq!(
+            single.idem_begin(&m, "j", [1; 32], 99_000).unwrap(),
+            IdemBegin::InProgress
         );
     }
 

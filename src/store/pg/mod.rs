@@ -334,7 +334,17 @@ impl PgStore {
         request_hash: [u8; 32],
         now: Millis,
     ) -> Result<IdemBegin, StoreError> {
-        idem::begin(&self.idem(), merchant, key, request_hash, now)
+        // A key in progress longer than the grace period belongs to a request that died
+        // with its node: taken over now, since that node's start-up may never come.
+        // Grace 0 (one node) takes nothing over here: the start-up released every key
+        // of the last run, so a key in progress is a request of this node, still running.
+        let grace = self.db().in_progress_grace_ms;
+        let stale_before = if grace == 0 {
+            Millis::MIN
+        } else {
+            now.saturating_sub(grace)
+        };
+        idem::begin(&self.idem(), merchant, key, request_hash, now, stale_before)
     }
 
     pub async fn idem_complete(

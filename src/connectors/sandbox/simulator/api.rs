@@ -158,7 +158,9 @@ impl SandboxSimulator {
             Op::RefundQuery => {
                 let req: wire::RefundRef = parse(body)?;
                 check_ref("out_refund_no", &req.out_refund_no)?;
-                Ok(value(&self.books.refund_rec(&req.out_refund_no)?.state()))
+                Ok(value(
+                    &self.books.refund_query(&req.out_refund_no, now)?.state(),
+                ))
             }
         }
     }

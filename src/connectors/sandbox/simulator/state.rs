@@ -120,6 +120,9 @@ fn trade_key(out_trade_no: &str) -> String {
 fn trade_no_key(trade_no: &str) -> String {
     format!("trade_no/{trade_no}")
 }
+/// See [`Books::refund_query`].
+pub const ORPHAN_REFUND_SETTLE_SECS: i64 = 5;
+
 fn refund_key(out_refund_no: &str) -> String {
     format!("refund/{out_refund_no}")
 }
@@ -401,6 +404,23 @@ impl Books {
             .ok_or_else(|| {
                 ApiError::not_found("REFUND_NOT_FOUND", "no refund with this out_refund_no")
             })
+    }
+
+    /// The refund as a query sees it. A refund is settled by a task of the process that
+    /// accepted it, right after answering; when that process died first (one of several
+    /// paygate nodes sharing these books, killed), nothing else would ever settle it and
+    /// it would read `processing` for ever, where a real provider settles it whichever
+    /// gateway node asked. So a query settles a refund still processing
+    /// [`ORPHAN_REFUND_SETTLE_SECS`] after it was accepted, long after its own task would
+    /// have.
+    pub fn refund_query(&self, out_refund_no: &str, now: i64) -> Result<RefundRec, ApiError> {
+        let rec = self.refund_rec(out_refund_no)?;
+        if rec.status == RefundStatus::Processing
+            && now - rec.created_at >= ORPHAN_REFUND_SETTLE_SECS
+        {
+            return self.finish_refund(out_refund_no, now, false);
+        }
+        Ok(rec)
     }
 
     /// Settles a processing refund; a failed one releases its amount on the trade.
