@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{Millis, Order, OrderSpec, Refund, RiskDecision, RiskOutcome};
-use crate::store::{Alert, CapExceeded, DailyReservation, Store, StoreError};
+use crate::store::{Alert, CapExceeded, DailyReservation, Store, StoreError, VelocityBudget};
 use crate::telemetry::metrics;
 use rules::Compiled;
 
@@ -203,12 +203,61 @@ impl RiskEngine {
     }
 
     /// [`RiskEngine::assess_gated`] with nothing between the caps and the velocity limits.
-    /// Blocks until done: for callers outside an async context (tests, tools).
+    /// Blocks until done, for tests (a runtime of its own: the postgres store's blocking
+    /// calls must not run inside `futures`' executor).
+    #[cfg(test)]
     pub fn assess(&self, spec: &OrderSpec, store: &Store) -> Result<Assessment, Denial> {
-        futures::executor::block_on(self.assess_gated(spec, store, || Ok::<(), Denial>(())))
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(self.assess_gated(spec, store, || Ok::<(), Denial>(())))
             .map_err(|r| match r {
                 Refusal::Risk(d) | Refusal::Gate(d) => d,
             })
+    }
+
+    /// The velocity limits: in this process's limiters, or where several nodes share the
+    /// store (postgres), in budgets every node spends from. A store that cannot be asked
+    /// refuses the order (fail closed, as the daily caps).
+    async fn spend_velocity(
+        &self,
+        rules: &Compiled,
+        spec: &OrderSpec,
+        store: &Store,
+        verdict: &mut Verdict,
+    ) {
+        let checks = rules.velocity_checks(spec);
+        if checks.is_empty() {
+            return;
+        }
+        let budgets: Vec<VelocityBudget> = checks
+            .iter()
+            .map(|c| VelocityBudget {
+                key: c.store_key(),
+                interval_ns: c.interval_ns,
+                burst: c.burst,
+            })
+            .collect();
+        match store
+            .spend_shared_velocity(&budgets, self.clock.now())
+            .await
+        {
+            None => rules.spend_velocity(spec, verdict),
+            Some(Ok(had_token)) => {
+                for (c, ok) in checks.iter().zip(had_token) {
+                    if !ok && c.refuse(verdict) {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "velocity check failed");
+                verdict.deny(
+                    checks[0].rule,
+                    "the velocity limits could not be checked; retry".into(),
+                );
+            }
+        }
     }
 
     /// Runs every rule and, if the order may go ahead, counts it against the merchant's
@@ -276,7 +325,7 @@ impl RiskEngine {
             self.release_day(spec, day, store);
             return Err(Refusal::Gate(e));
         }
-        rules.spend_velocity(spec, &mut verdict);
+        self.spend_velocity(&rules, spec, store, &mut verdict).await;
         if let Some(d) = verdict.denied {
             self.release_day(spec, day, store);
             return Err(Refusal::Risk(self.denied(spec, d)));

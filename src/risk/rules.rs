@@ -39,6 +39,8 @@ type Keyed = RateLimiter<
 struct Limiter {
     limiter: Keyed,
     action: Action,
+    interval_ns: i64,
+    burst: u32,
 }
 
 impl Limiter {
@@ -56,6 +58,8 @@ impl Limiter {
                 GovClock(clock.clone()),
             ),
             action: v.action,
+            interval_ns: period.as_nanos().min(i64::MAX as u128) as i64,
+            burst: limit.get(),
         }
     }
 }
@@ -180,14 +184,46 @@ impl Compiled {
         v
     }
 
-    /// The velocity limiters, last because each check spends a token of the payer's, the
-    /// IP's and the merchant's budget. governor cannot give a token back, so a denial by a
-    /// later limiter (the IP's) still spent the earlier ones' (the payer's).
-    pub fn spend_velocity(&self, spec: &OrderSpec, v: &mut Verdict) {
+    /// The velocity limits this order counts against, in the order they are checked:
+    /// payer, IP, merchant (those configured and whose key the order carries).
+    pub fn velocity_checks(&self, spec: &OrderSpec) -> Vec<VelocityCheck> {
         let p = &spec.payer;
         let ids = [&p.openid, &p.user_id, &p.device_id];
-        let ip = p.ip.as_deref().and_then(|s| s.parse().ok());
+        let ip: Option<std::net::IpAddr> = p.ip.as_deref().and_then(|s| s.parse().ok());
         let merchant = spec.merchant_id.as_str();
+        let payer_key = ids
+            .iter()
+            .find_map(|id| id.as_ref())
+            .map(|id| format!("{merchant}\u{0}{id}"));
+        [
+            (&self.payer, payer_key, Rule::VelocityPayer),
+            (&self.ip, ip.map(|ip| ip.to_string()), Rule::VelocityIp),
+            (
+                &self.merchant,
+                Some(merchant.to_string()),
+                Rule::VelocityMerchant,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(l, key, rule)| {
+            let (l, key) = (l.as_ref()?, key?);
+            Some(VelocityCheck {
+                key,
+                rule,
+                action: l.action,
+                interval_ns: l.interval_ns,
+                burst: l.burst,
+            })
+        })
+        .collect()
+    }
+
+    /// The velocity limiters of this process, last because each check spends a token of
+    /// the payer's, the IP's and the merchant's budget. governor cannot give a token back,
+    /// so a denial by a later limiter (the IP's) still spent the earlier ones' (the
+    /// payer's). (With several nodes the budgets are shared in the store instead:
+    /// `RiskEngine::assess_gated`.)
+    pub fn spend_velocity(&self, spec: &OrderSpec, v: &mut Verdict) {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 1024 == 1023 {
             for l in [&self.payer, &self.ip, &self.merchant]
                 .into_iter()
@@ -196,36 +232,50 @@ impl Compiled {
                 l.limiter.retain_recent();
             }
         }
-        let payer_key = ids
-            .iter()
-            .find_map(|id| id.as_ref())
-            .map(|id| format!("{merchant}\u{0}{id}"));
-        let checks = [
-            (&self.payer, payer_key, Rule::VelocityPayer),
-            (
-                &self.ip,
-                ip.map(|ip: std::net::IpAddr| ip.to_string()),
-                Rule::VelocityIp,
-            ),
-            (
-                &self.merchant,
-                Some(merchant.to_string()),
-                Rule::VelocityMerchant,
-            ),
-        ];
-        for (limiter, key, rule) in checks {
-            let (Some(l), Some(key)) = (limiter, key) else {
-                continue;
+        for c in self.velocity_checks(spec) {
+            let limiter = match c.rule {
+                Rule::VelocityPayer => &self.payer,
+                Rule::VelocityIp => &self.ip,
+                _ => &self.merchant,
             };
-            if l.limiter.check_key(&key).is_err() {
-                match l.action {
-                    Action::Deny => {
-                        v.deny(rule, "too many orders in the velocity window".into());
-                        return;
-                    }
-                    Action::Review => v.review(rule),
-                }
+            let Some(l) = limiter else { continue };
+            if l.limiter.check_key(&c.key).is_err() && c.refuse(v) {
+                return;
             }
         }
+    }
+}
+
+/// One velocity budget an order spends a token of: at most `burst` orders at once, the
+/// budget refilling one order every `interval_ns` (governor's quota, in numbers a shared
+/// store can keep).
+#[derive(Debug, Clone)]
+pub struct VelocityCheck {
+    /// Unique per limit: the rule's own keys never meet another rule's in one store.
+    pub key: String,
+    pub rule: Rule,
+    pub action: Action,
+    pub interval_ns: i64,
+    pub burst: u32,
+}
+
+impl VelocityCheck {
+    /// Applies this limit's refusal to `v`; true when it denies (later checks are moot).
+    pub fn refuse(&self, v: &mut Verdict) -> bool {
+        match self.action {
+            Action::Deny => {
+                v.deny(self.rule, "too many orders in the velocity window".into());
+                true
+            }
+            Action::Review => {
+                v.review(self.rule);
+                false
+            }
+        }
+    }
+
+    /// The key in a store shared by every rule.
+    pub fn store_key(&self) -> String {
+        format!("{}\u{0}{}", self.rule.code(), self.key)
     }
 }

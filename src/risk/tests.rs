@@ -210,3 +210,72 @@ fn bulk_callback_failures_raise_one_alert_per_window() {
     assert_eq!(alerts[0].source.as_deref(), Some("10.1.1.1"));
     assert_eq!(alerts[0].kind, "callback_verification_failures");
 }
+
+/// Several nodes over one database (postgres): each node's risk engine spends from the
+/// same velocity budgets, so a payer's limit holds whichever node takes the order, and a
+/// budget refills at its rate on every node.
+#[test]
+fn velocity_budgets_are_shared_by_the_nodes_of_one_database() {
+    if !crate::store::pg::testing::wanted() {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        return;
+    }
+    let (_g, shared) = crate::store::test_store();
+    let rules = "[velocity]\npayer = { limit = 2, window_secs = 60 }\n\
+                 ip = { limit = 100, window_secs = 60, action = \"review\" }\n";
+    let (_a, node_a, _, clock_a) = engine(rules);
+    let (_b, node_b, _, clock_b) = engine(rules);
+    let mut p = spec(100, Currency::Cny);
+    p.payer.openid = Some("o-shared".into());
+    p.payer.ip = Some("198.51.100.7".into());
+    assert_eq!(code(node_a.assess(&p, &shared)), "allow");
+    assert_eq!(code(node_b.assess(&p, &shared)), "allow");
+    // Each node has spent one token of its own limiter: only the shared budget is empty.
+    assert_eq!(code(node_a.assess(&p, &shared)), "velocity_payer");
+    assert_eq!(code(node_b.assess(&p, &shared)), "velocity_payer");
+    // Another payer has a budget of its own.
+    p.payer.openid = Some("o-other".into());
+    assert_eq!(code(node_b.assess(&p, &shared)), "allow");
+    // One token comes back every 30 s.
+    p.payer.openid = Some("o-shared".into());
+    for c in [&clock_a, &clock_b] {
+        c.advance(Duration::from_secs(30));
+    }
+    assert_eq!(code(node_b.assess(&p, &shared)), "allow");
+    assert_eq!(code(node_a.assess(&p, &shared)), "velocity_payer");
+}
+
+/// The shared budgets on their own: a burst of `burst`, then one per interval, and a
+/// refusal spends nothing.
+#[test]
+fn a_shared_velocity_budget_is_a_token_bucket() {
+    if !crate::store::pg::testing::wanted() {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        return;
+    }
+    let (_g, s) = crate::store::test_store();
+    let b = |key: &str| crate::store::VelocityBudget {
+        key: key.into(),
+        interval_ns: 1_000_000_000,
+        burst: 3,
+    };
+    let spend = |now_ms: i64, keys: &[&str]| {
+        let budgets: Vec<_> = keys.iter().map(|k| b(k)).collect();
+        futures::executor::block_on(s.spend_shared_velocity(&budgets, now_ms))
+            .expect("postgres shares budgets")
+            .unwrap()
+    };
+    let t = 1_700_000_000_000;
+    assert_eq!(spend(t, &["k"]), [true]);
+    assert_eq!(spend(t, &["k"]), [true]);
+    assert_eq!(spend(t, &["k", "other"]), [true, true]);
+    assert_eq!(spend(t, &["k", "other"]), [false, true]);
+    assert_eq!(spend(t + 999, &["k"]), [false]);
+    assert_eq!(spend(t + 1_000, &["k"]), [true]);
+    assert_eq!(spend(t + 1_000, &["k"]), [false]);
+    // After the whole window the burst is back.
+    assert_eq!(spend(t + 10_000, &["k", "k2"]), [true, true]);
+    assert_eq!(spend(t + 10_000, &["k"]), [true]);
+    assert_eq!(spend(t + 10_000, &["k"]), [true]);
+    assert_eq!(spend(t + 10_000, &["k"]), [false]);
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::pg::{PgStore, PgTree};
 use super::{
     Alert, Bucket, CapExceeded, DailyReservation, DailyUsage, DayTotals, IdemBegin, OrderWrite,
-    OutboxRecord, OutboxStatus, SledStore, StoreError, StoredEvent, StoredResponse,
+    OutboxRecord, OutboxStatus, SledStore, StoreError, StoredEvent, StoredResponse, VelocityBudget,
 };
 use crate::config::{StorageBackend, StorageConfig};
 use crate::domain::{EventId, MerchantId, MerchantRef, Millis, Order, OrderId, RefundId};
@@ -385,6 +385,20 @@ impl Store {
         match &self.backend {
             Backend::Sled(s) => s.risk_reserve_daily(r),
             Backend::Pg(s) => s.risk_reserve_daily(r).await,
+        }
+    }
+
+    /// Spends a token of each shared velocity budget, answering per budget whether it had
+    /// one; `None` where this process is the only node (sled), which keeps its budgets in
+    /// memory.
+    pub async fn spend_shared_velocity(
+        &self,
+        budgets: &[VelocityBudget],
+        now_ms: Millis,
+    ) -> Option<Result<Vec<bool>, StoreError>> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::Pg(s) => Some(s.spend_velocity(budgets, now_ms).await),
         }
     }
 

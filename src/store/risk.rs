@@ -56,6 +56,17 @@ impl DailyReservation<'_> {
     }
 }
 
+/// A velocity budget shared by several nodes (postgres): a token of it is spent per order.
+#[derive(Debug, Clone)]
+pub struct VelocityBudget {
+    /// Unique across every velocity rule.
+    pub key: String,
+    /// One token comes back every `interval_ns`.
+    pub interval_ns: i64,
+    /// At most this many tokens at once.
+    pub burst: u32,
+}
+
 /// An operator alert that is not tied to one order's anomalies (e.g. a source sending
 /// callbacks that fail verification in bulk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox_lease",
         include_str!("../../../migrations/0002_outbox_lease.sql"),
     ),
+    (
+        3,
+        "velocity",
+        include_str!("../../../migrations/0003_velocity.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -16,7 +16,7 @@
 //! reservation lost in a database crash belonged to an order nobody was told about.
 
 use super::PgStore;
-use crate::store::{CapExceeded, DailyReservation, DailyUsage, StoreError};
+use crate::store::{CapExceeded, DailyReservation, DailyUsage, StoreError, VelocityBudget};
 
 /// $1 tree, $2 key, $3 currency, $4 amount, $5 max count, $6 max amount. Returns the
 /// usage after the reservation; no row when a cap would be broken.
@@ -104,5 +104,81 @@ impl PgStore {
                 return Ok(Err(exceeded));
             }
         }
+    }
+}
+
+/// $1 keys (sorted: concurrent statements lock rows in one order), $2 interval (ns),
+/// $3 tolerance (ns), $4 now (ns). Returns the keys whose budget had a token (spent).
+const SPEND: &str = "\
+INSERT INTO velocity (key, tat, tolerance)
+SELECT k, $4::int8 + t, tol FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) AS v(k, t, tol)
+ON CONFLICT (key) DO UPDATE
+SET tat = GREATEST(velocity.tat, $4::int8) + (EXCLUDED.tat - $4::int8),
+    tolerance = EXCLUDED.tolerance
+WHERE GREATEST(velocity.tat, $4::int8) + (EXCLUDED.tat - $4::int8) - $4::int8
+    <= EXCLUDED.tolerance
+RETURNING key";
+
+/// Calls between two purges of full budgets (as governor's `retain_recent`).
+const PURGE_EVERY: u64 = 1024;
+static SPENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl PgStore {
+    /// Spends a token of each budget, atomically across nodes (the generic cell rate
+    /// algorithm, the one governor runs in memory, on a row per budget). Answers per
+    /// budget whether it had one. Every budget with a token spends it, even when another
+    /// refuses: one statement for all of them, and at most one order's worth of budget.
+    /// Committed without waiting for the WAL flush, as the daily reservation: a budget
+    /// lost in a database crash only forgets orders, it never refuses one wrongly.
+    pub async fn spend_velocity(
+        &self,
+        budgets: &[VelocityBudget],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut order: Vec<usize> = (0..budgets.len()).collect();
+        order.sort_by(|a, b| budgets[*a].key.cmp(&budgets[*b].key));
+        let keys: Vec<Vec<u8>> = order
+            .iter()
+            .map(|&i| budgets[i].key.as_bytes().to_vec())
+            .collect();
+        let intervals: Vec<i64> = order.iter().map(|&i| budgets[i].interval_ns).collect();
+        let tolerances: Vec<i64> = order
+            .iter()
+            .map(|&i| {
+                budgets[i]
+                    .interval_ns
+                    .saturating_mul(budgets[i].burst as i64)
+            })
+            .collect();
+        let now = now_ms.max(0).saturating_mul(1_000_000);
+        let purge = SPENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PURGE_EVERY
+            == PURGE_EVERY - 1;
+        let spent: Vec<Vec<u8>> = self
+            .run(move |db| async move {
+                db.check_healthy()?;
+                let c = db.client().await?;
+                let st = c.prepare_cached(SPEND).await.map_err(|e| db.err(e))?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&keys, &intervals, &tolerances, &now];
+                let (begun, rows, done) = futures::join!(
+                    c.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
+                    c.query(&st, &params),
+                    c.batch_execute("COMMIT"),
+                );
+                begun.map_err(|e| db.err(e))?;
+                let rows = rows.map_err(|e| db.err(e))?;
+                done.map_err(|e| db.err(e))?;
+                if purge {
+                    c.execute("DELETE FROM velocity WHERE tat < $1", &[&now])
+                        .await
+                        .map_err(|e| db.err(e))?;
+                }
+                Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+            })
+            .await?;
+        Ok(budgets
+            .iter()
+            .map(|b| spent.iter().any(|k| k == b.key.as_bytes()))
+            .collect())
     }
 }
