@@ -74,6 +74,12 @@ impl Node {
                     "PAYGATE__STORAGE__RELEASE_IN_PROGRESS_AFTER_SECS",
                     "0".into(),
                 ),
+                // The killed process's webhook and timer leases outlive it (postgres does
+                // not know the restarted node is the same one): short leases keep the
+                // wait for them well inside the tests' deadlines.
+                ("PAYGATE__NOTIFIER__TIMEOUT_MS", "2000".into()),
+                ("PAYGATE__NOTIFIER__LEASE_MARGIN_SECS", "1".into()),
+                ("PAYGATE__ACTORS__TIMER_LEASE_SECS", "2".into()),
             ],
             None => vec![],
         };
