@@ -279,3 +279,46 @@ fn a_shared_velocity_budget_is_a_token_bucket() {
     assert_eq!(spend(t + 10_000, &["k"]), [true]);
     assert_eq!(spend(t + 10_000, &["k"]), [false]);
 }
+
+/// Concurrent spends of one shared budget (applied together by the store where they
+/// arrive together) never give out more than the burst, and the refused ones spend
+/// nothing.
+#[test]
+fn concurrent_shared_velocity_spends_never_overshoot() {
+    if !crate::store::pg::testing::wanted() {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        return;
+    }
+    let (_g, s) = crate::store::test_store();
+    let budgets = [crate::store::VelocityBudget {
+        key: "burst-10".into(),
+        interval_ns: 60_000_000_000,
+        burst: 10,
+    }];
+    let t = 1_700_000_000_000;
+    let allowed: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    (0..5)
+                        .filter(|_| {
+                            futures::executor::block_on(s.spend_shared_velocity(&budgets, t))
+                                .unwrap()
+                                .unwrap()[0]
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(allowed, 10);
+    // One interval later, exactly one more.
+    let once = |now| {
+        futures::executor::block_on(s.spend_shared_velocity(&budgets, now))
+            .unwrap()
+            .unwrap()[0]
+    };
+    assert!(once(t + 60_000));
+    assert!(!once(t + 60_000));
+}

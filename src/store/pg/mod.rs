@@ -18,6 +18,7 @@ mod orders;
 mod outbox;
 mod reads;
 mod risk;
+mod risk_batch;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod testing;
 mod tree;
@@ -77,6 +78,7 @@ struct Shared {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     writer: writer::Writer,
+    risk: risk_batch::Batcher,
 }
 
 impl Drop for Shared {
@@ -190,6 +192,7 @@ impl PgStore {
             tracing::info!(applied, "database schema migrated");
         }
         let writer = writer::Writer::start(&handle, db.clone());
+        let risk = risk_batch::Batcher::start(&handle, db.clone());
         handle.spawn(health_check(Arc::downgrade(&db)));
         Ok(PgStore {
             inner: Arc::new(Shared {
@@ -197,6 +200,7 @@ impl PgStore {
                 runtime: Some(runtime),
                 handle,
                 writer,
+                risk,
             }),
         })
     }

@@ -18,19 +18,22 @@
 use super::PgStore;
 use crate::store::{CapExceeded, DailyReservation, DailyUsage, StoreError, VelocityBudget};
 
-/// $1 tree, $2 key, $3 currency, $4 amount, $5 max count, $6 max amount. Returns the
-/// usage after the reservation; no row when a cap would be broken.
-const RESERVE: &str = "\
+/// $1 tree, $2 key, $3 currency, $4 amount, $5 max count, $6 max amount, $7 orders
+/// (`$4` is their total). Returns the usage after the reservation; no row when a cap
+/// would be broken. A fresh row is inserted unchecked: callers check what the orders
+/// alone break.
+pub(super) const RESERVE: &str = "\
 INSERT INTO kv (tree, key, value) VALUES ($1, $2, convert_to(jsonb_build_object(
-    'count', 1, 'amounts', jsonb_build_object($3::text, $4::bigint))::text, 'UTF8'))
+    'count', $7::bigint, 'amounts', jsonb_build_object($3::text, $4::bigint))::text, 'UTF8'))
 ON CONFLICT (tree, key) DO UPDATE SET value = convert_to(jsonb_build_object(
-    'count', (convert_from(kv.value, 'UTF8')::jsonb ->> 'count')::bigint + 1,
+    'count', (convert_from(kv.value, 'UTF8')::jsonb ->> 'count')::bigint + $7::bigint,
     'amounts', COALESCE(convert_from(kv.value, 'UTF8')::jsonb -> 'amounts', '{}'::jsonb)
         || jsonb_build_object($3::text, COALESCE(
             (convert_from(kv.value, 'UTF8')::jsonb -> 'amounts' ->> $3::text)::bigint, 0)
             + $4::bigint))::text, 'UTF8')
 WHERE ($5::bigint IS NULL
-        OR (convert_from(kv.value, 'UTF8')::jsonb ->> 'count')::bigint + 1 <= $5::bigint)
+        OR (convert_from(kv.value, 'UTF8')::jsonb ->> 'count')::bigint + $7::bigint
+            <= $5::bigint)
   AND ($6::bigint IS NULL
         OR COALESCE((convert_from(kv.value, 'UTF8')::jsonb -> 'amounts' ->> $3::text)::bigint, 0)
             + $4::bigint <= $6::bigint)
@@ -52,25 +55,15 @@ impl PgStore {
         let (amount, max_count, max_amount) =
             (r.amount, r.max_count.map(|m| m as i64), r.max_amount);
         loop {
-            let (k, currency) = (key.clone(), currency.clone());
             let reserved = self
-                .run(move |db| async move {
-                    db.check_healthy()?;
-                    let c = db.client().await?;
-                    let st = c.prepare_cached(RESERVE).await.map_err(|e| db.err(e))?;
-                    let tree = "risk_daily";
-                    // One round trip: the three requests go out together.
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                        [&tree, &k, &currency, &amount, &max_count, &max_amount];
-                    let (begun, row, done) = futures::join!(
-                        c.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
-                        c.query_opt(&st, &params),
-                        c.batch_execute("COMMIT"),
-                    );
-                    begun.map_err(|e| db.err(e))?;
-                    let row = row.map_err(|e| db.err(e))?;
-                    done.map_err(|e| db.err(e))?;
-                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                .inner
+                .risk
+                .reserve(super::risk_batch::Reserve {
+                    key: key.clone(),
+                    currency: currency.clone(),
+                    amount,
+                    max_count,
+                    max_amount,
                 })
                 .await?;
             if let Some(value) = reserved {
@@ -109,7 +102,7 @@ impl PgStore {
 
 /// $1 keys (sorted: concurrent statements lock rows in one order), $2 interval (ns),
 /// $3 tolerance (ns), $4 now (ns). Returns the keys whose budget had a token (spent).
-const SPEND: &str = "\
+pub(super) const SPEND: &str = "\
 INSERT INTO velocity (key, tat, tolerance)
 SELECT k, $4::int8 + t, tol FROM UNNEST($1::bytea[], $2::int8[], $3::int8[]) AS v(k, t, tol)
 ON CONFLICT (key) DO UPDATE
@@ -135,50 +128,30 @@ impl PgStore {
         budgets: &[VelocityBudget],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut order: Vec<usize> = (0..budgets.len()).collect();
-        order.sort_by(|a, b| budgets[*a].key.cmp(&budgets[*b].key));
-        let keys: Vec<Vec<u8>> = order
-            .iter()
-            .map(|&i| budgets[i].key.as_bytes().to_vec())
-            .collect();
-        let intervals: Vec<i64> = order.iter().map(|&i| budgets[i].interval_ns).collect();
-        let tolerances: Vec<i64> = order
-            .iter()
-            .map(|&i| {
-                budgets[i]
-                    .interval_ns
-                    .saturating_mul(budgets[i].burst as i64)
-            })
-            .collect();
         let now = now_ms.max(0).saturating_mul(1_000_000);
-        let purge = SPENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PURGE_EVERY
-            == PURGE_EVERY - 1;
-        let spent: Vec<Vec<u8>> = self
-            .run(move |db| async move {
-                db.check_healthy()?;
+        let spend = super::risk_batch::Spend {
+            budgets: budgets
+                .iter()
+                .map(|b| {
+                    let tolerance = b.interval_ns.saturating_mul(b.burst as i64);
+                    (b.key.as_bytes().to_vec(), b.interval_ns, tolerance)
+                })
+                .collect(),
+            now,
+        };
+        let spent = self.inner.risk.spend(spend).await?;
+        if SPENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PURGE_EVERY
+            == PURGE_EVERY - 1
+        {
+            self.run(move |db| async move {
                 let c = db.client().await?;
-                let st = c.prepare_cached(SPEND).await.map_err(|e| db.err(e))?;
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                    [&keys, &intervals, &tolerances, &now];
-                let (begun, rows, done) = futures::join!(
-                    c.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF"),
-                    c.query(&st, &params),
-                    c.batch_execute("COMMIT"),
-                );
-                begun.map_err(|e| db.err(e))?;
-                let rows = rows.map_err(|e| db.err(e))?;
-                done.map_err(|e| db.err(e))?;
-                if purge {
-                    c.execute("DELETE FROM velocity WHERE tat < $1", &[&now])
-                        .await
-                        .map_err(|e| db.err(e))?;
-                }
-                Ok(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect())
+                c.execute("DELETE FROM velocity WHERE tat < $1", &[&now])
+                    .await
+                    .map_err(|e| db.err(e))?;
+                Ok(())
             })
             .await?;
-        Ok(budgets
-            .iter()
-            .map(|b| spent.iter().any(|k| k == b.key.as_bytes()))
-            .collect())
+        }
+        Ok(spent)
     }
 }
