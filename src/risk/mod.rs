@@ -208,6 +208,7 @@ impl RiskEngine {
     #[cfg(test)]
     pub fn assess(&self, spec: &OrderSpec, store: &Store) -> Result<Assessment, Denial> {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("runtime")
             .block_on(self.assess_gated(spec, store, || Ok::<(), Denial>(())))

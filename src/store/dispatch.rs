@@ -505,6 +505,17 @@ impl KvTree {
         self.tree().insert(key.as_bytes(), &v)
     }
 
+    /// Stores `value` only if `key` is absent; answers whether it was (one round trip:
+    /// the common case of a new record needs no read first).
+    pub fn insert_new<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        let v = serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.tree().cas(key.as_bytes(), None, Some(&v))
+    }
+
     /// Atomically read-modify-write one key (`f` may run more than once).
     pub fn update<T, F>(&self, key: &str, mut f: F) -> Result<Option<T>, StoreError>
     where

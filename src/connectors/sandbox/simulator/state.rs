@@ -193,25 +193,39 @@ impl Books {
 
     pub fn create(&self, req: &wire::CreatePayment, now: i64) -> Result<Trade, ApiError> {
         let fresh_no = provider_no(TRADE_NO_PREFIX);
+        let fresh = || Trade {
+            out_trade_no: req.out_trade_no.clone(),
+            trade_no: fresh_no.clone(),
+            amount: req.amount,
+            currency: req.currency.clone(),
+            method: req.method.clone(),
+            subject: req.subject.clone(),
+            notify_url: req.notify_url.clone(),
+            return_url: req.return_url.clone(),
+            payer_ip: req.payer_ip.clone(),
+            expires_at: req.expires_at,
+            created_at: now,
+            status: TradeStatus::Pending,
+            paid_amount: None,
+            paid_at: None,
+            refunds: BTreeMap::new(),
+        };
+        // A new out_trade_no (the usual case) is stored without reading first; a repeat
+        // goes through the read-modify-write below.
+        let new = fresh();
+        if self
+            .kv
+            .insert_new(&trade_key(&req.out_trade_no), &new)
+            .map_err(ApiError::storage)?
+        {
+            self.kv
+                .put(&trade_no_key(&new.trade_no), &new.out_trade_no)
+                .map_err(ApiError::storage)?;
+            return Ok(new);
+        }
         let trade = self.with_trade(&req.out_trade_no, now, |cur| match cur {
             None => {
-                let t = Trade {
-                    out_trade_no: req.out_trade_no.clone(),
-                    trade_no: fresh_no.clone(),
-                    amount: req.amount,
-                    currency: req.currency.clone(),
-                    method: req.method.clone(),
-                    subject: req.subject.clone(),
-                    notify_url: req.notify_url.clone(),
-                    return_url: req.return_url.clone(),
-                    payer_ip: req.payer_ip.clone(),
-                    expires_at: req.expires_at,
-                    created_at: now,
-                    status: TradeStatus::Pending,
-                    paid_amount: None,
-                    paid_at: None,
-                    refunds: BTreeMap::new(),
-                };
+                let t = fresh();
                 (Ok(t.clone()), Some(t))
             }
             Some(t)
