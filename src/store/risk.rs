@@ -405,6 +405,62 @@ mod tests {
         assert_eq!(s.risk_daily_usage("demo", 20_001).unwrap().count, 0);
     }
 
+    /// Two nodes on one database (postgres), each batching its own concurrent requests
+    /// and spending velocity on the same merchant budget: the cap holds exactly across
+    /// both, and neither node's batches fail (no deadlock between them).
+    #[test]
+    fn two_nodes_reserving_concurrently_share_the_cap_exactly() {
+        if !crate::store::pg::testing::wanted() {
+            eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+            return;
+        }
+        let db = crate::store::pg::testing::TestDatabase::create();
+        let nodes = [
+            crate::store::Store::open_postgres(&db.url, 4).unwrap(),
+            crate::store::Store::open_postgres(&db.url, 4).unwrap(),
+        ];
+        let budgets = |payer: usize| {
+            vec![
+                VelocityBudget {
+                    key: format!("payer-{payer}"),
+                    interval_ns: 1_000_000,
+                    burst: 1_000,
+                },
+                VelocityBudget {
+                    key: "merchant".into(),
+                    interval_ns: 1_000,
+                    burst: 1_000_000,
+                },
+            ]
+        };
+        let ok: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|t| {
+                    let (s, budgets) = (&nodes[t % 2], budgets(t % 3));
+                    sc.spawn(move || {
+                        (0..40)
+                            .filter(|_| {
+                                let spent = futures::executor::block_on(
+                                    s.spend_shared_velocity(&budgets, 1_700_000_000_000),
+                                )
+                                .unwrap()
+                                .unwrap();
+                                assert!(spent.iter().all(|b| *b));
+                                reserve(s, &res(1, Some(150), Some(10_000)))
+                                    .unwrap()
+                                    .is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(ok, 150);
+        let u = nodes[0].risk_daily_usage("demo", 20_000).unwrap();
+        assert_eq!((u.count, u.amounts["CNY"]), (150, 150));
+    }
+
     #[test]
     fn concurrent_reservations_never_overshoot() {
         let (_d, s) = temp_store();

@@ -133,10 +133,40 @@ async fn apply(db: &Db, reserves: &[&Reserve], spends: &[&Spend]) -> Result<Outc
     let err = |e| db.err(e);
     let reserve = c.prepare_cached(RESERVE).await.map_err(err)?;
     let spend = c.prepare_cached(SPEND).await.map_err(err)?;
-    let tx = c.transaction().await.map_err(err)?;
-    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+    let lock_days = c
+        .prepare_cached(
+            "SELECT 1 FROM kv WHERE tree = 'risk_daily' AND key = ANY($1) ORDER BY key \
+             FOR UPDATE",
+        )
         .await
         .map_err(err)?;
+    let lock_budgets = c
+        .prepare_cached("SELECT 1 FROM velocity WHERE key = ANY($1) ORDER BY key FOR UPDATE")
+        .await
+        .map_err(err)?;
+    let tx = c.transaction().await.map_err(err)?;
+    // Every existing row the batch may touch is locked first, in key order (day records,
+    // then budgets): the one-by-one fallbacks below touch rows in request order, and two
+    // nodes' batches doing that could otherwise each hold a row the other waits for.
+    let mut day_keys: Vec<&[u8]> = reserves.iter().map(|r| &r.key[..]).collect();
+    day_keys.sort_unstable();
+    day_keys.dedup();
+    let mut budget_keys: Vec<&[u8]> = spends
+        .iter()
+        .flat_map(|s| s.budgets.iter().map(|b| &b.0[..]))
+        .collect();
+    budget_keys.sort_unstable();
+    budget_keys.dedup();
+    let (day_params, budget_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&day_keys], [&budget_keys]);
+    let (set, days, budgets) = futures::join!(
+        tx.batch_execute("SET LOCAL synchronous_commit TO OFF"),
+        tx.query(&lock_days, &day_params),
+        tx.query(&lock_budgets, &budget_params),
+    );
+    set.map_err(err)?;
+    days.map_err(err)?;
+    budgets.map_err(err)?;
 
     // Reservations: one combined upsert per row and terms, all sent together; a group
     // that does not fit as a whole is applied one by one afterwards.
@@ -184,7 +214,8 @@ async fn apply(db: &Db, reserves: &[&Reserve], spends: &[&Spend]) -> Result<Outc
             None => singly.extend(members.iter().copied()),
         }
     }
-    singly.sort_unstable();
+    // Row by row in key order, each row's requests in arrival order.
+    singly.sort_by_key(|&i| (&reserves[i].key, i));
     for i in singly {
         let r = reserves[i];
         let p: [&(dyn ToSql + Sync); 7] = [
