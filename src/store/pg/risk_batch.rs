@@ -84,14 +84,7 @@ fn stopped() -> StoreError {
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Job>, db: Arc<Db>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
+    while super::writer::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let mut reserves = Vec::new();
         let mut spends = Vec::new();
         for job in batch.drain(..) {
@@ -135,7 +128,8 @@ async fn apply(db: &Db, reserves: &[&Reserve], spends: &[&Spend]) -> Result<Outc
     one_by_one(db, reserves, spends).await
 }
 
-/// Prepared statements and an open transaction (`synchronous_commit` off) on `c`.
+/// A pooled connection `c` with an open transaction `tx` on it (`synchronous_commit`
+/// off); a macro because `tx` borrows `c` in the caller's scope.
 macro_rules! begin {
     ($db:expr, $c:ident, $tx:ident) => {
         let err = |e| $db.err(e);

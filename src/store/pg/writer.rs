@@ -73,16 +73,31 @@ impl Writer {
     }
 }
 
+/// Waits for the next request, then takes every one already queued behind it, up to
+/// `max` in all: what arrives while a batch is in flight forms the next one (group
+/// commit). False once every sender is gone. The order writer and the risk batcher share
+/// it.
+pub(super) async fn next_batch<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) -> bool {
+    let Some(first) = rx.recv().await else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 async fn run(mut rx: mpsc::UnboundedReceiver<Request>, db: Arc<Db>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let verdicts = apply(&db, &batch).await;
         for (req, v) in batch.drain(..).zip(verdicts) {
             let _ = req.reply.send(v);
