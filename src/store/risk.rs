@@ -84,7 +84,7 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Codec(e.to_string()))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(b).map_err(|e| StoreError::Codec(e.to_string()))
 }
 

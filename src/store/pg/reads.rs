@@ -1,7 +1,7 @@
 //! Reads of orders, refunds, timers and statistics on PostgreSQL, and the timer lease.
 //! Synchronous like the sled backend's (see `pg` for how they run).
 
-use super::PgStore;
+use super::{cached, PgStore};
 use crate::domain::{MerchantId, MerchantRef, Millis, Order, OrderId, RefundId};
 use crate::store::codec::decode;
 use crate::store::records::StoredOrder;
@@ -38,11 +38,9 @@ impl PgStore {
         let id = id.as_str().to_string();
         self.run(move |db| async move {
             let c = db.client().await?;
-            let st = c
-                .prepare_cached("SELECT version FROM orders WHERE id = $1")
+            let row = cached::query_opt(&c, "SELECT version FROM orders WHERE id = $1", &[&id])
                 .await
                 .map_err(|e| db.err(e))?;
-            let row = c.query_opt(&st, &[&id]).await.map_err(|e| db.err(e))?;
             Ok(Some(row.map_or(0, |r| r.get::<_, i64>(0)) as u64))
         })
         .await
@@ -60,16 +58,13 @@ impl PgStore {
         let id = self
             .run(move |db| async move {
                 let c = db.client().await?;
-                let st = c
-                    .prepare_cached(
-                        "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
-                    )
-                    .await
-                    .map_err(|e| db.err(e))?;
-                let row = c
-                    .query_opt(&st, &[&params[0], &params[1]])
-                    .await
-                    .map_err(|e| db.err(e))?;
+                let row = cached::query_opt(
+                    &c,
+                    "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
+                    &[&params[0], &params[1]],
+                )
+                .await
+                .map_err(|e| db.err(e))?;
                 Ok(row.map(|r| r.get::<_, String>(0)))
             })
             .await?;

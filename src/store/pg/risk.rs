@@ -16,6 +16,7 @@
 //! reservation lost in a database crash belonged to an order nobody was told about.
 
 use super::PgStore;
+use crate::store::risk::from_json;
 use crate::store::{CapExceeded, DailyReservation, DailyUsage, StoreError, VelocityBudget};
 
 /// $1 tree, $2 key, $3 currency, $4 amount, $5 max count, $6 max amount, $7 orders
@@ -67,30 +68,13 @@ impl PgStore {
                 })
                 .await?;
             if let Some(value) = reserved {
-                return serde_json::from_slice(&value)
-                    .map(Ok)
-                    .map_err(|e| StoreError::Codec(e.to_string()));
+                return from_json(&value).map(Ok);
             }
             // Refused: say which cap, from the row as it now is. (Were there room now, a
             // release came in between: try again.)
-            let key = key.clone();
-            let value = self
-                .run(move |db| async move {
-                    let c = db.client().await?;
-                    let st = c
-                        .prepare_cached(
-                            "SELECT value FROM kv WHERE tree = 'risk_daily' AND key = $1",
-                        )
-                        .await
-                        .map_err(|e| db.err(e))?;
-                    let row = c.query_opt(&st, &[&key]).await.map_err(|e| db.err(e))?;
-                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-                })
-                .await?;
+            let value = self.tree("risk_daily").get_async(key.clone()).await?;
             let usage: DailyUsage = match value {
-                Some(v) => {
-                    serde_json::from_slice(&v).map_err(|e| StoreError::Codec(e.to_string()))?
-                }
+                Some(v) => from_json(&v)?,
                 None => DailyUsage::default(),
             };
             if let Some(exceeded) = r.exceeded_by(&usage) {

@@ -20,6 +20,20 @@ impl PgTree {
         }
     }
 
+    /// [`CasTree::get`] for async callers.
+    pub(super) async fn get_async(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = self.name.clone();
+        self.store
+            .run(move |db| async move {
+                let c = db.client().await?;
+                let row = cached::query_opt(&c, GET, &[&name, &key])
+                    .await
+                    .map_err(|e| db.err(e))?;
+                Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            })
+            .await
+    }
+
     /// [`CasTree::insert`] for async callers.
     pub(super) async fn insert_async(
         &self,
@@ -39,6 +53,8 @@ impl PgTree {
             .await
     }
 }
+
+const GET: &str = "SELECT value FROM kv WHERE tree = $1 AND key = $2";
 
 const UPSERT: &str = "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
                       ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
@@ -61,13 +77,9 @@ impl CasTree for PgTree {
         let (name, key) = (self.name.clone(), key.to_vec());
         self.store.block(move |db| async move {
             let c = db.client().await?;
-            let row = cached::query_opt(
-                &c,
-                "SELECT value FROM kv WHERE tree = $1 AND key = $2",
-                &[&name, &key],
-            )
-            .await
-            .map_err(|e| db.err(e))?;
+            let row = cached::query_opt(&c, GET, &[&name, &key])
+                .await
+                .map_err(|e| db.err(e))?;
             Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
         })
     }
