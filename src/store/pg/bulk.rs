@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::Transaction;
 
-use super::orders::{rollup_deltas, PgOrderWrite};
+use super::orders::{rollup_deltas, Outcome, PgOrderWrite};
 use crate::domain::Millis;
 use crate::store::records::StoredOrder;
 use crate::store::rollup::{Bucket, Delta};
@@ -228,21 +228,17 @@ fn col<T>(ws: &[&PgOrderWrite], f: impl Fn(&PgOrderWrite) -> T) -> Vec<T> {
     ws.iter().map(|w| f(w)).collect()
 }
 
-/// Why a new order's insert was skipped: its merchant reference is another order's, or
-/// the id itself was created meanwhile (by another node's actor for it).
+/// Why a new order's insert was skipped: its merchant reference is another order's (the
+/// look-up the one-at-a-time path makes), or the id itself was created meanwhile (by
+/// another node's actor for it).
 async fn refused_insert(
     tx: &Transaction<'_>,
     w: &PgOrderWrite,
 ) -> Result<StoreError, tokio_postgres::Error> {
-    let holder = tx
-        .query_opt(
-            "SELECT id FROM orders WHERE merchant_id = $1 AND merchant_order_no = $2",
-            &[&w.merchant, &w.merchant_order_no],
-        )
-        .await?
-        .map(|r| r.get::<_, String>(0));
-    Ok(match holder {
-        Some(id) if id != w.id => StoreError::DuplicateMerchantOrderNo(id),
+    Ok(match Outcome::DuplicateOrderNo.into_error(tx, w).await? {
+        StoreError::DuplicateMerchantOrderNo(holder) if !holder.is_empty() && holder != w.id => {
+            StoreError::DuplicateMerchantOrderNo(holder)
+        }
         _ => StoreError::VersionConflict {
             expected: 0,
             found: 1,
