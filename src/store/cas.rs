@@ -24,6 +24,24 @@ pub(crate) trait CasTree {
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
 
+    /// Stores `value` under `key` only if `key` is absent and, when it did, `index_value`
+    /// under `index_key` (a secondary index entry of the new record); whether it did. The
+    /// default is two writes; a crash between them leaves a record without its index entry,
+    /// which callers heal by writing the entry again on a repeat.
+    fn insert_new_indexed(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        index_key: &[u8],
+        index_value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let inserted = self.cas(key, None, Some(value))?;
+        if inserted {
+            self.insert(index_key, index_value)?;
+        }
+        Ok(inserted)
+    }
+
     /// Read-modify-write of one key, retried until no one else wrote in between (`f` may
     /// run more than once). Returns what was stored before and after.
     fn update(&self, key: &[u8], f: &mut Modify<'_>) -> Result<BeforeAfter, StoreError> {
@@ -63,5 +81,32 @@ impl CasTree for sled::Tree {
                 Ok((k.to_vec(), v.to_vec()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_store;
+
+    #[test]
+    fn an_indexed_insert_writes_the_index_entry_only_for_a_new_record() {
+        let (_guard, store) = test_store();
+        let kv = store.kv_tree("cas_test").unwrap();
+        assert!(kv
+            .insert_new_indexed("t:1", &"first", "n:A", &"t:1")
+            .unwrap());
+        // A repeat (another index key, as a retried create with a fresh number) changes
+        // nothing: neither the record nor a second index entry.
+        assert!(!kv
+            .insert_new_indexed("t:1", &"second", "n:B", &"t:1")
+            .unwrap());
+        assert_eq!(kv.get::<String>("t:1").unwrap().as_deref(), Some("first"));
+        assert_eq!(kv.get::<String>("n:A").unwrap().as_deref(), Some("t:1"));
+        assert_eq!(kv.get::<String>("n:B").unwrap(), None);
+        // An index entry left by an earlier record is overwritten, as `put` would.
+        assert!(kv
+            .insert_new_indexed("t:2", &"other", "n:A", &"t:2")
+            .unwrap());
+        assert_eq!(kv.get::<String>("n:A").unwrap().as_deref(), Some("t:2"));
     }
 }

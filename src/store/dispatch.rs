@@ -475,6 +475,10 @@ impl Store {
     }
 }
 
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
 /// A simple persistent map of string keys to JSON values (the simulators' state), in
 /// whichever store is configured, so a simulator answers the same from any node.
 #[derive(Clone)]
@@ -501,19 +505,23 @@ impl KvTree {
     }
 
     pub fn put<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))?;
-        self.tree().insert(key.as_bytes(), &v)
+        self.tree().insert(key.as_bytes(), &to_json(value)?)
     }
 
-    /// Stores `value` only if `key` is absent; answers whether it was (one round trip:
-    /// the common case of a new record needs no read first).
-    pub fn insert_new<T: serde::Serialize>(
+    /// Stores `value` only if `key` is absent and then `index_value` under `index_key` (a
+    /// secondary index entry); answers whether it was absent. No read first: the common
+    /// case of a new record is one write where the backend can do it in one (see
+    /// [`super::cas::CasTree::insert_new_indexed`]).
+    pub fn insert_new_indexed<T: serde::Serialize, I: serde::Serialize>(
         &self,
         key: &str,
         value: &T,
+        index_key: &str,
+        index_value: &I,
     ) -> Result<bool, StoreError> {
-        let v = serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))?;
-        self.tree().cas(key.as_bytes(), None, Some(&v))
+        let (v, i) = (to_json(value)?, to_json(index_value)?);
+        self.tree()
+            .insert_new_indexed(key.as_bytes(), &v, index_key.as_bytes(), &i)
     }
 
     /// Atomically read-modify-write one key (`f` may run more than once).

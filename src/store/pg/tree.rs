@@ -59,6 +59,14 @@ const GET: &str = "SELECT value FROM kv WHERE tree = $1 AND key = $2";
 const UPSERT: &str = "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
                       ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
 
+/// The index entry is written only when the record was: the second insert reads the
+/// first one's `RETURNING` rows, so it affects one row exactly when the record was new.
+const INSERT_NEW_INDEXED: &str = "WITH new AS (\
+     INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
+     ON CONFLICT (tree, key) DO NOTHING RETURNING tree) \
+     INSERT INTO kv (tree, key, value) SELECT tree, $4, $5 FROM new \
+     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+
 /// The smallest key greater than every key starting with `prefix`; None when there is
 /// none (the prefix is all 0xff, or empty).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -152,6 +160,32 @@ impl CasTree for PgTree {
                 .await
                 .map(|r| u64::from(r.is_none())),
             }
+            .map_err(|e| db.err(e))?;
+            Ok(n == 1)
+        })
+    }
+
+    /// One statement, so one round trip and one commit, and never a record without its
+    /// index entry.
+    fn insert_new_indexed(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        index_key: &[u8],
+        index_value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let name = self.name.clone();
+        let (key, value) = (key.to_vec(), value.to_vec());
+        let (index_key, index_value) = (index_key.to_vec(), index_value.to_vec());
+        self.store.block(move |db| async move {
+            db.check_healthy()?;
+            let c = db.client().await?;
+            let n = cached::execute(
+                &c,
+                INSERT_NEW_INDEXED,
+                &[&name, &key, &value, &index_key, &index_value],
+            )
+            .await
             .map_err(|e| db.err(e))?;
             Ok(n == 1)
         })

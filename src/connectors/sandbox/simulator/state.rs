@@ -215,12 +215,14 @@ impl Books {
         let new = fresh();
         if self
             .kv
-            .insert_new(&trade_key(&req.out_trade_no), &new)
+            .insert_new_indexed(
+                &trade_key(&req.out_trade_no),
+                &new,
+                &trade_no_key(&new.trade_no),
+                &new.out_trade_no,
+            )
             .map_err(ApiError::storage)?
         {
-            self.kv
-                .put(&trade_no_key(&new.trade_no), &new.out_trade_no)
-                .map_err(ApiError::storage)?;
             return Ok(new);
         }
         let trade = self.with_trade(&req.out_trade_no, now, |cur| match cur {

@@ -3,8 +3,10 @@
 use super::state::{Books, PayRefusal, TradeStatus};
 use super::wire;
 
-fn books() -> (tempfile::TempDir, Books) {
-    let (dir, store) = crate::store::temp_store();
+/// On the test store (sled, or PostgreSQL in the postgres pass): the races below are
+/// between nodes there.
+fn books() -> (crate::store::TestStoreGuard, Books) {
+    let (dir, store) = crate::store::test_store();
     (dir, Books::new(store.kv_tree("sandbox").unwrap()))
 }
 
