@@ -1,5 +1,6 @@
-# Multi-stage release build. No Docker engine runs on the development machines or CI;
-# tests/docker_context.rs checks that every file the build compiles in is copied below.
+# Multi-stage release build. CI has no Docker engine: tests/docker_context.rs checks that
+# every file the build compiles in is copied below (and that .dockerignore hides none of
+# it); the image was built and run by hand (docs/deployment.md §5).
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -116,3 +116,33 @@ fn every_file_the_server_build_includes_is_in_the_docker_build_context() {
         );
     }
 }
+
+/// `.dockerignore` keeps build output and local data out of the context; it must never
+/// hide what a `COPY` line needs (then `docker build` fails, or builds without it).
+#[test]
+fn the_dockerignore_hides_nothing_the_dockerfile_copies() {
+    let ignore = std::fs::read_to_string(Path::new(ROOT).join(".dockerignore")).unwrap();
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(ignored.contains(&"target"), "target/ should stay out: {ignored:?}");
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    for line in dockerfile.lines().map(str::trim) {
+        if !line.starts_with("COPY ") || line.contains("--from=") {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for src in &parts[..parts.len() - 1] {
+            let src = src.trim_end_matches('/');
+            for pattern in &ignored {
+                let pattern = pattern.trim_start_matches('/').trim_end_matches('/');
+                assert!(
+                    src != pattern && !src.starts_with(&format!("{pattern}/")),
+                    "`COPY {src}` is hidden by `.dockerignore` entry `{pattern}`"
+                );
+            }
+        }
+    }
+}
