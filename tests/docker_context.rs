@@ -127,7 +127,10 @@ fn the_dockerignore_hides_nothing_the_dockerfile_copies() {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    assert!(ignored.contains(&"target"), "target/ should stay out: {ignored:?}");
+    assert!(
+        ignored.contains(&"target"),
+        "target/ should stay out: {ignored:?}"
+    );
     let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
     for line in dockerfile.lines().map(str::trim) {
         if !line.starts_with("COPY ") || line.contains("--from=") {

@@ -304,14 +304,7 @@ async fn create_order(
         let input: CreateOrderRequest = parse_json(body)?;
         let now = state.engine.deps.clock.now();
         let spec = input.into_spec(state, merchant, now)?;
-        let store = &state.engine.deps.store;
-        if let Some(existing) = store
-            .find_order_by_merchant_ref(merchant, &spec.merchant_order_no)
-            .await?
-        {
-            return retry_or_duplicate(state, existing, &spec).await;
-        }
-        let order = Order::new(OrderId::generate(now), spec, now);
+        let order = Order::new(OrderId::generate(now), spec.clone(), now);
         tracing::Span::current()
             .record("order_id", order.id.as_str())
             .record("channel", order.spec.channel.as_str());
@@ -324,11 +317,20 @@ async fn create_order(
         // The order actor owns the rest: risk (with the channel limiter as its gate), the
         // provider call, the one durable commit, giving back a cap reservation on failure.
         claim.resource(order.id.as_str())?;
-        let o = state
+        // A `merchant_order_no` already taken is found with the order's risk reservation
+        // (one round trip on postgres), or at its commit when two creates race.
+        match state
             .engine
             .send(&order.id.clone(), Create(Box::new(order)))
-            .await?;
-        to_body(StatusCode::CREATED, &OrderView::from(&*o))
+            .await
+        {
+            Ok(o) => to_body(StatusCode::CREATED, &OrderView::from(&*o)),
+            Err(EngineError::DuplicateOrder(existing)) => {
+                let existing = OrderId::parse(&existing).map_err(|_| ApiError::internal())?;
+                retry_or_duplicate(state, existing, &spec).await
+            }
+            Err(e) => Err(e.into()),
+        }
     })
     .await
 }

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{Millis, Order, OrderSpec, Refund, RiskDecision, RiskOutcome};
-use crate::store::{Alert, CapExceeded, DailyReservation, Store, StoreError, VelocityBudget};
+use crate::store::{
+    Alert, CapExceeded, DailyReservation, Refused, Store, StoreError, VelocityBudget,
+};
 use crate::telemetry::metrics;
 use rules::Compiled;
 
@@ -87,11 +89,14 @@ pub struct Denial {
     pub message: String,
 }
 
-/// Why [`RiskEngine::assess_gated`] refused an order: a rule, or its gate.
+/// Why [`RiskEngine::assess_gated`] refused an order: a rule, or its gate; or the order
+/// is a duplicate (another order holds its merchant reference; learnt with the daily
+/// reservation, see [`DailyReservation::new_order`]).
 #[derive(Debug)]
 pub enum Refusal<E> {
     Risk(Denial),
     Gate(E),
+    Duplicate(crate::domain::OrderId),
 }
 
 /// An accepted order's decision and what it reserved against the daily caps.
@@ -214,6 +219,7 @@ impl RiskEngine {
             .block_on(self.assess_gated(spec, store, || Ok::<(), Denial>(())))
             .map_err(|r| match r {
                 Refusal::Risk(d) | Refusal::Gate(d) => d,
+                Refusal::Duplicate(id) => panic!("the test's order duplicates {id}"),
             })
     }
 
@@ -292,18 +298,20 @@ impl RiskEngine {
                 amount: spec.amount.minor(),
                 max_count,
                 max_amount,
+                new_order: Some(&spec.merchant_order_no),
             })
             .await;
         let cap = match reserved {
             Ok(Ok(_)) => None,
-            Ok(Err(CapExceeded::Count)) => Some(Denial {
+            Ok(Err(Refused::Taken(id))) => return Err(Refusal::Duplicate(id)),
+            Ok(Err(Refused::Cap(CapExceeded::Count))) => Some(Denial {
                 rule: Rule::DailyCountCap,
                 message: format!(
                     "the daily limit of {} orders is reached",
                     max_count.unwrap_or(0)
                 ),
             }),
-            Ok(Err(CapExceeded::Amount)) => Some(Denial {
+            Ok(Err(Refused::Cap(CapExceeded::Amount))) => Some(Denial {
                 rule: Rule::DailyAmountCap,
                 message: format!(
                     "the daily limit of {} {currency} minor units would be exceeded",

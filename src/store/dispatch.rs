@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use super::pg::{PgStore, PgTree};
 use super::{
-    Alert, Bucket, CapExceeded, DailyReservation, DailyUsage, DayTotals, IdemBegin, OrderWrite,
-    OutboxRecord, OutboxStatus, SledStore, StoreError, StoredEvent, StoredResponse, VelocityBudget,
+    Alert, Bucket, DailyReservation, DailyUsage, DayTotals, IdemBegin, OrderWrite, OutboxRecord,
+    OutboxStatus, Refused, SledStore, StoreError, StoredEvent, StoredResponse, VelocityBudget,
 };
 use crate::config::{StorageBackend, StorageConfig};
 use crate::domain::{EventId, MerchantId, MerchantRef, Millis, Order, OrderId, RefundId};
@@ -381,7 +381,7 @@ impl Store {
     pub async fn risk_reserve_daily(
         &self,
         r: &DailyReservation<'_>,
-    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+    ) -> Result<Result<DailyUsage, Refused>, StoreError> {
         match &self.backend {
             Backend::Sled(s) => s.risk_reserve_daily(r),
             Backend::Pg(s) => s.risk_reserve_daily(r).await,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use idempotency::{IdemBegin, StoredResponse};
 pub use orders::{OrderWrite, StoredEvent, Wake};
 pub use outbox::{OutboxRecord, OutboxStatus};
-pub use risk::{Alert, CapExceeded, DailyReservation, DailyUsage, VelocityBudget};
+pub use risk::{Alert, CapExceeded, DailyReservation, DailyUsage, Refused, VelocityBudget};
 pub use rollup::{Bucket, DayTotals, DAY_MS};
 
 pub use dispatch::Store;

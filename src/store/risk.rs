@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::cas::CasTree;
 use super::codec::scoped;
 use super::{SledStore, StoreError};
-use crate::domain::{Millis, Order, OrderId};
+use crate::domain::{MerchantRef, Millis, Order, OrderId};
 
 /// What one merchant has created on one UTC day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,27 @@ pub struct DailyReservation<'a> {
     pub amount: i64,
     pub max_count: Option<u64>,
     pub max_amount: Option<i64>,
+    /// The merchant reference of the order being created, when the reservation is for a
+    /// new order: an order already holding it refuses the reservation
+    /// ([`Refused::Taken`]). The create path learns both in one step: on postgres the
+    /// look-up rides in the batched reservation's round trip instead of costing one of
+    /// its own per order.
+    pub new_order: Option<&'a MerchantRef>,
+}
+
+/// Why a reservation was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A daily cap would be broken.
+    Cap(CapExceeded),
+    /// Another order of the merchant holds [`DailyReservation::new_order`].
+    Taken(OrderId),
+}
+
+impl From<CapExceeded> for Refused {
+    fn from(c: CapExceeded) -> Self {
+        Refused::Cap(c)
+    }
 }
 
 impl DailyReservation<'_> {
@@ -242,8 +263,13 @@ impl SledStore {
     pub fn risk_reserve_daily(
         &self,
         r: &DailyReservation<'_>,
-    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
-        self.risk_trees().reserve_daily(r)
+    ) -> Result<Result<DailyUsage, Refused>, StoreError> {
+        if let Some(no) = r.new_order {
+            if let Some(id) = self.order_by_ref(r.merchant, no.as_str())? {
+                return Ok(Err(Refused::Taken(id)));
+            }
+        }
+        Ok(self.risk_trees().reserve_daily(r)?.map_err(Refused::from))
     }
 
     pub fn risk_release_daily(
@@ -375,6 +401,7 @@ mod tests {
             amount,
             max_count,
             max_amount,
+            new_order: None,
         }
     }
 
@@ -382,7 +409,7 @@ mod tests {
     fn reserve(
         s: &crate::store::Store,
         r: &DailyReservation<'_>,
-    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+    ) -> Result<Result<DailyUsage, Refused>, StoreError> {
         futures::executor::block_on(s.risk_reserve_daily(r))
     }
 
@@ -392,12 +419,12 @@ mod tests {
         assert!(reserve(&s, &res(60, Some(2), Some(100))).unwrap().is_ok());
         assert_eq!(
             reserve(&s, &res(50, Some(2), Some(100))).unwrap(),
-            Err(CapExceeded::Amount)
+            Err(Refused::Cap(CapExceeded::Amount))
         );
         assert!(reserve(&s, &res(40, Some(2), Some(100))).unwrap().is_ok());
         assert_eq!(
             reserve(&s, &res(1, Some(2), None)).unwrap(),
-            Err(CapExceeded::Count)
+            Err(Refused::Cap(CapExceeded::Count))
         );
         s.risk_release_daily("demo", 20_000, "CNY", 40).unwrap();
         let u = s.risk_daily_usage("demo", 20_000).unwrap();

@@ -101,6 +101,7 @@ impl Worker {
             .map_err(|r| match r {
                 Refusal::Risk(d) => EngineError::Risk(d),
                 Refusal::Gate(e) => e,
+                Refusal::Duplicate(id) => EngineError::DuplicateOrder(id.to_string()),
             })
     }
 

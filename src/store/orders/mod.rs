@@ -281,7 +281,15 @@ impl SledStore {
         merchant: &MerchantId,
         merchant_order_no: &MerchantRef,
     ) -> Result<Option<OrderId>, StoreError> {
-        let k = scoped(merchant.as_str(), merchant_order_no.as_str());
+        self.order_by_ref(merchant.as_str(), merchant_order_no.as_str())
+    }
+
+    pub(crate) fn order_by_ref(
+        &self,
+        merchant: &str,
+        merchant_order_no: &str,
+    ) -> Result<Option<OrderId>, StoreError> {
+        let k = scoped(merchant, merchant_order_no);
         Ok(self
             .inner
             .trees

@@ -61,6 +61,46 @@ async fn create_read_and_unique_merchant_order_no() {
     assert_eq!(s.events(&o.id).unwrap().len(), 1);
 }
 
+/// A create learns that its merchant reference is taken from its daily-cap reservation
+/// (postgres: in the batched reservation's round trip), and then nothing is reserved;
+/// every other order of the batch reserves as usual.
+#[tokio::test]
+async fn a_reservation_for_a_taken_merchant_reference_is_refused_and_reserves_nothing() {
+    let (_d, s) = temp_store();
+    let o = new_order("A1", 1000);
+    s.commit(&create(&o)).await.unwrap();
+    let refs: Vec<MerchantRef> = ["A1", "A2", "A3"]
+        .iter()
+        .map(|n| MerchantRef::parse(n).unwrap())
+        .collect();
+    let r = |no| crate::store::DailyReservation {
+        merchant: "demo",
+        day: 20_000,
+        currency: "CNY",
+        amount: 100,
+        max_count: None,
+        max_amount: None,
+        new_order: Some(no),
+    };
+    let (a1, a2, a3) = (r(&refs[0]), r(&refs[1]), r(&refs[2]));
+    let (taken, free, another) = tokio::join!(
+        s.risk_reserve_daily(&a1),
+        s.risk_reserve_daily(&a2),
+        s.risk_reserve_daily(&a3)
+    );
+    assert_eq!(
+        taken.unwrap(),
+        Err(crate::store::Refused::Taken(o.id.clone()))
+    );
+    assert!(free.unwrap().is_ok() && another.unwrap().is_ok());
+    let usage = s.risk_daily_usage("demo", 20_000).unwrap();
+    assert_eq!((usage.count, usage.amounts["CNY"]), (2, 200));
+    // Another merchant's order of the same reference is no duplicate.
+    let mut other = r(&refs[0]);
+    other.merchant = "partner_shop";
+    assert!(s.risk_reserve_daily(&other).await.unwrap().is_ok());
+}
+
 #[tokio::test]
 async fn stale_version_is_refused() {
     let (_d, s) = temp_store();

@@ -12,7 +12,7 @@ fn order_of(row: &tokio_postgres::Row, col: usize) -> Result<Order, StoreError> 
     StoredOrder::decode(row.get::<_, &[u8]>(col)).map(|s| s.order)
 }
 
-fn parse_id<T>(
+pub(super) fn parse_id<T>(
     s: &str,
     parse: impl Fn(&str) -> Result<T, crate::domain::DomainError>,
 ) -> Result<T, StoreError> {

@@ -15,9 +15,11 @@
 //! commit, which is synchronous and later in the WAL, flushes the reservation with it. A
 //! reservation lost in a database crash belonged to an order nobody was told about.
 
+use super::risk_batch::{Reserve, Reserved};
 use super::PgStore;
+use crate::domain::OrderId;
 use crate::store::risk::from_json;
-use crate::store::{CapExceeded, DailyReservation, DailyUsage, StoreError, VelocityBudget};
+use crate::store::{DailyReservation, DailyUsage, Refused, StoreError, VelocityBudget};
 
 /// $1 tree, $2 key, $3 currency, $4 amount, $5 max count, $6 max amount, $7 orders
 /// (`$4` is their total). Returns the usage after the reservation; no row when a cap
@@ -45,12 +47,15 @@ impl PgStore {
     pub async fn risk_reserve_daily(
         &self,
         r: &DailyReservation<'_>,
-    ) -> Result<Result<DailyUsage, CapExceeded>, StoreError> {
+    ) -> Result<Result<DailyUsage, Refused>, StoreError> {
         // A fresh day row is inserted without the statement's conditions: the caps that
         // even a first order breaks are found here.
         if let Some(exceeded) = r.exceeded_by(&DailyUsage::default()) {
-            return Ok(Err(exceeded));
+            return Ok(Err(exceeded.into()));
         }
+        let new_order = r
+            .new_order
+            .map(|no| (r.merchant.to_string(), no.as_str().to_string()));
         let key = r.key();
         let currency = r.currency.to_string();
         let (amount, max_count, max_amount) =
@@ -59,7 +64,8 @@ impl PgStore {
             let reserved = self
                 .inner
                 .risk
-                .reserve(super::risk_batch::Reserve {
+                .reserve(Reserve {
+                    new_order: new_order.clone(),
                     key: key.clone(),
                     currency: currency.clone(),
                     amount,
@@ -67,8 +73,13 @@ impl PgStore {
                     max_amount,
                 })
                 .await?;
-            if let Some(value) = reserved {
-                return from_json(&value).map(Ok);
+            match reserved {
+                Reserved::Usage(value) => return from_json(&value).map(Ok),
+                Reserved::Taken(id) => {
+                    let id = super::reads::parse_id(&id, OrderId::parse)?;
+                    return Ok(Err(Refused::Taken(id)));
+                }
+                Reserved::Refused => {}
             }
             // Refused: say which cap, from the row as it now is. (Were there room now, a
             // release came in between: try again.)
@@ -78,7 +89,7 @@ impl PgStore {
                 None => DailyUsage::default(),
             };
             if let Some(exceeded) = r.exceeded_by(&usage) {
-                return Ok(Err(exceeded));
+                return Ok(Err(exceeded.into()));
             }
         }
     }

@@ -28,6 +28,9 @@ const MAX_BATCH: usize = 512;
 
 /// One reservation: the `risk_daily` record key and the reservation's terms.
 pub(super) struct Reserve {
+    /// (merchant, merchant_order_no) of the order being created, if any: a reference
+    /// another order holds refuses the reservation (see [`Reserved::Taken`]).
+    pub new_order: Option<(String, String)>,
     pub key: Vec<u8>,
     pub currency: String,
     pub amount: i64,
@@ -41,12 +44,19 @@ pub(super) struct Spend {
     pub now: i64,
 }
 
+/// What became of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Reserved {
+    /// The day record after the reservation.
+    Usage(Vec<u8>),
+    /// A cap refused it.
+    Refused,
+    /// Not tried: the order with this id holds the new order's merchant reference.
+    Taken(String),
+}
+
 enum Job {
-    /// Answers the day record after the reservation, or `None` when a cap refused it.
-    Reserve(
-        Reserve,
-        oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>,
-    ),
+    Reserve(Reserve, oneshot::Sender<Result<Reserved, StoreError>>),
     /// Answers per budget whether it had a token.
     Spend(Spend, oneshot::Sender<Result<Vec<bool>, StoreError>>),
 }
@@ -63,7 +73,7 @@ impl Batcher {
         Batcher { tx }
     }
 
-    pub async fn reserve(&self, r: Reserve) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn reserve(&self, r: Reserve) -> Result<Reserved, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::Reserve(r, reply))
@@ -85,7 +95,7 @@ fn stopped() -> StoreError {
 async fn run(mut rx: mpsc::UnboundedReceiver<Job>, db: Arc<Db>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while super::writer::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
-        let mut reserves = Vec::new();
+        let mut reserves: Vec<(Reserve, _)> = Vec::new();
         let mut spends = Vec::new();
         for job in batch.drain(..) {
             match job {
@@ -93,12 +103,34 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, db: Arc<Db>) {
                 Job::Spend(s, reply) => spends.push((s, reply)),
             }
         }
+        // New orders whose merchant reference is taken reserve nothing.
+        match taken(&db, &reserves).await {
+            Ok(taken) if !taken.is_empty() => {
+                let mut rest = Vec::with_capacity(reserves.len());
+                for (i, (r, reply)) in reserves.into_iter().enumerate() {
+                    match taken.get(&i) {
+                        Some(id) => drop(reply.send(Ok(Reserved::Taken(id.clone())))),
+                        None => rest.push((r, reply)),
+                    }
+                }
+                reserves = rest;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                for (_, reply) in reserves.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        if reserves.is_empty() && spends.is_empty() {
+            continue;
+        }
         let jobs: Vec<&Reserve> = reserves.iter().map(|(r, _)| r).collect();
         let spend_jobs: Vec<&Spend> = spends.iter().map(|(s, _)| s).collect();
         match apply(&db, &jobs, &spend_jobs).await {
             Ok((reserved, spent)) => {
                 for ((_, reply), v) in reserves.into_iter().zip(reserved) {
-                    let _ = reply.send(Ok(v));
+                    let _ = reply.send(Ok(v.map_or(Reserved::Refused, Reserved::Usage)));
                 }
                 for ((_, reply), v) in spends.into_iter().zip(spent) {
                     let _ = reply.send(Ok(v));
@@ -115,6 +147,39 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>, db: Arc<Db>) {
         }
     }
 }
+
+/// Which of `reserves` are for new orders whose merchant reference another order holds:
+/// index → that order's id. One statement for the whole batch.
+async fn taken(
+    db: &Db,
+    reserves: &[(Reserve, oneshot::Sender<Result<Reserved, StoreError>>)],
+) -> Result<BTreeMap<usize, String>, StoreError> {
+    let (mut idx, mut merchants, mut nos) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (r, _)) in reserves.iter().enumerate() {
+        if let Some((m, n)) = &r.new_order {
+            idx.push(i as i32);
+            merchants.push(m.as_str());
+            nos.push(n.as_str());
+        }
+    }
+    if idx.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    db.check_healthy()?;
+    let c = db.client().await?;
+    let rows = super::cached::query(&c, TAKEN, &[&idx, &merchants, &nos])
+        .await
+        .map_err(|e| db.err(e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as usize, r.get::<_, String>(1)))
+        .collect())
+}
+
+/// $1 request indexes, $2 merchants, $3 merchant_order_nos: (index, holder's id) of each
+/// reference an order already holds.
+const TAKEN: &str = "SELECT r.i, o.id FROM UNNEST($1::int4[], $2::text[], $3::text[]) \
+                     AS r(i, m, n) JOIN orders o ON o.merchant_id = r.m AND o.merchant_order_no = r.n";
 
 type Outcomes = (Vec<Option<Vec<u8>>>, Vec<Vec<bool>>);
 
