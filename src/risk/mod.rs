@@ -91,12 +91,14 @@ pub struct Denial {
 
 /// Why [`RiskEngine::assess_gated`] refused an order: a rule, or its gate; or the order
 /// is a duplicate (another order holds its merchant reference; learnt with the daily
-/// reservation, see [`DailyReservation::new_order`]).
+/// reservation, see [`DailyReservation::new_order`]); or the store could not be asked
+/// (refused too, fail closed, but as the outage it is: the caller answers 503).
 #[derive(Debug)]
 pub enum Refusal<E> {
     Risk(Denial),
     Gate(E),
     Duplicate(crate::domain::OrderId),
+    Unavailable(StoreError),
 }
 
 /// An accepted order's decision and what it reserved against the daily caps.
@@ -220,22 +222,26 @@ impl RiskEngine {
             .map_err(|r| match r {
                 Refusal::Risk(d) | Refusal::Gate(d) => d,
                 Refusal::Duplicate(id) => panic!("the test's order duplicates {id}"),
+                Refusal::Unavailable(e) => Denial {
+                    rule: Rule::DailyCountCap,
+                    message: format!("the daily limit could not be checked: {e}"),
+                },
             })
     }
 
     /// The velocity limits: in this process's limiters, or where several nodes share the
     /// store (postgres), in budgets every node spends from. A store that cannot be asked
-    /// refuses the order (fail closed, as the daily caps).
+    /// is an error: the order is refused as unavailable (fail closed, as the daily caps).
     async fn spend_velocity(
         &self,
         rules: &Compiled,
         spec: &OrderSpec,
         store: &Store,
         verdict: &mut Verdict,
-    ) {
+    ) -> Result<(), StoreError> {
         let checks = rules.velocity_checks(spec);
         if checks.is_empty() {
-            return;
+            return Ok(());
         }
         let budgets: Vec<VelocityBudget> = checks
             .iter()
@@ -253,18 +259,13 @@ impl RiskEngine {
             Some(Ok(had_token)) => {
                 for (c, ok) in checks.iter().zip(had_token) {
                     if !ok && c.refuse(verdict) {
-                        return;
+                        break;
                     }
                 }
             }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "velocity check failed");
-                verdict.deny(
-                    checks[0].rule,
-                    "the velocity limits could not be checked; retry".into(),
-                );
-            }
+            Some(Err(e)) => return Err(e),
         }
+        Ok(())
     }
 
     /// Runs every rule and, if the order may go ahead, counts it against the merchant's
@@ -318,14 +319,8 @@ impl RiskEngine {
                     max_amount.unwrap_or(0)
                 ),
             }),
-            Err(e) => {
-                // Fail closed: an order whose cap cannot be checked is not taken.
-                tracing::error!(error = %e, "daily cap check failed");
-                Some(Denial {
-                    rule: Rule::DailyCountCap,
-                    message: "the daily limit could not be checked; retry".into(),
-                })
-            }
+            // Fail closed: an order whose cap cannot be checked is not taken.
+            Err(e) => return Err(Refusal::Unavailable(e)),
         };
         if let Some(d) = cap {
             return Err(Refusal::Risk(self.denied(spec, d)));
@@ -334,7 +329,10 @@ impl RiskEngine {
             self.release_day(spec, day, store);
             return Err(Refusal::Gate(e));
         }
-        self.spend_velocity(&rules, spec, store, &mut verdict).await;
+        if let Err(e) = self.spend_velocity(&rules, spec, store, &mut verdict).await {
+            self.release_day(spec, day, store);
+            return Err(Refusal::Unavailable(e));
+        }
         if let Some(d) = verdict.denied {
             self.release_day(spec, day, store);
             return Err(Refusal::Risk(self.denied(spec, d)));

@@ -102,6 +102,7 @@ impl Worker {
                 Refusal::Risk(d) => EngineError::Risk(d),
                 Refusal::Gate(e) => e,
                 Refusal::Duplicate(id) => EngineError::DuplicateOrder(id.to_string()),
+                Refusal::Unavailable(e) => EngineError::Store(e),
             })
     }
 
