@@ -12,6 +12,11 @@
 //! time, in arrival order, after locking its rows in key order: the outcome is exactly
 //! what applying them singly gives, and two nodes doing this cannot deadlock. Each attempt
 //! is one transaction, committed without waiting for the WAL flush (see `risk.rs`).
+//!
+//! A reservation for a new order also carries its merchant reference: one join per batch
+//! finds the references other orders already hold, and those reservations are answered
+//! [`Reserved::Taken`] without being made. A create learns "duplicate" in the round trip
+//! it already makes for its reservation instead of in a look-up of its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
