@@ -16,8 +16,10 @@ use std::collections::HashMap;
 
 mod conn;
 mod overload;
+mod sink;
 
 use conn::Conn;
+pub use sink::{webhook_endpoint, webhook_sink, HookRequest};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -204,63 +206,6 @@ fn report_error(what: String) {
     static SHOWN: AtomicU64 = AtomicU64::new(0);
     if SHOWN.fetch_add(1, Ordering::Relaxed) < 5 {
         eprintln!("bench: unexpected answer: {what}");
-    }
-}
-
-/// A minimal merchant webhook endpoint (no framework: it runs on any tokio runtime) that
-/// answers 200 and hands each event's JSON to `on_event`. Shared by the benchmark and the
-/// crash test.
-pub async fn webhook_sink(
-    listener: tokio::net::TcpListener,
-    on_event: Arc<dyn Fn(Value) + Send + Sync>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            return;
-        };
-        let on_event = on_event.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            loop {
-                // One request per read loop; keep-alive connections carry several.
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i;
-                    }
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while buf.len() < head_end + 4 + len {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body: Value = serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len])
-                    .unwrap_or(Value::Null);
-                buf.drain(..head_end + 4 + len);
-                on_event(body);
-                if sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
     }
 }
 

@@ -19,68 +19,25 @@ pub(crate) struct Hook {
 
 impl Hook {
     pub(crate) async fn start(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = self.got.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let got = got.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        let head_end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i;
-                            }
-                            match sock.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                        let header = |name: &str| {
-                            head.lines().find_map(|l| {
-                                let (n, v) = l.split_once(':')?;
-                                n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                            })
-                        };
-                        let len = header("content-length")
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        let event_id = header("paygate-event-id").unwrap_or_default();
-                        while buf.len() < head_end + 4 + len {
-                            match sock.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let body = buf[head_end + 4..head_end + 4 + len].to_vec();
-                        buf.drain(..head_end + 4 + len);
-                        let ok = {
-                            let mut g = got.lock().unwrap();
-                            let first = !g.iter().any(|d| d.event_id == event_id);
-                            let odd = event_id.bytes().last().unwrap_or(0) % 2 == 1;
-                            let ok = !(first && odd);
-                            g.push(Delivery { event_id, body, ok });
-                            ok
-                        };
-                        let answer: &[u8] = if ok {
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-                        } else {
-                            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
-                        };
-                        if sock.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
+        tokio::spawn(paygate::bench::webhook_endpoint(
+            listener,
+            Arc::new(move |r: &paygate::bench::HookRequest<'_>| {
+                let event_id = r.header("paygate-event-id").unwrap_or_default().to_string();
+                let mut g = got.lock().unwrap();
+                let first = !g.iter().any(|d| d.event_id == event_id);
+                let odd = event_id.bytes().last().unwrap_or(0) % 2 == 1;
+                let ok = !(first && odd);
+                g.push(Delivery {
+                    event_id,
+                    body: r.body.to_vec(),
+                    ok,
                 });
-            }
-        });
+                ok
+            }),
+        ));
         url
     }
 
