@@ -231,7 +231,15 @@ impl Order {
             (S::Closed, E::CloseRequested { .. }) => return Ok(Applied::Unchanged),
             (S::Created | S::Pending, E::ProviderEnded { failed: None }) => {
                 next.status = S::Closed;
-                next.closed = Some((CloseReason::Provider, now));
+                // Connectors hand the order's expiry to the provider, so a trade found
+                // closed once that time has passed is the same expiry seen from the
+                // provider's side; which side noticed first must not change the reason.
+                let reason = if now >= self.spec.expires_at {
+                    CloseReason::Expired
+                } else {
+                    CloseReason::Provider
+                };
+                next.closed = Some((reason, now));
                 notices.push(MerchantNotice::OrderClosed);
             }
             (S::Created | S::Pending, E::ProviderEnded { failed: Some(f) }) => {

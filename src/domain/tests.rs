@@ -275,6 +275,26 @@ fn provider_end_closes_or_fails_pending_orders() {
     );
 }
 
+/// The provider closes its trade at the expiry paygate gave it, so whether paygate's
+/// own timer or a status poll sees the end first, the merchant is told the same reason.
+#[test]
+fn a_provider_close_after_the_expiry_is_an_expiry() {
+    let pending = step(&order(100), accepted());
+    let expires_at = pending.spec.expires_at;
+    let early = pending
+        .apply(&OrderEvent::ProviderEnded { failed: None }, expires_at - 1)
+        .unwrap();
+    let late = pending
+        .apply(&OrderEvent::ProviderEnded { failed: None }, expires_at)
+        .unwrap();
+    let reason = |a: Applied| match a {
+        Applied::Changed { order, .. } => order.closed().map(|(r, _)| r),
+        Applied::Unchanged => None,
+    };
+    assert_eq!(reason(early), Some(CloseReason::Provider));
+    assert_eq!(reason(late), Some(CloseReason::Expired));
+}
+
 #[test]
 fn partial_then_full_refund() {
     let o = paid_order(100);

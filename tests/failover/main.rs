@@ -220,11 +220,8 @@ fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
                     .is_some_and(|rs| rs.iter().all(|r| r["status"] == "succeeded"));
                 match req.kind {
                     // Closed by its expiry timer, or by a status poll that found the
-                    // trade expired at the provider first.
-                    Kind::Expire => {
-                        o["status"] == "closed"
-                            && (o["close_reason"] == "expired" || o["close_reason"] == "provider")
-                    }
+                    // trade expired at the provider first: an expiry either way.
+                    Kind::Expire => o["status"] == "closed" && o["close_reason"] == "expired",
                     _ if !refunds.is_empty() => settled && o["amount_refunded"] == refunded,
                     Kind::PollPaid | Kind::PayRefund if paid || l.pay_unknown.contains(id) => {
                         o["status"] == "paid"
