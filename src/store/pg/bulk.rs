@@ -26,7 +26,7 @@ use crate::store::records::StoredOrder;
 use crate::store::rollup::{Bucket, Delta};
 use crate::store::{StoreError, Wake};
 
-const LOCK: &str = "SELECT id, version, wake, record FROM orders WHERE id = ANY($1) \
+pub(super) const LOCK: &str = "SELECT id, version, wake, record FROM orders WHERE id = ANY($1) \
                     ORDER BY id FOR UPDATE";
 
 const INSERT_ORDERS: &str = "\
@@ -36,11 +36,14 @@ SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[],
 ON CONFLICT DO NOTHING
 RETURNING id";
 
-const UPDATE_ORDERS: &str = "\
+/// `orders.id = ANY($1)` repeats the join's condition so that the rows are found through
+/// the primary key whatever the cached plan thinks of the table's size (a plan made while
+/// `orders` was small scanned all of it once it had grown).
+pub(super) const UPDATE_ORDERS: &str = "\
 UPDATE orders SET version = u.version, wake = u.wake, anomalous = u.anomalous, record = u.record
 FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::bool[], $5::bytea[])
     AS u(id, version, wake, anomalous, record)
-WHERE orders.id = u.id";
+WHERE orders.id = ANY($1) AND orders.id = u.id";
 
 const INSERT_EVENTS: &str = "\
 INSERT INTO order_events (order_id, seq, record)

@@ -16,6 +16,8 @@ mod cached;
 mod migrate;
 mod orders;
 mod outbox;
+#[cfg(test)]
+mod plans;
 mod reads;
 mod risk;
 mod risk_batch;

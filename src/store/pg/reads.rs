@@ -19,6 +19,12 @@ pub(super) fn parse_id<T>(
     parse(s).map_err(|e| StoreError::Codec(e.to_string()))
 }
 
+/// $1 order ids, $2 their due times, $3 the lease's end. `orders.id = ANY($1)` finds the
+/// rows through the primary key whatever the cached plan thinks of the table's size.
+pub(super) const LEASE_TIMERS: &str = "UPDATE orders SET wake = $3 \
+    FROM unnest($1::text[], $2::bigint[]) AS d(id, due) \
+    WHERE orders.id = ANY($1) AND orders.id = d.id AND orders.wake = d.due RETURNING orders.id";
+
 impl PgStore {
     pub fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         let id = id.as_str().to_string();
@@ -220,11 +226,7 @@ impl PgStore {
                 db.check_healthy()?;
                 let c = db.client().await?;
                 let st = c
-                    .prepare_cached(
-                        "UPDATE orders SET wake = $3 FROM unnest($1::text[], $2::bigint[]) \
-                         AS d(id, due) WHERE orders.id = d.id AND orders.wake = d.due \
-                         RETURNING orders.id",
-                    )
+                    .prepare_cached(LEASE_TIMERS)
                     .await
                     .map_err(|e| db.err(e))?;
                 let rows = c

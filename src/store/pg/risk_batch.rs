@@ -182,9 +182,12 @@ async fn taken(
 }
 
 /// $1 request indexes, $2 merchants, $3 merchant_order_nos: (index, holder's id) of each
-/// reference an order already holds.
-const TAKEN: &str = "SELECT r.i, o.id FROM UNNEST($1::int4[], $2::text[], $3::text[]) \
-                     AS r(i, m, n) JOIN orders o ON o.merchant_id = r.m AND o.merchant_order_no = r.n";
+/// reference an order already holds. One index probe per reference, as a `LATERAL … LIMIT
+/// 1` that the planner cannot turn into a join: a plain join's cached plan, made while
+/// `orders` was still small, hash-joined a scan of the whole table into every batch.
+pub(super) const TAKEN: &str = "SELECT r.i, o.id FROM UNNEST($1::int4[], $2::text[], $3::text[]) \
+     AS r(i, m, n) CROSS JOIN LATERAL (SELECT id FROM orders \
+     WHERE merchant_id = r.m AND merchant_order_no = r.n LIMIT 1) o";
 
 type Outcomes = (Vec<Option<Vec<u8>>>, Vec<Vec<bool>>);
 
