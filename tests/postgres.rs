@@ -37,8 +37,7 @@ async fn wait_status(app: &TestApp, path: &str, want: u16) {
 
 #[actix_web::test]
 async fn a_node_refuses_writes_while_its_database_is_away_and_recovers_by_itself() {
-    if !paygate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if paygate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -92,8 +91,7 @@ async fn a_node_refuses_writes_while_its_database_is_away_and_recovers_by_itself
 /// refunded through the other, and a merchant reference taken on one is refused on both.
 #[actix_web::test]
 async fn two_nodes_over_one_database_serve_the_same_orders() {
-    if !paygate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if paygate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -179,8 +177,7 @@ fn hits_per_event(hook: &Hook) -> BTreeMap<String, usize> {
 /// once, because a node sends an event only after winning its lease.
 #[actix_web::test]
 async fn two_nodes_deliver_each_webhook_exactly_once() {
-    if !paygate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if paygate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -245,8 +242,7 @@ async fn two_nodes_deliver_each_webhook_exactly_once() {
 /// event alone while the lease lasts, and one of them delivers it once it has expired.
 #[actix_web::test]
 async fn an_abandoned_delivery_lease_is_taken_over_after_it_expires() {
-    if !paygate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if paygate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().await;

@@ -216,8 +216,7 @@ fn bulk_callback_failures_raise_one_alert_per_window() {
 /// budget refills at its rate on every node.
 #[test]
 fn velocity_budgets_are_shared_by_the_nodes_of_one_database() {
-    if !crate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if crate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let (_g, shared) = crate::store::test_store();
@@ -249,8 +248,7 @@ fn velocity_budgets_are_shared_by_the_nodes_of_one_database() {
 /// refusal spends nothing.
 #[test]
 fn a_shared_velocity_budget_is_a_token_bucket() {
-    if !crate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if crate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let (_g, s) = crate::store::test_store();
@@ -285,8 +283,7 @@ fn a_shared_velocity_budget_is_a_token_bucket() {
 /// nothing.
 #[test]
 fn concurrent_shared_velocity_spends_never_overshoot() {
-    if !crate::store::pg::testing::wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if crate::store::pg::testing::skipped_without_postgres() {
         return;
     }
     let (_g, s) = crate::store::test_store();

@@ -484,7 +484,7 @@ mod tests {
     /// with 0 (one node) never at begin.
     #[test]
     fn postgres_takes_over_keys_older_than_the_grace_period() {
-        if !crate::store::pg::testing::wanted() {
+        if crate::store::pg::testing::skipped_without_postgres() {
             return;
         }
         let db = crate::store::pg::testing::TestDatabase::create();

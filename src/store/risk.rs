@@ -437,8 +437,7 @@ mod tests {
     /// both, and neither node's batches fail (no deadlock between them).
     #[test]
     fn two_nodes_reserving_concurrently_share_the_cap_exactly() {
-        if !crate::store::pg::testing::wanted() {
-            eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+        if crate::store::pg::testing::skipped_without_postgres() {
             return;
         }
         let db = crate::store::pg::testing::TestDatabase::create();

@@ -18,7 +18,7 @@ mod nodes;
 mod requests;
 
 use paygate::domain::OrderId;
-use paygate::store::pg::testing::{wanted, TestDatabase};
+use paygate::store::pg::testing::{skipped_without_postgres, TestDatabase};
 use paygate::store::{OutboxStatus, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,8 +36,7 @@ use requests::*;
 
 #[test]
 fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
-    if !wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -292,8 +291,7 @@ fn a_node_killed_mid_load_loses_nothing_and_the_survivors_take_over() {
 
 #[test]
 fn the_database_restarted_mid_load_loses_nothing_and_nodes_recover_by_themselves() {
-    if !wanted() {
-        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    if skipped_without_postgres() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

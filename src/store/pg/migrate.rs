@@ -91,14 +91,14 @@ async fn current_version(c: &tokio_postgres::Client, db: &Db) -> Result<i64, Sto
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{admin_sql, wanted, TestDatabase};
+    use super::super::testing::{admin_sql, skipped_without_postgres, TestDatabase};
     use super::super::PgStore;
     use crate::store::StoreError;
 
     /// Runs with `PAYGATE_TEST_STORE=postgres` (the sled run skips it).
     #[test]
     fn migrates_once_and_refuses_a_newer_schema() {
-        if !wanted() {
+        if skipped_without_postgres() {
             return;
         }
         let db = TestDatabase::create();

@@ -7,7 +7,7 @@
 //! 578 scans read 2.6 million rows in five seconds. These tests plan each statement as a
 //! generic plan on an empty schema, the worst case, and refuse a scan of `orders`.
 
-use super::testing::{wanted, TestDatabase};
+use super::testing::{skipped_without_postgres, TestDatabase};
 use super::PgStore;
 
 fn generic_plan(url: &str, sql: &str) -> String {
@@ -45,7 +45,7 @@ fn generic_plan(url: &str, sql: &str) -> String {
 
 #[test]
 fn batch_statements_find_orders_through_their_indexes_on_a_new_table() {
-    if !wanted() {
+    if skipped_without_postgres() {
         return;
     }
     let db = TestDatabase::create();

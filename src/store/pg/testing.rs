@@ -12,6 +12,16 @@ pub fn wanted() -> bool {
     std::env::var("PAYGATE_TEST_STORE").is_ok_and(|v| v == "postgres")
 }
 
+/// For a test that needs PostgreSQL: true when this run is not on it, after saying so on
+/// stderr, so that a skipped test is not mistaken for a passed one in the log.
+pub fn skipped_without_postgres() -> bool {
+    let skip = !wanted();
+    if skip {
+        eprintln!("skipped: PAYGATE_TEST_STORE is not postgres");
+    }
+    skip
+}
+
 /// The server the tests use (its maintenance database).
 pub fn admin_url() -> String {
     std::env::var("PAYGATE_TEST_DATABASE_URL")
