@@ -43,6 +43,11 @@ pub struct Faults {
     /// antom only: carry out the next N API calls, then answer them with the protocol's
     /// own "outcome unknown" (`resultStatus` U), which must be resolved by a query.
     pub unknown_next: u32,
+    /// Simulators whose refunds end by notification: accept the next N refunds as a node
+    /// does that dies right after answering, so nothing settles them, and record them as
+    /// accepted [`super::ORPHAN_REFUND_SETTLE_SECS`] ago, so that the next query finds
+    /// them orphaned and settles them (see [`super::refund_orphaned`]).
+    pub orphan_next_refund: u32,
 }
 
 impl Faults {
@@ -52,6 +57,7 @@ impl Faults {
             ignore_next_close: self.ignore_next_close,
             drop_next_refunds: self.drop_next_refunds,
             unknown_next: self.unknown_next,
+            orphan_next_refund: self.orphan_next_refund,
         }
     }
 }
@@ -64,6 +70,7 @@ pub struct ProtocolFaults {
     pub ignore_next_close: u32,
     pub drop_next_refunds: u32,
     pub unknown_next: u32,
+    pub orphan_next_refund: u32,
 }
 
 impl ProtocolFaults {
@@ -75,6 +82,7 @@ impl ProtocolFaults {
             ("ignore_next_close", self.ignore_next_close),
             ("drop_next_refunds", self.drop_next_refunds),
             ("unknown_next", self.unknown_next),
+            ("orphan_next_refund", self.orphan_next_refund),
         ];
         let refused: Vec<&str> = asked
             .iter()

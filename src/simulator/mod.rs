@@ -17,6 +17,24 @@ use crate::store::KvTree;
 
 pub mod faults;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refund_is_orphaned_once_it_has_been_processing_for_the_settle_time() {
+        let t = 1_700_000_000_000;
+        assert!(!refund_orphaned(t, t));
+        assert!(!refund_orphaned(
+            t,
+            t + ORPHAN_REFUND_SETTLE_SECS * 1000 - 1
+        ));
+        assert!(refund_orphaned(t, t + ORPHAN_REFUND_SETTLE_SECS * 1000));
+        assert!(refund_orphaned(refund_accepted_at(t, true), t));
+        assert!(!refund_orphaned(refund_accepted_at(t, false), t));
+    }
+}
+
 /// What a simulator gets from the server.
 #[derive(Clone)]
 pub struct SimEnv {
@@ -41,6 +59,30 @@ pub fn check_payable(amount: i64) -> Result<(), SimError> {
         Err(SimError::NotPayable(format!(
             "the paid amount must be between 1 and {MAX_PAYABLE_MINOR} minor units"
         )))
+    }
+}
+
+/// How long a refund may stay processing before a query settles it itself. A simulator
+/// settles an accepted refund in a task of the process that accepted it, right after
+/// answering; when that process died first (one of several paygate nodes sharing the
+/// simulator's books, killed), nothing else would ever settle it, where a real provider
+/// settles it whichever gateway node asked. Far longer than the task takes.
+pub const ORPHAN_REFUND_SETTLE_SECS: i64 = 5;
+
+/// Whether a refund accepted at `accepted_at_ms` and still processing at `now_ms` was
+/// orphaned by the process that accepted it, and is the querying process's to settle.
+pub fn refund_orphaned(accepted_at_ms: i64, now_ms: i64) -> bool {
+    now_ms - accepted_at_ms >= ORPHAN_REFUND_SETTLE_SECS * 1000
+}
+
+/// When a refund accepted now is recorded as accepted: now, or for the
+/// `orphan_next_refund` fault (whose refund no task settles) far enough back that the
+/// next query settles it.
+pub fn refund_accepted_at(now_ms: i64, orphaned: bool) -> i64 {
+    if orphaned {
+        now_ms - ORPHAN_REFUND_SETTLE_SECS * 1000
+    } else {
+        now_ms
     }
 }
 

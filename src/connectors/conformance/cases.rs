@@ -268,6 +268,48 @@ pub async fn declined_refund(mut h: Harness) {
     ));
 }
 
+/// A refund accepted by a node that died before settling it (several paygate nodes share
+/// the simulator's books) does not stay processing for ever: a later query, from any
+/// node, finds it orphaned, settles it and notifies, as the provider would have.
+pub async fn orphaned_refund(mut h: Harness) {
+    if !h.fixture.refunds_notify() {
+        return; // answered in full at once: nothing is left to settle later
+    }
+    let o = h.order(h.fixture.server_method(), 700);
+    h.place_and_pay(&o, PayOptions::default())
+        .await
+        .1
+         .1
+        .unwrap();
+    h.faults(serde_json::json!({"orphan_next_refund": 1})).await;
+    let r = refund_of(&o, 700);
+    assert_eq!(
+        h.conn.refund(&o, &r).await.unwrap(),
+        ProviderRefund::Pending
+    );
+    assert!(
+        h.no_callback_pending(),
+        "an orphaned refund was settled by the node that accepted it"
+    );
+    assert!(matches!(
+        h.conn.refund_query(&o, &r).await.unwrap(),
+        ProviderRefund::Succeeded { .. }
+    ));
+    match h.next_callback().await.1 {
+        Ok(Notification::Refund {
+            refund: ProviderRefund::Succeeded { .. },
+            refund_ref,
+            ..
+        }) => assert_eq!(refund_ref, r.id.provider_ref()),
+        other => panic!("expected the orphaned refund's notification, got {other:?}"),
+    }
+    // Settled once: a second query finds it settled and nothing more is sent.
+    assert!(matches!(
+        h.conn.refund_query(&o, &r).await.unwrap(),
+        ProviderRefund::Succeeded { .. }
+    ));
+}
+
 pub async fn unknown_order(h: Harness) {
     let o = h.order(h.fixture.server_method(), 100);
     assert_eq!(

@@ -144,7 +144,7 @@ macro_rules! fixtures {
                 use super::*;
                 cases!($fixture;
                     methods_and_currencies, pay_query_verify, close, refunds,
-                    declined_refund, unknown_order, duplicate_and_out_of_order,
+                    declined_refund, orphaned_refund, unknown_order, duplicate_and_out_of_order,
                     bad_signature, wrong_amount, stale_timestamp, outage_then_query,
                     lost_answer_then_query, timeout_then_query);
             }

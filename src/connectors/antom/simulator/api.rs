@@ -400,6 +400,7 @@ impl AntomSimulator {
                 "The total refund amount exceeds the payment amount.",
             ));
         }
+        let orphan = take_one(&self.orphan_refunds);
         let r = RefundRec {
             refund_request_id: refund_request_id.into(),
             refund_id: Self::new_id("1910"),
@@ -407,19 +408,23 @@ impl AntomSimulator {
             status: "PROCESSING".into(),
             notify_url: text(v, "refundNotifyUrl").map(str::to_string),
             time: None,
+            accepted_at: crate::simulator::refund_accepted_at(now_millis(), orphan),
         };
         p.refunds.push(r.clone());
         self.save(&p)
             .map_err(|e| fail("UNKNOWN_EXCEPTION", e.to_string()))?;
         // Refunds end later, and are told by notification.
-        let sim = self.clone();
-        let (rid, refund_rid) = (p.payment_request_id.clone(), r.refund_request_id.clone());
-        actix_web::rt::spawn(async move { sim.finish_refund(rid, refund_rid).await });
+        if !orphan {
+            let sim = self.clone();
+            let (rid, refund_rid) = (p.payment_request_id.clone(), r.refund_request_id.clone());
+            actix_web::rt::spawn(async move { sim.finish_refund(rid, refund_rid).await });
+        }
         Ok(Self::refund_answer(&p, &r))
     }
 
-    fn do_inquiry_refund(&self, v: &Value) -> Answer {
+    fn do_inquiry_refund(self: &Arc<Self>, v: &Value) -> Answer {
         let refund_request_id = id_field(v, "refundRequestId")?;
+        self.settle_if_orphaned(refund_request_id);
         let p = self
             .load_by_refund(refund_request_id)
             .map_err(|e| fail("UNKNOWN_EXCEPTION", e.to_string()))?;
@@ -447,6 +452,27 @@ impl AntomSimulator {
             a["refundResultMessage"] = json!("the refund was declined");
         }
         Ok(a)
+    }
+
+    /// Settles and notifies a refund still PROCESSING long after it was accepted: its
+    /// settling task died with the node that accepted it.
+    fn settle_if_orphaned(self: &Arc<Self>, refund_request_id: &str) {
+        let Ok(Some(p)) = self.load_by_refund(refund_request_id) else {
+            return;
+        };
+        let orphaned = p.refunds.iter().any(|r| {
+            r.refund_request_id == refund_request_id
+                && r.status == "PROCESSING"
+                && crate::simulator::refund_orphaned(r.accepted_at, now_millis())
+        });
+        if !orphaned {
+            return;
+        }
+        let settled = self.settle_refund_now(&p.payment_request_id, refund_request_id, false);
+        if let Some((done, currency)) = settled {
+            let sim = self.clone();
+            actix_web::rt::spawn(async move { sim.notify_refund(done, currency, false).await });
+        }
     }
 }
 

@@ -90,6 +90,10 @@ struct RefundRec {
     status: String,
     notify_url: Option<String>,
     time: Option<String>,
+    /// Unix ms; a refund still PROCESSING long after is settled by an inquiry
+    /// (`simulator::refund_orphaned`).
+    #[serde(default)]
+    accepted_at: i64,
 }
 
 impl Payment {
@@ -119,6 +123,8 @@ pub struct AntomSimulator {
     lock: Mutex<()>,
     /// `fail_next_refund`: the next refunds end FAIL (by notification).
     decline_refunds: AtomicU32,
+    /// `orphan_next_refund`: the next refunds are left for an inquiry to settle.
+    orphan_refunds: AtomicU32,
     /// `unknown_next`: the next API calls are carried out and answered U.
     unknown: AtomicU32,
 }
@@ -133,6 +139,7 @@ impl AntomSimulator {
             env,
             lock: Mutex::new(()),
             decline_refunds: AtomicU32::new(0),
+            orphan_refunds: AtomicU32::new(0),
             unknown: AtomicU32::new(0),
         })
     }
@@ -318,26 +325,38 @@ impl AntomSimulator {
     /// then sends `notifyRefund`.
     async fn finish_refund(self: Arc<Self>, request_id: String, refund_request_id: String) {
         let declined = take_one(&self.decline_refunds);
-        let (done, currency) = {
-            let _g = self.lock.lock();
-            let Ok(Some(mut p)) = self.load(&request_id) else {
-                return;
-            };
-            let Some(r) = p
-                .refunds
-                .iter_mut()
-                .find(|r| r.refund_request_id == refund_request_id)
-            else {
-                return;
-            };
-            r.status = if declined { "FAIL" } else { "SUCCESS" }.into();
-            r.time = Some(format_rfc3339_cst(now_millis()));
-            let r = r.clone();
-            if self.save(&p).is_err() {
-                return;
-            }
-            (r, p.currency)
+        if let Some((done, currency)) =
+            self.settle_refund_now(&request_id, &refund_request_id, declined)
+        {
+            self.notify_refund(done, currency, declined).await;
+        }
+    }
+
+    /// Ends a PROCESSING refund: `SUCCESS`, or `FAIL` when `declined`. `None` when it was
+    /// not processing (another settler got there first and notifies).
+    fn settle_refund_now(
+        &self,
+        request_id: &str,
+        refund_request_id: &str,
+        declined: bool,
+    ) -> Option<(RefundRec, Currency)> {
+        let _g = self.lock.lock();
+        let Ok(Some(mut p)) = self.load(request_id) else {
+            return None;
         };
+        let r = p
+            .refunds
+            .iter_mut()
+            .find(|r| r.refund_request_id == refund_request_id && r.status == "PROCESSING")?;
+        r.status = if declined { "FAIL" } else { "SUCCESS" }.into();
+        r.time = Some(format_rfc3339_cst(now_millis()));
+        let r = r.clone();
+        self.save(&p).ok()?;
+        Some((r, p.currency))
+    }
+
+    /// The refund's `REFUND_RESULT` notification.
+    async fn notify_refund(&self, done: RefundRec, currency: Currency, declined: bool) {
         let Some(url) = done.notify_url.clone() else {
             return;
         };
@@ -390,8 +409,9 @@ impl Simulator for AntomSimulator {
     }
 
     fn set_protocol_faults(&self, f: &ProtocolFaults) -> Result<(), String> {
-        f.only(&["fail_next_refund", "unknown_next"])?;
+        f.only(&["fail_next_refund", "unknown_next", "orphan_next_refund"])?;
         self.decline_refunds.store(f.fail_next_refund, SeqCst);
+        self.orphan_refunds.store(f.orphan_next_refund, SeqCst);
         self.unknown.store(f.unknown_next, SeqCst);
         Ok(())
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use super::wire::{self, PayAction};
 use super::{sign, ApiError, SandboxSimulator};
 use crate::domain::{Currency, Method};
+use crate::simulator::faults::take_one;
+use crate::simulator::ORPHAN_REFUND_SETTLE_SECS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -149,7 +151,10 @@ impl SandboxSimulator {
                     )));
                 }
                 let (rec, new) = self.books.refund(&req, now)?;
-                if new {
+                if new && take_one(&self.orphan_next_refund) {
+                    self.books
+                        .backdate_refund(&rec.out_refund_no, ORPHAN_REFUND_SETTLE_SECS)?;
+                } else if new {
                     // Spawned now, it runs once this handler has returned its answer.
                     arbiter.spawn(self.clone().complete_refund(rec.out_refund_no.clone()));
                 }
@@ -158,9 +163,11 @@ impl SandboxSimulator {
             Op::RefundQuery => {
                 let req: wire::RefundRef = parse(body)?;
                 check_ref("out_refund_no", &req.out_refund_no)?;
-                Ok(value(
-                    &self.books.refund_query(&req.out_refund_no, now)?.state(),
-                ))
+                let (rec, settled_now) = self.books.refund_query(&req.out_refund_no, now)?;
+                if settled_now {
+                    arbiter.spawn(self.clone().deliver_refund(rec.clone()));
+                }
+                Ok(value(&rec.state()))
             }
         }
     }

@@ -90,6 +90,8 @@ pub struct SandboxSimulator {
     /// recorded, while queries keep being answered ("no such refund"): a refund request
     /// lost on its way to the provider, again and again.
     drop_next_refunds: std::sync::atomic::AtomicU32,
+    /// `{"orphan_next_refund": N}` (`simulator::faults`).
+    orphan_next_refund: std::sync::atomic::AtomicU32,
 }
 
 impl SandboxSimulator {
@@ -108,6 +110,7 @@ impl SandboxSimulator {
             ignore_next_close: std::sync::atomic::AtomicU32::new(0),
             fail_next_refund: std::sync::atomic::AtomicU32::new(0),
             drop_next_refunds: std::sync::atomic::AtomicU32::new(0),
+            orphan_next_refund: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -276,6 +279,11 @@ impl SandboxSimulator {
                 return;
             }
         };
+        self.deliver_refund(rec).await
+    }
+
+    /// Sends a settled refund's callback, retrying until acknowledged.
+    async fn deliver_refund(self: Arc<Self>, rec: state::RefundRec) {
         let cb = refund_callback(&rec);
         for delay in CALLBACK_RETRY_DELAYS_MS {
             if delay > 0 {
@@ -388,6 +396,7 @@ impl Simulator for SandboxSimulator {
         self.ignore_next_close.store(f.ignore_next_close, SeqCst);
         self.fail_next_refund.store(f.fail_next_refund, SeqCst);
         self.drop_next_refunds.store(f.drop_next_refunds, SeqCst);
+        self.orphan_next_refund.store(f.orphan_next_refund, SeqCst);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::{wire, ApiError};
+use crate::simulator::refund_orphaned;
 use crate::store::KvTree;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,8 +121,6 @@ fn trade_key(out_trade_no: &str) -> String {
 fn trade_no_key(trade_no: &str) -> String {
     format!("trade_no/{trade_no}")
 }
-/// See [`Books::refund_query`].
-pub const ORPHAN_REFUND_SETTLE_SECS: i64 = 5;
 
 fn refund_key(out_refund_no: &str) -> String {
     format!("refund/{out_refund_no}")
@@ -422,21 +421,35 @@ impl Books {
             })
     }
 
-    /// The refund as a query sees it. A refund is settled by a task of the process that
-    /// accepted it, right after answering; when that process died first (one of several
-    /// paygate nodes sharing these books, killed), nothing else would ever settle it and
-    /// it would read `processing` for ever, where a real provider settles it whichever
-    /// gateway node asked. So a query settles a refund still processing
-    /// [`ORPHAN_REFUND_SETTLE_SECS`] after it was accepted, long after its own task would
-    /// have.
-    pub fn refund_query(&self, out_refund_no: &str, now: i64) -> Result<RefundRec, ApiError> {
+    /// The refund as a query sees it, and whether this query settled it. A refund is
+    /// settled by a task of the process that accepted it, right after answering; one
+    /// still processing [`crate::simulator::ORPHAN_REFUND_SETTLE_SECS`] after it was accepted lost that
+    /// task with its process, and the query settles it (and its caller notifies).
+    pub fn refund_query(
+        &self,
+        out_refund_no: &str,
+        now: i64,
+    ) -> Result<(RefundRec, bool), ApiError> {
         let rec = self.refund_rec(out_refund_no)?;
         if rec.status == RefundStatus::Processing
-            && now - rec.created_at >= ORPHAN_REFUND_SETTLE_SECS
+            && refund_orphaned(rec.created_at * 1000, now * 1000)
         {
-            return self.finish_refund(out_refund_no, now, false);
+            return Ok((self.finish_refund(out_refund_no, now, false)?, true));
         }
-        Ok(rec)
+        Ok((rec, false))
+    }
+
+    /// Records a refund as accepted `secs` earlier: the `orphan_next_refund` fault.
+    pub fn backdate_refund(&self, out_refund_no: &str, secs: i64) -> Result<(), ApiError> {
+        self.kv
+            .update::<RefundRec, _>(&refund_key(out_refund_no), |r| {
+                r.map(|mut r| {
+                    r.created_at -= secs;
+                    r
+                })
+            })
+            .map_err(ApiError::storage)?;
+        Ok(())
     }
 
     /// Settles a processing refund; a failed one releases its amount on the trade.

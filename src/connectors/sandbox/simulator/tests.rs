@@ -128,17 +128,18 @@ fn the_same_refund_twice_is_one_refund() {
 /// a young one is left to its own task.
 #[test]
 fn a_refund_orphaned_by_its_process_is_settled_by_a_later_query() {
-    use super::state::{RefundStatus, ORPHAN_REFUND_SETTLE_SECS};
+    use super::state::RefundStatus;
+    use crate::simulator::ORPHAN_REFUND_SETTLE_SECS;
     let (_d, b) = books();
     b.create(&create_req("TRADE000001", 1000), NOW).unwrap();
     b.pay("TRADE000001", None, NOW).unwrap().unwrap();
     b.refund(&refund_req("REFUND001", 400), NOW).unwrap();
-    let young = b.refund_query("REFUND001", NOW + 1).unwrap();
-    assert_eq!(young.status, RefundStatus::Processing);
-    let late = b
+    let (young, settled) = b.refund_query("REFUND001", NOW + 1).unwrap();
+    assert_eq!((young.status, settled), (RefundStatus::Processing, false));
+    let (late, settled) = b
         .refund_query("REFUND001", NOW + ORPHAN_REFUND_SETTLE_SECS)
         .unwrap();
-    assert_eq!(late.status, RefundStatus::Success);
+    assert_eq!((late.status, settled), (RefundStatus::Success, true));
     assert_eq!(
         b.refund_rec("REFUND001").unwrap().status,
         RefundStatus::Success

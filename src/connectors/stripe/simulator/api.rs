@@ -103,7 +103,8 @@ impl StripeSimulator {
         } else if req.method() == HttpMethod::GET {
             let query = wire::decode(req.query_string().as_bytes()).unwrap_or(Value::Null);
             let _g = self.lock.lock();
-            (self.get_route(&path, &query).unwrap_or_else(|r| r), false)
+            let reply = self.get_route(&path, &query, &mut events);
+            (reply.unwrap_or_else(|r| r), false)
         } else {
             (
                 invalid(
@@ -190,7 +191,7 @@ impl StripeSimulator {
         }
     }
 
-    fn get_route(&self, path: &str, q: &Value) -> Result<Reply, Reply> {
+    fn get_route(&self, path: &str, q: &Value, events: &mut Vec<Value>) -> Result<Reply, Reply> {
         let parts: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
         let one = |id: &str, prefix: &str, kind: &str| {
             self.get(id)
@@ -210,11 +211,18 @@ impl StripeSimulator {
                     .get("payment_intent")
                     .and_then(Value::as_str)
                     .map(str::to_string);
+                for id in self.ids("refund") {
+                    events.extend(self.settle_orphaned_refund(&id, pi.as_deref()));
+                }
                 self.list("refund", "/v1/refunds", q, |r| {
                     pi.is_none() || field(r, "payment_intent") == pi.as_deref()
                 })
             }
-            ["refunds", id] => one(id, "re_", "refund"),
+            ["refunds", id] => {
+                // An orphaned refund (its settling node died) is settled by this read.
+                events.extend(self.settle_orphaned_refund(id, None));
+                one(id, "re_", "refund")
+            }
             _ => Err(invalid(
                 "unrecognized_request_url",
                 &format!("Unrecognized request URL (GET: {path})."),

@@ -76,6 +76,8 @@ pub struct StripeSimulator {
     lock: Mutex<()>,
     /// `fail_next_refund`: the next refunds end `failed`.
     decline_refunds: AtomicU32,
+    /// `orphan_next_refund`: the next refunds are left for a read to settle.
+    orphan_refunds: AtomicU32,
     me: payments::SelfRef,
 }
 
@@ -103,6 +105,7 @@ impl StripeSimulator {
             env,
             lock: Mutex::new(()),
             decline_refunds: AtomicU32::new(0),
+            orphan_refunds: AtomicU32::new(0),
             me: payments::SelfRef::new(),
         })
     }
@@ -183,9 +186,13 @@ impl Simulator for StripeSimulator {
     }
 
     fn set_protocol_faults(&self, faults: &ProtocolFaults) -> Result<(), String> {
-        faults.only(&["fail_next_refund"])?;
+        faults.only(&["fail_next_refund", "orphan_next_refund"])?;
         self.decline_refunds
             .store(faults.fail_next_refund, std::sync::atomic::Ordering::SeqCst);
+        self.orphan_refunds.store(
+            faults.orphan_next_refund,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         Ok(())
     }
 }

@@ -253,6 +253,24 @@ impl StripeSimulator {
         });
     }
 
+    /// Settles a refund (of `intent`, when given) still `pending` long after it was
+    /// accepted (`simulator::refund_orphaned`): its settling task died with the node that
+    /// accepted it. Reads that show refunds call it first; the caller holds the lock and
+    /// delivers the events.
+    pub(super) fn settle_orphaned_refund(&self, id: &str, intent: Option<&str>) -> Vec<Value> {
+        let orphaned = self.get(id).is_some_and(|re| {
+            let created = re.get("created").and_then(Value::as_i64).unwrap_or(0);
+            field(&re, "status") == Some("pending")
+                && intent.map_or(true, |pi| field(&re, "payment_intent") == Some(pi))
+                && crate::simulator::refund_orphaned(created * 1000, super::now_secs() * 1000)
+        });
+        if orphaned {
+            self.settle_refund(id, false)
+        } else {
+            Vec::new()
+        }
+    }
+
     fn settle_refund(&self, id: &str, declined: bool) -> Vec<Value> {
         let Some(mut re) = self.get(id) else {
             return Vec::new();

@@ -414,6 +414,7 @@ impl StripeSimulator {
                 Some("amount"),
             ));
         }
+        let orphan = crate::simulator::faults::take_one(&self.orphan_refunds);
         let re = json!({
             "id": wire::new_id("re"),
             "object": "refund",
@@ -424,11 +425,13 @@ impl StripeSimulator {
             "status": "pending",
             "reason": p.get("reason").cloned().unwrap_or(Value::Null),
             "failure_reason": null,
-            "created": now_secs(),
+            "created": crate::simulator::refund_accepted_at(now_secs() * 1000, orphan) / 1000,
             "metadata": p.get("metadata").cloned().unwrap_or(json!({})),
         });
         self.create("refund", &re, None);
-        self.schedule_refund(field(&re, "id").unwrap_or_default().to_string());
+        if !orphan {
+            self.schedule_refund(field(&re, "id").unwrap_or_default().to_string());
+        }
         Ok(Reply::ok(re))
     }
 

@@ -8,6 +8,7 @@ use actix_web::HttpResponse;
 
 use super::protocol::{self, amount, is_order_id, is_txn_time, Msg};
 use super::{Txn, UnionPaySimulator, APP, BACK, FRONT, QUERY};
+use crate::simulator::faults::take_one;
 
 /// A refusal: the respCode and what is wrong.
 struct Refusal(&'static str, String);
@@ -173,6 +174,7 @@ impl UnionPaySimulator {
             paid: None,
             refunded: 0,
             undone: false,
+            accepted_at: 0,
         };
         let pays_now = sub == "06" && !qr_no.starts_with("6299");
         if pays_now {
@@ -282,14 +284,20 @@ impl UnionPaySimulator {
             paid: None,
             refunded: 0,
             undone: false,
+            accepted_at: 0,
         };
+        let orphan = !cancel && take_one(&self.orphan_refunds);
+        t.accepted_at = crate::simulator::refund_accepted_at(
+            crate::protocol_primitives::beijing_time::now_millis(),
+            orphan,
+        );
         if cancel {
             t.result = "00".into();
         }
         self.save(&orig)
             .and_then(|_| self.save(&t))
             .map_err(store)?;
-        if !cancel {
+        if !cancel && !orphan {
             // `fail_next_refund` declines the next money-moving refund or undo.
             let result = if self.take_declined_refund() {
                 "60"
@@ -306,15 +314,18 @@ impl UnionPaySimulator {
     }
 
     /// queryTrans.do: the transaction `orderId` placed at `txnTime`.
-    fn query(&self, m: &Msg) -> Result<Msg, Refusal> {
+    fn query(self: &Arc<Self>, m: &Msg) -> Result<Msg, Refusal> {
         if (field(m, "txnType"), field(m, "txnSubType")) != ("00", "00") {
             return Err(refuse("10", "queryTrans.do takes txnType 00/00"));
         }
-        let t = self
+        let mut t = self
             .load(field(m, "orderId"))
             .map_err(|e| refuse("60", e.to_string()))?
             .filter(|t| t.txn_time == field(m, "txnTime"))
             .ok_or_else(|| refuse("34", "no such transaction"))?;
+        if let Some(settled) = self.settle_if_orphaned(&t) {
+            t = settled;
+        }
         let amount = t.paid.unwrap_or(t.amount).to_string();
         Ok(self.message(
             &t,

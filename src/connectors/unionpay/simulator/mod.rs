@@ -68,6 +68,10 @@ struct Txn {
     paid: Option<i64>,
     refunded: i64,
     undone: bool,
+    /// Refunds and undos: unix ms when accepted; one still processing long after is
+    /// settled by a query (`simulator::refund_orphaned`).
+    #[serde(default)]
+    accepted_at: i64,
 }
 
 pub struct UnionPaySimulator {
@@ -75,6 +79,8 @@ pub struct UnionPaySimulator {
     env: SimEnv,
     lock: Mutex<()>,
     decline_refunds: AtomicU32,
+    /// `orphan_next_refund`: the next refunds or undos are left for a query to settle.
+    orphan_refunds: AtomicU32,
 }
 
 fn storage(e: impl std::fmt::Display) -> SimError {
@@ -88,6 +94,7 @@ impl UnionPaySimulator {
             env,
             lock: Mutex::new(()),
             decline_refunds: AtomicU32::new(0),
+            orphan_refunds: AtomicU32::new(0),
         })
     }
 
@@ -214,30 +221,51 @@ impl UnionPaySimulator {
     fn finish_later(self: &Arc<Self>, order_id: String, result: &'static str) {
         let sim = self.clone();
         actix_rt::spawn(async move {
-            let t = {
-                let _g = sim.lock.lock();
-                let Ok(Some(mut t)) = sim.load(&order_id) else {
-                    return;
-                };
-                t.result = result.into();
-                if result != "00" {
-                    // Declined: the consume is as it was before.
-                    if let Ok(Some(mut orig)) = sim.load_by_query_id(&t.orig_qry_id) {
-                        if t.txn_type == "04" {
-                            orig.refunded -= t.amount;
-                        } else {
-                            orig.undone = false;
-                        }
-                        let _ = sim.save(&orig);
-                    }
-                }
-                if sim.save(&t).is_err() {
-                    return;
-                }
-                t
-            };
-            sim.send_notification(&t).await;
+            if let Some(t) = sim.settle_now(&order_id, result) {
+                sim.send_notification(&t).await;
+            }
         });
+    }
+
+    /// Gives a processing refund or undo its `result` (a declined one gives the consume
+    /// back what it took). `None` when it was no longer processing: another settler got
+    /// there first and notifies.
+    fn settle_now(&self, order_id: &str, result: &str) -> Option<Txn> {
+        let _g = self.lock.lock();
+        let mut t = self.load(order_id).ok()??;
+        if t.result != "05" || t.txn_type == "01" {
+            return None;
+        }
+        t.result = result.into();
+        if result != "00" {
+            // Declined: the consume is as it was before.
+            if let Ok(Some(mut orig)) = self.load_by_query_id(&t.orig_qry_id) {
+                if t.txn_type == "04" {
+                    orig.refunded -= t.amount;
+                } else {
+                    orig.undone = false;
+                }
+                let _ = self.save(&orig);
+            }
+        }
+        self.save(&t).ok()?;
+        Some(t)
+    }
+
+    /// Settles and notifies a refund or undo still processing long after it was
+    /// accepted: its settling task died with the node that accepted it.
+    fn settle_if_orphaned(self: &Arc<Self>, t: &Txn) -> Option<Txn> {
+        let now = crate::protocol_primitives::beijing_time::now_millis();
+        if t.txn_type == "01"
+            || t.result != "05"
+            || !crate::simulator::refund_orphaned(t.accepted_at, now)
+        {
+            return None;
+        }
+        let settled = self.settle_now(&t.order_id, "00")?;
+        let (sim, sent) = (self.clone(), settled.clone());
+        actix_rt::spawn(async move { sim.send_notification(&sent).await });
+        Some(settled)
     }
 
     /// Sends the notification of a transaction that finished at once (a payer code).
@@ -393,6 +421,7 @@ impl Simulator for UnionPaySimulator {
                         paid: None,
                         refunded: 0,
                         undone: false,
+                        accepted_at: 0,
                     };
                     self.save(&t)?;
                 }
@@ -407,9 +436,11 @@ impl Simulator for UnionPaySimulator {
     }
 
     fn set_protocol_faults(&self, f: &ProtocolFaults) -> Result<(), String> {
-        f.only(&["fail_next_refund"])?;
+        f.only(&["fail_next_refund", "orphan_next_refund"])?;
         self.decline_refunds
             .store(f.fail_next_refund, Ordering::SeqCst);
+        self.orphan_refunds
+            .store(f.orphan_next_refund, Ordering::SeqCst);
         Ok(())
     }
 }

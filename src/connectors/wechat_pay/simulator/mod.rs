@@ -55,6 +55,8 @@ pub struct WechatPaySimulator {
     env: SimEnv,
     /// `fail_next_refund` (`simulator::faults`): the next refunds settle `ABNORMAL`.
     decline_refunds: std::sync::atomic::AtomicU32,
+    /// `orphan_next_refund`: the next refunds are left for a query to settle.
+    orphan_refunds: std::sync::atomic::AtomicU32,
 }
 
 fn cfg_err(e: impl std::fmt::Display) -> SimError {
@@ -78,6 +80,7 @@ impl WechatPaySimulator {
             merchant_key: loaded.merchant_key,
             env,
             decline_refunds: Default::default(),
+            orphan_refunds: Default::default(),
         })
     }
 
@@ -150,27 +153,41 @@ impl WechatPaySimulator {
         Ok((status, text))
     }
 
-    /// Marks the refund successful and notifies, retrying a few times like WeChat (which
-    /// keeps going for a day; a sandbox does not need to).
+    /// Settles the refund and notifies, retrying a few times like WeChat (which keeps
+    /// going for a day; a sandbox does not need to).
     async fn settle_refund(self: Arc<Self>, out_refund_no: String) {
-        let key = RefundRec::key(&out_refund_no);
         let decline = crate::simulator::faults::take_one(&self.decline_refunds);
-        let (settled, event, summary) = match decline {
-            true => ("ABNORMAL", "REFUND.ABNORMAL", "退款异常"),
-            false => ("SUCCESS", "REFUND.SUCCESS", "退款成功"),
-        };
+        match self.settle_refund_now(&out_refund_no, decline) {
+            Some(rec) => self.notify_refund(rec, decline).await,
+            None => tracing::info!(out_refund_no, "simulated refund already settled"),
+        }
+    }
+
+    /// Moves a `PROCESSING` refund to `SUCCESS` (or `ABNORMAL`, giving its amount back to
+    /// the trade). `None` when it was not processing: another settler (a query finding it
+    /// orphaned, or the accepting node's task) got there first and notifies instead.
+    fn settle_refund_now(&self, out_refund_no: &str, decline: bool) -> Option<RefundRec> {
+        let key = RefundRec::key(out_refund_no);
+        let settled = if decline { "ABNORMAL" } else { "SUCCESS" };
+        let mut changed = false;
         let updated = self.env.state.update::<RefundRec, _>(&key, |r| {
+            changed = false;
             r.map(|mut r| {
                 if r.record.status.as_deref() == Some("PROCESSING") {
                     r.record.status = Some(settled.into());
                     r.record.success_time = (!decline).then(|| format_cst(now_millis()));
+                    changed = true;
                 }
                 r
             })
         });
-        let Ok(Some(rec)) = updated else {
-            tracing::warn!(out_refund_no, "simulated refund vanished before settling");
-            return;
+        let rec = match updated {
+            Ok(Some(rec)) if changed => rec,
+            Ok(Some(_)) => return None,
+            _ => {
+                tracing::warn!(out_refund_no, "simulated refund vanished before settling");
+                return None;
+            }
         };
         if decline {
             // A declined refund gives its amount back to the trade.
@@ -189,6 +206,16 @@ impl WechatPaySimulator {
                     })
                 });
         }
+        Some(rec)
+    }
+
+    /// Sends the settled refund's `REFUND.SUCCESS` (or `REFUND.ABNORMAL`) callback.
+    async fn notify_refund(self: Arc<Self>, rec: RefundRec, decline: bool) {
+        let (event, summary) = match decline {
+            true => ("REFUND.ABNORMAL", "退款异常"),
+            false => ("REFUND.SUCCESS", "退款成功"),
+        };
+        let out_refund_no = rec.record.out_refund_no.clone();
         let mut resource = rec.record.clone();
         resource.refund_status = resource.status.take();
         resource.create_time = None;
@@ -309,10 +336,12 @@ impl Simulator for WechatPaySimulator {
         &self,
         f: &crate::simulator::faults::ProtocolFaults,
     ) -> Result<(), String> {
-        f.only(&["fail_next_refund"])?;
+        f.only(&["fail_next_refund", "orphan_next_refund"])?;
         let n = f.fail_next_refund;
         self.decline_refunds
             .store(n, std::sync::atomic::Ordering::SeqCst);
+        self.orphan_refunds
+            .store(f.orphan_next_refund, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

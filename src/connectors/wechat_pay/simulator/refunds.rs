@@ -9,6 +9,8 @@ use super::routes::{
 use super::state::{txid_key, RefundRec, TradeRec};
 use super::{wire, WechatPaySimulator};
 use crate::protocol_primitives::beijing_time::{format_rfc3339_cst as format_cst, now_millis};
+use crate::simulator::faults::take_one;
+use crate::simulator::{refund_accepted_at, refund_orphaned};
 
 impl WechatPaySimulator {
     pub(super) fn refund(self: &Arc<Self>, body: &[u8], caller: &str) -> Answer {
@@ -130,22 +132,26 @@ impl WechatPaySimulator {
                 currency: Some("CNY".into()),
             }),
         };
+        let orphan = take_one(&self.orphan_refunds);
         let rec = RefundRec {
             record: record.clone(),
             notify_url: r
                 .notify_url
                 .clone()
                 .unwrap_or_else(|| trade.req.notify_url.clone()),
+            accepted_at: refund_accepted_at(now_millis(), orphan),
         };
         self.env.state.put(&key, &rec).map_err(storage)?;
         // Answer PROCESSING now; the result arrives later as REFUND.SUCCESS.
-        self.dispatch_refund_settlement(r.out_refund_no);
+        if !orphan {
+            self.dispatch_refund_settlement(r.out_refund_no);
+        }
         json(200, &record)
     }
 
-    pub(super) fn refund_query(&self, orn: &str, query: &str, caller: &str) -> Answer {
+    pub(super) fn refund_query(self: &Arc<Self>, orn: &str, query: &str, caller: &str) -> Answer {
         let sub = query_param(query, "sub_mchid");
-        let rec: RefundRec = self
+        let mut rec: RefundRec = self
             .env
             .state
             .get(&RefundRec::key(orn))
@@ -158,6 +164,18 @@ impl WechatPaySimulator {
             .or(rec.record.sp_mchid.as_deref());
         if owner != Some(caller) || rec.record.sub_mchid != sub {
             return Err(fail(404, "RESOURCE_NOT_EXISTS", "退款单不存在"));
+        }
+        if rec.record.status.as_deref() == Some("PROCESSING")
+            && refund_orphaned(rec.accepted_at, now_millis())
+        {
+            // Whoever settles it (this query or a late task) notifies.
+            if let Some(settled) = self.settle_refund_now(orn, false) {
+                rec = settled.clone();
+                let me = Arc::clone(self);
+                actix_web::rt::spawn(me.notify_refund(settled, false));
+            } else if let Ok(Some(now)) = self.env.state.get::<RefundRec>(&RefundRec::key(orn)) {
+                rec = now;
+            }
         }
         json(200, &rec.record)
     }

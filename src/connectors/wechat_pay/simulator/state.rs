@@ -96,6 +96,10 @@ pub struct RefundRec {
     /// As answered by create/query (`status`), owner fields filled.
     pub record: RefundRecord,
     pub notify_url: String,
+    /// Unix ms; a refund still `PROCESSING` long after is settled by a query
+    /// (`simulator::refund_orphaned`).
+    #[serde(default)]
+    pub accepted_at: i64,
 }
 
 impl RefundRec {
