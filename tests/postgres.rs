@@ -272,9 +272,15 @@ async fn an_abandoned_delivery_lease_is_taken_over_after_it_expires() {
     // The "dead node" claims the retry when it is due and never sends it.
     let lease = paygate::actors::notifier::lease_ms(Duration::from_millis(10_000));
     let claimed_at = rec.next_due;
-    assert!(store.claim_outbox(&rec.id, claimed_at, lease).unwrap());
+    assert!(store
+        .claim_due_outbox(&rec.id, claimed_at, lease)
+        .unwrap()
+        .is_some());
     assert!(
-        !store.claim_outbox(&rec.id, claimed_at + 1, lease).unwrap(),
+        store
+            .claim_due_outbox(&rec.id, claimed_at + 1, lease)
+            .unwrap()
+            .is_none(),
         "a live lease is not claimed twice"
     );
 

@@ -19,7 +19,7 @@
 //! lets the merchant de-duplicate. The in-memory queues are only a cache of the index.
 //!
 //! Several nodes over one PostgreSQL outbox: an attempt starts only after
-//! `Store::claim_outbox` won the event's lease (see [`lease_ms`]); a node that loses skips
+//! `Store::claim_due_outbox` won the event's lease (see [`lease_ms`]); a node that loses skips
 //! the event, and a lease whose holder died expires and is taken over. On sled the claim
 //! always succeeds.
 //!

@@ -264,15 +264,20 @@ impl Store {
     /// must skip it. On postgres a conditional update on the row (nodes share the
     /// outbox); on sled always true (one process owns the data dir, and the notifier's
     /// in-memory `busy` set already keeps one attempt per event).
-    pub fn claim_outbox(
+    /// The event `id`, if it is pending and due at `now`, claimed for delivery until
+    /// `now + lease_ms` (see `PgStore::claim_due_outbox`). On sled, one process owns the
+    /// outbox and the claim is the read.
+    pub fn claim_due_outbox(
         &self,
         id: &EventId,
         now: Millis,
         lease_ms: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<OutboxRecord>, StoreError> {
         match &self.backend {
-            Backend::Sled(_) => Ok(true),
-            Backend::Pg(s) => s.claim_outbox(id, now, lease_ms),
+            Backend::Sled(s) => Ok(s
+                .get_outbox(id)?
+                .filter(|r| r.status == OutboxStatus::Pending && r.next_due <= now)),
+            Backend::Pg(s) => s.claim_due_outbox(id, now, lease_ms),
         }
     }
 

@@ -138,29 +138,22 @@ impl NotifierActor {
                     if self.busy.contains(&id) {
                         continue;
                     }
-                    // Re-read: a replay or a newer attempt may have changed it since the scan.
-                    match self.shared.store.get_outbox(&id) {
-                        Ok(Some(r)) if r.status == OutboxStatus::Pending && r.next_due <= now => {
-                            // Nodes sharing a postgres outbox: only the lease holder sends.
-                            match self
-                                .shared
-                                .store
-                                .claim_outbox(&id, now, self.shared.lease_ms)
-                            {
-                                Ok(true) => {
-                                    next = Some((r, mine));
-                                    break;
-                                }
-                                Ok(false) => {
-                                    tracing::debug!(event_id = %id, "notifier: event leased by another node; skipped");
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "notifier: claiming an event failed")
-                                }
-                            }
+                    // Re-read with the claim: a replay or a newer attempt may have changed it
+                    // since the scan, and of nodes sharing a postgres outbox only the lease
+                    // holder sends.
+                    match self
+                        .shared
+                        .store
+                        .claim_due_outbox(&id, now, self.shared.lease_ms)
+                    {
+                        Ok(Some(r)) => {
+                            next = Some((r, mine));
+                            break;
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "notifier: reading an event failed"),
+                        Ok(None) => {
+                            tracing::debug!(event_id = %id, "notifier: event not due, or leased by another node; skipped");
+                        }
+                        Err(e) => tracing::error!(error = %e, "notifier: claiming an event failed"),
                     }
                 }
             }

@@ -116,17 +116,19 @@ impl PgStore {
         }
     }
 
-    /// Claims the delivery of event `id` until `now + lease_ms`: true when this node won
-    /// the lease (the row is pending, due at `now`, and nobody holds a lease that is still
-    /// live), false when it is not due any more or another node holds it. One conditional
-    /// `UPDATE`, so of two nodes claiming together exactly one wins. A lease past its time
-    /// (its holder died mid-attempt) is taken over; recording the attempt clears it.
-    pub fn claim_outbox(
+    /// Claims the delivery of event `id` until `now + lease_ms` and reads it, in one
+    /// statement: the record when this node won the lease (the row is pending, due at
+    /// `now`, and nobody holds a lease that is still live), `None` when it is not due any
+    /// more or another node holds it. `FOR UPDATE SKIP LOCKED` passes over a row another
+    /// node is claiming at this moment instead of waiting for it, so of two nodes claiming
+    /// together exactly one wins and neither blocks. A lease past its time (its holder died
+    /// mid-attempt) is taken over; recording the attempt clears it.
+    pub fn claim_due_outbox(
         &self,
         id: &EventId,
         now: Millis,
         lease_ms: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<OutboxRecord>, StoreError> {
         let id = id.as_str().to_string();
         let until = now.saturating_add(lease_ms.max(0));
         self.block(move |db| async move {
@@ -134,16 +136,18 @@ impl PgStore {
             let c = db.client().await?;
             let st = c
                 .prepare_cached(
-                    "UPDATE outbox SET lease_until = $3 WHERE id = $1 AND status = 'pending' \
-                     AND next_due <= $2 AND (lease_until IS NULL OR lease_until <= $2)",
+                    "UPDATE outbox SET lease_until = $3 WHERE id = (SELECT id FROM outbox \
+                     WHERE id = $1 AND status = 'pending' AND next_due <= $2 \
+                     AND (lease_until IS NULL OR lease_until <= $2) FOR UPDATE SKIP LOCKED) \
+                     RETURNING record",
                 )
                 .await
                 .map_err(|e| db.err(e))?;
-            let n = c
-                .execute(&st, &[&id, &now, &until])
+            let row = c
+                .query_opt(&st, &[&id, &now, &until])
                 .await
                 .map_err(|e| db.err(e))?;
-            Ok(n == 1)
+            row.map(|r| decode(r.get::<_, &[u8]>(0))).transpose()
         })
     }
 
