@@ -7,40 +7,24 @@
 //! 578 scans read 2.6 million rows in five seconds. These tests plan each statement as a
 //! generic plan on an empty schema, the worst case, and refuse a scan of `orders`.
 
-use super::testing::{skipped_without_postgres, TestDatabase};
+use super::testing::{session_query, skipped_without_postgres, TestDatabase};
 use super::PgStore;
 
+/// `sql`'s generic plan: prepared, with `NULL` for each parameter, under
+/// `plan_cache_mode = force_generic_plan`.
 fn generic_plan(url: &str, sql: &str) -> String {
     let params = (1..=9)
         .filter(|n| sql.contains(&format!("${n}")))
         .map(|_| "NULL")
         .collect::<Vec<_>>()
         .join(", ");
-    let (url, sql) = (url.to_string(), sql.to_string());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!(
-                "SET plan_cache_mode = force_generic_plan; PREPARE p AS {sql}"
-            ))
-            .await
-            .unwrap();
-        let rows = client
-            .query(&format!("EXPLAIN EXECUTE p({params})"), &[])
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    session_query(
+        url,
+        &format!("SET plan_cache_mode = force_generic_plan; PREPARE p AS {sql}"),
+        &format!("EXPLAIN EXECUTE p({params})"),
+    )
+    .unwrap_or_else(|e| panic!("planning {sql}: {e}"))
+    .join("\n")
 }
 
 #[test]

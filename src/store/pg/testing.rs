@@ -136,7 +136,13 @@ impl Drop for TestDatabase {
 
 /// The first column of each row of `sql` on `url`.
 fn admin_query(url: &str, sql: &str) -> Result<Vec<String>, String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
+    session_query(url, "", sql)
+}
+
+/// The first column of each row of `sql`, run on one connection to `url` after the
+/// statements of `setup` (session settings, a `PREPARE`) have run on it.
+pub(super) fn session_query(url: &str, setup: &str, sql: &str) -> Result<Vec<String>, String> {
+    let (url, setup, sql) = (url.to_string(), setup.to_string(), sql.to_string());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -147,6 +153,12 @@ fn admin_query(url: &str, sql: &str) -> Result<Vec<String>, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             tokio::spawn(conn);
+            if !setup.is_empty() {
+                client
+                    .batch_execute(&setup)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             let rows = client.query(&sql, &[]).await.map_err(|e| e.to_string())?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })

@@ -173,8 +173,8 @@ impl WechatPaySimulator {
                 rec = settled.clone();
                 let me = Arc::clone(self);
                 actix_web::rt::spawn(me.notify_refund(settled, false));
-            } else if let Ok(Some(now)) = self.env.state.get::<RefundRec>(&RefundRec::key(orn)) {
-                rec = now;
+            } else if let Ok(Some(latest)) = self.env.state.get::<RefundRec>(&RefundRec::key(orn)) {
+                rec = latest;
             }
         }
         json(200, &rec.record)
